@@ -1,0 +1,354 @@
+package uring
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned by Begin after Close.
+var ErrClosed = errors.New("uring: loop closed")
+
+// cancelSlots is the number of ASYNC_CANCEL requests that may be in flight at
+// once. They have slots of their own so that a Loop full of requests can
+// still cancel them.
+const cancelSlots = 64
+
+// Config sizes a Loop.
+type Config struct {
+	// SQEntries is the submission queue size, 256 if zero. A Batch holds at
+	// most this many SQEs.
+	SQEntries uint32
+	// CQEntries is the completion queue size, 4096 if zero. The Loop admits
+	// at most (CQEntries-cancelSlots)/2 requests at once, so that the two CQEs
+	// each request may post, and one CQE per cancellation, always fit: the
+	// queue never overflows.
+	CQEntries uint32
+}
+
+// Loop shares one Ring among goroutines. Submitters fill SQEs under a mutex
+// and submit them in batches; one reaper goroutine waits on an eventfd through
+// Go's netpoller, drains the completion queue, and routes every CQE to the
+// Handler of its request.
+type Loop struct {
+	ring    *Ring
+	probe   *Probe
+	admit   *semaphore.Weighted // slots for requests
+	cancels *semaphore.Weighted // slots kept for ASYNC_CANCEL, never blocked by requests
+
+	mu      sync.Mutex // guards ring submission, table, closing, closed
+	table   *table
+	closing bool // no new requests; cancels still go through
+	closed  bool // the ring is gone
+
+	efd        *os.File
+	efdConn    syscall.RawConn
+	idle       chan struct{} // closed when closing and nothing is in flight
+	idleOnce   sync.Once
+	reaperDone chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+
+	capacity int
+	inflight atomic.Int64
+	stray    atomic.Uint64
+	overflow atomic.Uint64
+}
+
+// NewLoop sets up a ring, registers an eventfd with it, probes its opcodes,
+// and starts the reaper goroutine.
+func NewLoop(cfg Config) (*Loop, error) {
+	if cfg.SQEntries == 0 {
+		cfg.SQEntries = 256
+	}
+	if cfg.CQEntries == 0 {
+		cfg.CQEntries = 4096
+	}
+	ring, err := NewRing(cfg.SQEntries, cfg.CQEntries)
+	if err != nil {
+		return nil, err
+	}
+	probe, err := ring.Probe()
+	if err != nil {
+		ring.Close()
+		return nil, err
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		ring.Close()
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	if err := ring.RegisterEventfd(efd); err != nil {
+		unix.Close(efd)
+		ring.Close()
+		return nil, err
+	}
+	// A non-blocking descriptor given to os.NewFile is registered with the
+	// netpoller, so reading it through RawConn parks the goroutine, not a thread.
+	f := os.NewFile(uintptr(efd), "io_uring eventfd")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		ring.Close()
+		return nil, err
+	}
+	slots := (int(ring.CQEntries()) - cancelSlots) / 2
+	l := &Loop{
+		ring:       ring,
+		probe:      probe,
+		admit:      semaphore.NewWeighted(int64(slots)),
+		cancels:    semaphore.NewWeighted(cancelSlots),
+		capacity:   slots,
+		table:      newTable(slots + cancelSlots),
+		efd:        f,
+		efdConn:    rc,
+		idle:       make(chan struct{}),
+		reaperDone: make(chan struct{}),
+	}
+	go l.reap()
+	return l, nil
+}
+
+// Probe is the opcode probe taken when the Loop was created.
+func (l *Loop) Probe() *Probe { return l.probe }
+
+// Features is io_uring_params.features.
+func (l *Loop) Features() uint32 { return l.ring.Features() }
+
+// Capacity is the number of requests the Loop admits at once.
+func (l *Loop) Capacity() int { return l.capacity }
+
+// MaxBatch is the largest number of SQEs one Batch may hold.
+func (l *Loop) MaxBatch() int { return int(l.ring.SQEntries()) }
+
+// InFlight is the number of requests submitted whose last CQE has not arrived.
+func (l *Loop) InFlight() int64 { return l.inflight.Load() }
+
+// Stray is the number of CQEs that named no live request.
+func (l *Loop) Stray() uint64 { return l.stray.Load() }
+
+// RegisterBuffers registers fixed buffers; see Ring.RegisterBuffers.
+func (l *Loop) RegisterBuffers(bufs [][]byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ring.RegisterBuffers(bufs)
+}
+
+// UnregisterBuffers drops the fixed buffers. Call it only when no request
+// that uses them is in flight.
+func (l *Loop) UnregisterBuffers() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ring.UnregisterBuffers()
+}
+
+// Batch is a set of SQEs submitted together: IOSQE_IO_LINK chains must lie
+// within one Batch. It holds the Loop's submission lock from Begin to Submit.
+type Batch struct {
+	l        *Loop
+	reserved int
+	added    int
+	admit    *semaphore.Weighted
+}
+
+// Begin reserves room for n requests, waiting (or until ctx ends) while the
+// Loop is at capacity, and locks the submission queue. Every Begin that
+// returns nil error must be followed by Submit. n must not exceed MaxBatch.
+func (l *Loop) Begin(ctx context.Context, n int) (Batch, error) {
+	if n <= 0 || n > l.MaxBatch() || n > l.Capacity() {
+		return Batch{}, errors.New("uring: batch size out of range")
+	}
+	if err := l.admit.Acquire(ctx, int64(n)); err != nil {
+		return Batch{}, err
+	}
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		l.admit.Release(int64(n))
+		return Batch{}, ErrClosed
+	}
+	return Batch{l: l, reserved: n, admit: l.admit}, nil
+}
+
+// Add returns a zeroed SQE whose CQEs go to h, and the request's user_data
+// (for ASYNC_CANCEL).
+func (b *Batch) Add(h Handler) (*SQE, uint64) {
+	if b.added == b.reserved {
+		panic("uring: Batch.Add past the size given to Begin")
+	}
+	sqe := b.l.ring.SQE()
+	if sqe == nil {
+		panic("uring: submission queue full inside a batch")
+	}
+	ud := b.l.table.alloc(h)
+	sqe.UserData = ud
+	b.added++
+	return sqe, ud
+}
+
+// Submit submits the batch with io_uring_enter(2) and unlocks the queue. On
+// error, the requests the kernel did not take are withdrawn: their handlers are
+// never called. It returns how many of the batch's requests, in the order
+// added, the kernel took; those will complete through their handlers.
+func (b *Batch) Submit() (int, error) {
+	l := b.l
+	defer l.mu.Unlock()
+	if unused := b.reserved - b.added; unused > 0 {
+		b.admit.Release(int64(unused))
+	}
+	if b.added == 0 {
+		return 0, nil
+	}
+	l.inflight.Add(int64(b.added))
+	var err error
+	for l.ring.Pending() > 0 {
+		var n int
+		n, err = l.ring.Submit()
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	left := int(l.ring.Pending())
+	if left == 0 {
+		return b.added, nil
+	}
+	if err == nil {
+		err = os.NewSyscallError("io_uring_enter", unix.EAGAIN)
+	}
+	// Withdraw what the kernel did not consume: the last `left` SQEs.
+	tail := l.ring.sqeTail
+	for i := range left {
+		sqe := &l.ring.sqes[(tail-uint32(left)+uint32(i))&l.ring.sqMask]
+		l.table.release(sqe.UserData)
+	}
+	l.ring.Retract()
+	b.admit.Release(int64(left))
+	l.inflight.Add(-int64(left))
+	return b.added - left, err
+}
+
+// Cancel submits IORING_OP_ASYNC_CANCEL (Linux 5.5) for the request ud. It
+// does not wait: the target completes through its own handler (with
+// -ECANCELED, or normally if it finished first). Cancellations have slots of
+// their own, so Cancel works while the Loop is at capacity or closing.
+func (l *Loop) Cancel(ud uint64) error {
+	l.cancels.Acquire(context.Background(), 1)
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		l.cancels.Release(1)
+		return ErrClosed
+	}
+	b := Batch{l: l, reserved: 1, admit: l.cancels}
+	sqe, _ := b.Add(cancelDone{l})
+	sqe.PrepCancel(ud)
+	_, err := b.Submit()
+	return err
+}
+
+// cancelDone returns a cancellation's slot to the cancel reserve.
+type cancelDone struct{ l *Loop }
+
+func (c cancelDone) HandleCQE(CQE) { c.l.cancels.Release(1) }
+
+type call struct {
+	h Handler
+	c CQE
+}
+
+func (l *Loop) reap() {
+	defer close(l.reaperDone)
+	var cqes []CQE
+	var calls []call
+	var buf [8]byte
+	for {
+		err := l.efdConn.Read(func(fd uintptr) bool {
+			_, err := unix.Read(int(fd), buf[:])
+			return err != unix.EAGAIN
+		})
+		if err != nil {
+			return // the eventfd was closed by Close
+		}
+		cqes, calls = l.drain(cqes, calls)
+	}
+}
+
+// drain delivers every available CQE, including ones the kernel had to hold
+// back after an overflow.
+func (l *Loop) drain(cqes []CQE, calls []call) ([]CQE, []call) {
+	for {
+		cqes = l.ring.Reap(cqes[:0])
+		if len(cqes) == 0 {
+			if !l.ring.Overflowed() {
+				return cqes, calls
+			}
+			l.overflow.Add(1)
+			l.ring.FlushOverflow()
+			continue
+		}
+		done, finished := 0, 0
+		calls = calls[:0]
+		l.mu.Lock()
+		for _, c := range cqes {
+			h, fin := l.table.complete(c)
+			if h == nil {
+				l.stray.Add(1)
+				continue
+			}
+			calls = append(calls, call{h, c})
+			if fin {
+				if _, ok := h.(cancelDone); !ok {
+					done++
+				}
+				finished++
+			}
+		}
+		l.mu.Unlock()
+		for i := range calls {
+			calls[i].h.HandleCQE(calls[i].c)
+			calls[i] = call{}
+		}
+		if done > 0 {
+			l.admit.Release(int64(done))
+		}
+		if finished > 0 {
+			if l.inflight.Add(-int64(finished)) == 0 {
+				l.mu.Lock()
+				closing := l.closing
+				l.mu.Unlock()
+				if closing {
+					l.idleOnce.Do(func() { close(l.idle) })
+				}
+			}
+		}
+	}
+}
+
+// Close refuses new batches, waits until every request in flight has posted
+// its last CQE (for zero-copy sends, the notification), then stops the reaper
+// and releases the ring. Requests that never complete (a send to a peer that
+// never reads) keep Close waiting: cancel them first.
+func (l *Loop) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closing = true
+		l.mu.Unlock()
+		if l.inflight.Load() == 0 {
+			l.idleOnce.Do(func() { close(l.idle) })
+		}
+		<-l.idle
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		l.efd.Close()
+		<-l.reaperDone
+		l.closeErr = l.ring.Close()
+	})
+	return l.closeErr
+}

@@ -1,0 +1,9 @@
+package uring_test
+
+import (
+	"testing"
+
+	"github.com/sendfile2/sendfile2/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }

@@ -1,0 +1,94 @@
+package uring
+
+// Handler receives the CQEs of one request, in the order the kernel posted
+// them. HandleCQE runs on the Loop's reaper goroutine: it must not block and
+// must not submit to the Loop; record the event and hand it on.
+type Handler interface {
+	HandleCQE(CQE)
+}
+
+// slot tracks one request from submission to its last CQE.
+type slot struct {
+	gen       uint32
+	h         Handler
+	sawResult bool
+	more      bool // the result CQE had IORING_CQE_F_MORE
+	sawNotif  bool
+}
+
+// table maps user_data to the handlers of requests in flight. A request is
+// done after its result CQE when that CQE lacks IORING_CQE_F_MORE, or after
+// both its result and its notification, in whichever order they arrive. A
+// CQE whose user_data names no live request is stray and is dropped.
+type table struct {
+	slots []slot
+	free  []uint32
+}
+
+func newTable(n int) *table {
+	t := &table{slots: make([]slot, n), free: make([]uint32, n)}
+	for i := range t.slots {
+		t.slots[i].gen = 1
+		t.free[i] = uint32(n - 1 - i)
+	}
+	return t
+}
+
+// alloc takes a free slot for h and returns the request's user_data. The
+// caller guarantees a free slot (the Loop admits no more than len(slots)).
+func (t *table) alloc(h Handler) uint64 {
+	idx := t.free[len(t.free)-1]
+	t.free = t.free[:len(t.free)-1]
+	s := &t.slots[idx]
+	s.h = h
+	return packUserData(idx, s.gen)
+}
+
+// release frees the slot of a request that never reached the kernel.
+func (t *table) release(ud uint64) {
+	idx, gen := unpackUserData(ud)
+	if int(idx) < len(t.slots) && t.slots[idx].gen == gen && t.slots[idx].h != nil {
+		t.retire(idx)
+	}
+}
+
+func (t *table) retire(idx uint32) {
+	s := &t.slots[idx]
+	gen := s.gen + 1
+	if gen == 0 {
+		gen = 1
+	}
+	*s = slot{gen: gen}
+	t.free = append(t.free, idx)
+}
+
+// complete routes c. It returns the handler to call (nil for a stray CQE) and
+// whether c finished its request, whose slot is then free again.
+func (t *table) complete(c CQE) (h Handler, done bool) {
+	idx, gen := unpackUserData(c.UserData)
+	if int(idx) >= len(t.slots) {
+		return nil, false
+	}
+	s := &t.slots[idx]
+	if s.gen != gen || s.h == nil {
+		return nil, false
+	}
+	h = s.h
+	if c.Notif() {
+		if s.sawNotif {
+			return nil, false // a second notification: not ours to deliver
+		}
+		s.sawNotif = true
+	} else {
+		s.sawResult = true
+		s.more = c.More()
+	}
+	done = s.sawResult && (!s.more || s.sawNotif)
+	if done {
+		t.retire(idx)
+	}
+	return h, done
+}
+
+// live is the number of requests in flight.
+func (t *table) live() int { return len(t.slots) - len(t.free) }
