@@ -1,0 +1,97 @@
+package epoll_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/epoll"
+	"github.com/sendfile2/sendfile2/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+func socketpair(t *testing.T) (int, int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+func TestWaitWritable(t *testing.T) {
+	a, b := socketpair(t)
+	// Fill a's buffer.
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := unix.Write(a, buf); err == unix.EAGAIN {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := epoll.New(a, unix.EPOLLOUT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	got := make(chan error, 1)
+	go func() {
+		ev, err := w.Wait(context.Background())
+		if err == nil && ev&unix.EPOLLOUT == 0 {
+			err = errors.New("woke without EPOLLOUT")
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("Wait returned before the peer read: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	for { // drain b so that a becomes writable
+		if _, err := unix.Read(b, buf); err == unix.EAGAIN {
+			break
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWaitCancel(t *testing.T) {
+	a, b := socketpair(t)
+	w, err := epoll.New(a, unix.EPOLLIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := w.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v, want context.DeadlineExceeded", err)
+	}
+	// The Waiter still works after a cancelled wait.
+	unix.Write(b, []byte("x"))
+	if ev, err := w.Wait(context.Background()); err != nil || ev&unix.EPOLLIN == 0 {
+		t.Fatalf("Wait after a cancelled one = %#x, %v", ev, err)
+	}
+}
+
+func TestWaitHangup(t *testing.T) {
+	a, b := socketpair(t)
+	w, err := epoll.New(a, unix.EPOLLIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	unix.Shutdown(b, unix.SHUT_RDWR)
+	ev, err := w.Wait(context.Background())
+	if err != nil || ev&(unix.EPOLLHUP|unix.EPOLLIN|unix.EPOLLRDHUP) == 0 {
+		t.Fatalf("Wait after the peer hung up = %#x, %v", ev, err)
+	}
+}
