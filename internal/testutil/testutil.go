@@ -65,6 +65,13 @@ func Main(m *testing.M, extra ...func() error) {
 	code := m.Run()
 	if code == 0 {
 		var leaks []string
+		// The extra checks come first: they may release what the package
+		// keeps for the whole process (a default Sender).
+		for _, check := range extra {
+			if err := check(); err != nil {
+				leaks = append(leaks, err.Error())
+			}
+		}
 		if err := goleak.Find(); err != nil {
 			leaks = append(leaks, err.Error())
 		}
@@ -72,11 +79,6 @@ func Main(m *testing.M, extra ...func() error) {
 		for fd, target := range after {
 			if _, ok := before[fd]; !ok {
 				leaks = append(leaks, fmt.Sprintf("file descriptor %d left open: %s", fd, target))
-			}
-		}
-		for _, check := range extra {
-			if err := check(); err != nil {
-				leaks = append(leaks, err.Error())
 			}
 		}
 		if len(leaks) > 0 {

@@ -255,11 +255,12 @@ func (l *Loop) Cancel(ud uint64) error {
 // cancelDone returns a cancellation's slot to the cancel reserve.
 type cancelDone struct{ l *Loop }
 
-func (c cancelDone) HandleCQE(CQE) { c.l.cancels.Release(1) }
+func (c cancelDone) HandleCQE(CQE, bool) { c.l.cancels.Release(1) }
 
 type call struct {
-	h Handler
-	c CQE
+	h    Handler
+	c    CQE
+	last bool
 }
 
 func (l *Loop) reap() {
@@ -301,7 +302,7 @@ func (l *Loop) drain(cqes []CQE, calls []call) ([]CQE, []call) {
 				l.stray.Add(1)
 				continue
 			}
-			calls = append(calls, call{h, c})
+			calls = append(calls, call{h, c, fin})
 			if fin {
 				if _, ok := h.(cancelDone); !ok {
 					done++
@@ -311,7 +312,7 @@ func (l *Loop) drain(cqes []CQE, calls []call) ([]CQE, []call) {
 		}
 		l.mu.Unlock()
 		for i := range calls {
-			calls[i].h.HandleCQE(calls[i].c)
+			calls[i].h.HandleCQE(calls[i].c, calls[i].last)
 			calls[i] = call{}
 		}
 		if done > 0 {

@@ -23,7 +23,7 @@ import (
 // events collects the CQEs of one request.
 type events chan uring.CQE
 
-func (e events) HandleCQE(c uring.CQE) { e <- c }
+func (e events) HandleCQE(c uring.CQE, _ bool) { e <- c }
 
 func newLoop(t *testing.T) *uring.Loop {
 	t.Helper()

@@ -1,10 +1,12 @@
 package uring
 
 // Handler receives the CQEs of one request, in the order the kernel posted
-// them. HandleCQE runs on the Loop's reaper goroutine: it must not block and
+// them; last is set on the CQE after which the request holds nothing (its
+// result without IORING_CQE_F_MORE, or the later of its result and its
+// notification). HandleCQE runs on the Loop's reaper goroutine: it must not block and
 // must not submit to the Loop; record the event and hand it on.
 type Handler interface {
-	HandleCQE(CQE)
+	HandleCQE(c CQE, last bool)
 }
 
 // slot tracks one request from submission to its last CQE.

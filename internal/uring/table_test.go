@@ -7,7 +7,7 @@ import (
 
 type countingHandler struct{ calls int }
 
-func (h *countingHandler) HandleCQE(CQE) { h.calls++ }
+func (h *countingHandler) HandleCQE(CQE, bool) { h.calls++ }
 
 func TestUserDataRoundTrip(t *testing.T) {
 	for _, c := range []struct{ slot, gen uint32 }{{0, 1}, {5, 7}, {1<<32 - 1, 1<<32 - 1}} {
@@ -40,7 +40,7 @@ func TestTableCompletion(t *testing.T) {
 				c.UserData = ud
 				got, done := tb.complete(c)
 				if got != nil {
-					got.HandleCQE(c)
+					got.HandleCQE(c, done)
 				}
 				if done != tt.done[i] {
 					t.Errorf("CQE %d: done = %v, want %v", i, done, tt.done[i])

@@ -1,0 +1,214 @@
+package sendfile2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/epoll"
+)
+
+// sockWait waits for room in the send buffer of a socket through a private
+// epoll instance, created at the first wait.
+type sockWait struct {
+	fd int
+	w  *epoll.Waiter
+}
+
+func (sw *sockWait) wait(ctx context.Context) error {
+	if sw.w == nil {
+		w, err := epoll.New(sw.fd, unix.EPOLLOUT)
+		if err != nil {
+			return err
+		}
+		sw.w = w
+	}
+	_, err := sw.w.Wait(ctx)
+	return err
+}
+
+func (sw *sockWait) close() {
+	if sw.w != nil {
+		sw.w.Close()
+	}
+}
+
+// sendAll writes p to the socket with send(2), MSG_DONTWAIT and MSG_NOSIGNAL,
+// waiting for room when the buffer is full. send(2) copies p into socket
+// buffers before it returns.
+func sendAll(ctx context.Context, sw *sockWait, p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(sw.fd), uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done),
+			unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		switch errno {
+		case 0:
+			done += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			if err := sw.wait(ctx); err != nil {
+				return done, err
+			}
+		default:
+			return done, os.NewSyscallError("send", errno)
+		}
+	}
+	return done, nil
+}
+
+// copyMmapMin is the size from which Copy sends from a mapping of the file
+// rather than from a buffer filled by pread(2): below it, mmap and munmap cost
+// more than the copy they save (BenchmarkCopyVariants).
+const copyMmapMin = 256 << 10
+
+// copyWindow bounds how much of the file Copy maps at once.
+const copyWindow = 64 << 20
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// copy is the Copy method: send(2) from a mapping of the file for large
+// ranges, pread(2) into a buffer and send(2) for small ones. Safe by
+// construction: send(2) copies before it returns.
+func (t *transfer) copy() (int64, error) {
+	sw := &sockWait{fd: t.sock}
+	defer sw.close()
+	if t.count >= copyMmapMin {
+		return t.copyMapped(sw)
+	}
+	return t.copyRead(sw)
+}
+
+func (t *transfer) copyRead(sw *sockWait) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var sent int64
+	end := t.off + t.count
+	for sent < t.count {
+		if err := t.ctx.Err(); err != nil {
+			return sent, context.Cause(t.ctx)
+		}
+		n, err := unix.Pread(t.file, buf[:min(int64(len(buf)), t.count-sent)], t.off+sent)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return sent, os.NewSyscallError("pread", err)
+		}
+		if n == 0 {
+			return sent, shrunk(t.file, end, fmt.Errorf("pread: end of file at %d", t.off+sent))
+		}
+		m, err := sendAll(t.ctx, sw, buf[:n])
+		sent += int64(m)
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+func (t *transfer) copyMapped(sw *sockWait) (int64, error) {
+	var sent int64
+	end := t.off + t.count
+	for sent < t.count {
+		pos := t.off + sent
+		base := pos &^ int64(os.Getpagesize()-1)
+		n := min(end-base, copyWindow)
+		mem, err := mmap(t.file, base, int(n), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return sent, os.NewSyscallError("mmap", err)
+		}
+		m, err := sendAll(t.ctx, sw, mem[pos-base:])
+		munmap(mem)
+		sent += int64(m)
+		if err != nil {
+			if errors.Is(err, unix.EFAULT) {
+				// The kernel could not read the mapping: past the end of a file
+				// that shrank. (It fails the copy; no SIGBUS reaches Go.)
+				err = shrunk(t.file, end, err)
+			}
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+// sendfile is the Sendfile baseline: UNSAFE, it returns while the socket
+// still references the file's pages.
+func (t *transfer) sendfile() (int64, error) {
+	sw := &sockWait{fd: t.sock}
+	defer sw.close()
+	var sent int64
+	off := t.off
+	for sent < t.count {
+		n, err := unix.Sendfile(t.sock, t.file, &off, int(min(t.count-sent, 1<<30)))
+		sent += int64(max(n, 0))
+		switch {
+		case err == unix.EAGAIN:
+			if err := sw.wait(t.ctx); err != nil {
+				return sent, err
+			}
+		case err == unix.EINTR:
+		case err != nil:
+			return sent, os.NewSyscallError("sendfile", err)
+		case n == 0:
+			return sent, shrunk(t.file, t.off+t.count, fmt.Errorf("sendfile: end of file at %d", off))
+		}
+	}
+	return sent, nil
+}
+
+// splice is the Splice baseline, file to pipe to socket: UNSAFE like
+// sendfile.
+func (t *transfer) splice() (int64, error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return 0, os.NewSyscallError("pipe2", err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	pipeSize := 1 << 20
+	if n, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize); err == nil {
+		pipeSize = n
+	} else {
+		pipeSize = 64 << 10
+	}
+	sw := &sockWait{fd: t.sock}
+	defer sw.close()
+	var sent int64
+	off := t.off
+	for sent < t.count {
+		in, err := unix.Splice(t.file, &off, p[1], nil, int(min(t.count-sent, int64(pipeSize))), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return sent, os.NewSyscallError("splice", err)
+		}
+		if in == 0 {
+			return sent, shrunk(t.file, t.off+t.count, fmt.Errorf("splice: end of file at %d", off))
+		}
+		for in > 0 {
+			out, err := unix.Splice(p[0], nil, t.sock, nil, int(in), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			if out > 0 {
+				in -= out
+				sent += out
+			}
+			switch {
+			case err == unix.EAGAIN:
+				if err := sw.wait(t.ctx); err != nil {
+					return sent, err
+				}
+			case err == unix.EINTR:
+			case err != nil:
+				return sent, os.NewSyscallError("splice", err)
+			}
+		}
+	}
+	return sent, nil
+}

@@ -1,0 +1,26 @@
+package sendfile2
+
+import "fmt"
+
+// CheckNoLeaks closes the package's default Sender and reports mappings or
+// registered buffers still held. TestMain runs it after the tests.
+func CheckNoLeaks() error {
+	defaultMu.Lock()
+	if defaultSender != nil {
+		defaultSender.Close()
+		defaultSender = nil
+	}
+	defaultMu.Unlock()
+	if n := liveMappings.Load(); n != 0 {
+		return fmt.Errorf("%d memory mappings left (buffer pools or file mappings)", n)
+	}
+	return nil
+}
+
+// BuffersOut is the number of s's registered buffers not in its pool.
+func BuffersOut(s *Sender) int64 {
+	if s.pool == nil {
+		return 0
+	}
+	return s.pool.out.Load()
+}

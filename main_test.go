@@ -1,0 +1,10 @@
+package sendfile2_test
+
+import (
+	"testing"
+
+	"github.com/sendfile2/sendfile2"
+	"github.com/sendfile2/sendfile2/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m, sendfile2.CheckNoLeaks) }

@@ -1,0 +1,96 @@
+package sendfile2
+
+import (
+	"context"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/uring"
+)
+
+// liveMappings counts the memory mappings the package holds (registered
+// buffer pools, mappings of files being sent). Tests check it returns to zero.
+var liveMappings atomic.Int64
+
+func mmap(fd int, off int64, n int, prot, flags int) ([]byte, error) {
+	b, err := unix.Mmap(fd, off, n, prot, flags)
+	if err == nil {
+		liveMappings.Add(1)
+	}
+	return b, err
+}
+
+func munmap(b []byte) {
+	if unix.Munmap(b) == nil {
+		liveMappings.Add(-1)
+	}
+}
+
+// bufPool is the Sender's set of registered buffers: one anonymous mapping,
+// outside the Go heap, cut into equal buffers registered with the ring as
+// fixed buffers 0..n-1. A buffer belongs to the pool, to a send that reads
+// into it, or to the kernel until the notification of its last zero-copy
+// send; only then does it come back.
+type bufPool struct {
+	mem  []byte
+	size int
+	n    int
+	free chan uint16
+	out  atomic.Int64 // buffers not in the pool
+}
+
+func newBufPool(loop *uring.Loop, n, size int) (*bufPool, error) {
+	mem, err := mmap(-1, 0, n*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return nil, err
+	}
+	p := &bufPool{mem: mem, size: size, n: n, free: make(chan uint16, n)}
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = p.buf(uint16(i))
+		p.free <- uint16(i)
+	}
+	if err := loop.RegisterBuffers(bufs); err != nil {
+		munmap(mem)
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *bufPool) buf(i uint16) []byte {
+	off := int(i) * p.size
+	return p.mem[off : off+p.size : off+p.size]
+}
+
+func (p *bufPool) tryGet() (uint16, bool) {
+	select {
+	case i := <-p.free:
+		p.out.Add(1)
+		return i, true
+	default:
+		return 0, false
+	}
+}
+
+func (p *bufPool) get(ctx context.Context) (uint16, error) {
+	select {
+	case i := <-p.free:
+		p.out.Add(1)
+		return i, nil
+	case <-ctx.Done():
+		return 0, context.Cause(ctx)
+	}
+}
+
+func (p *bufPool) put(i uint16) {
+	p.out.Add(-1)
+	p.free <- i
+}
+
+// release unmaps the buffers. The ring must be closed (which unregisters
+// them) and every buffer back.
+func (p *bufPool) release() {
+	munmap(p.mem)
+	p.mem = nil
+}

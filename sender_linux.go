@@ -1,0 +1,397 @@
+package sendfile2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/uring"
+)
+
+// Sender sends file ranges to sockets. One Sender serves many goroutines and
+// connections at once: they share its io_uring ring and its registered
+// buffers. Create one per program (or use the package-level Send) and Close
+// it when done.
+type Sender struct {
+	cfg    Config
+	method Method
+	loop   *uring.Loop // nil for methods without io_uring
+	pool   *bufPool    // registered buffers of URing
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelCauseFunc
+
+	mu     sync.Mutex
+	closed bool
+	sends  sync.WaitGroup
+
+	noReportUsage atomic.Bool // the kernel refused IORING_SEND_ZC_REPORT_USAGE
+	noDontCache   atomic.Bool // the kernel or file system refused RWF_DONTCACHE
+
+	inFlight  atomic.Int64
+	fallbacks atomic.Int64
+	counters  [len(methodIndex)]methodCounters
+}
+
+// methodIndex orders the concrete methods for the counters.
+var methodIndex = [...]Method{URing, URingMmap, Copy, Sendfile, Splice}
+
+type methodCounters struct {
+	sends, errors, bytes, zeroCopy, copied atomic.Int64
+}
+
+func (s *Sender) counter(m Method) *methodCounters {
+	for i, k := range methodIndex {
+		if k == m {
+			return &s.counters[i]
+		}
+	}
+	panic("sendfile2: no counters for method " + string(m))
+}
+
+// NewSender returns a Sender configured by cfg. With Method Auto it picks
+// URing where the kernel has io_uring with IORING_OP_SEND_ZC and
+// IORING_OP_READ_FIXED (and the registered buffers can be pinned), and Copy
+// otherwise. An explicit method the kernel lacks gives an error matching
+// ErrNotSupported.
+func NewSender(cfg Config) (*Sender, error) {
+	if cfg.Method == "" {
+		cfg.Method = Auto
+	}
+	if _, err := ParseMethod(string(cfg.Method)); err != nil {
+		return nil, err
+	}
+	if cfg.BufferSize == 0 {
+		cfg.BufferSize = defaultBufferSize
+	}
+	if cfg.Buffers == 0 {
+		cfg.Buffers = defaultBuffers
+	}
+	if cfg.BufferSize < 4096 || cfg.BufferSize > 1<<30 || cfg.BufferSize%4096 != 0 {
+		return nil, fmt.Errorf("sendfile2: buffer size %d: want a multiple of 4096 from 4 KiB to 1 GiB", cfg.BufferSize)
+	}
+	if cfg.Buffers < 1 || cfg.Buffers > 4096 {
+		return nil, fmt.Errorf("sendfile2: %d buffers: want 1 to 4096", cfg.Buffers)
+	}
+	s := &Sender{cfg: cfg, method: cfg.Method}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	switch cfg.Method {
+	case Auto:
+		if err := s.setupURing(true); err == nil {
+			s.method = URing
+		} else {
+			s.method = Copy
+		}
+	case URing:
+		if err := s.setupURing(true); err != nil {
+			return nil, err
+		}
+	case URingMmap:
+		if err := s.setupURing(false); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// setupURing creates the ring and, when buffers is set, the registered
+// buffer pool.
+func (s *Sender) setupURing(buffers bool) error {
+	loop, err := uring.NewLoop(uring.Config{})
+	if err != nil {
+		return fmt.Errorf("sendfile2: io_uring: %w", notSupported(err))
+	}
+	p := loop.Probe()
+	for _, op := range []uint8{uring.OpSendZC, uring.OpReadFixed} {
+		if !p.Supports(op) {
+			loop.Close()
+			return fmt.Errorf("sendfile2: io_uring lacks IORING_OP_%s (Linux 6.0+): %w", uring.OpName(op), ErrNotSupported)
+		}
+	}
+	if buffers {
+		pool, err := newBufPool(loop, s.cfg.Buffers, s.cfg.BufferSize)
+		if err != nil {
+			loop.Close()
+			return fmt.Errorf("sendfile2: registered buffers: %w", err)
+		}
+		s.pool = pool
+	}
+	s.loop = loop
+	return nil
+}
+
+// notSupported marks errno values that mean "not here" (ENOSYS, EPERM from a
+// seccomp filter or kernel.io_uring_disabled, EOPNOTSUPP) as ErrNotSupported.
+func notSupported(err error) error {
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
+		return errors.Join(ErrNotSupported, err)
+	}
+	return err
+}
+
+// Method is the method the Sender uses: its configured one, or what Auto
+// resolved to.
+func (s *Sender) Method() Method { return s.method }
+
+// Stats returns the Sender's counters.
+func (s *Sender) Stats() Stats {
+	st := Stats{
+		Method:    s.method,
+		InFlight:  s.inFlight.Load(),
+		Fallbacks: s.fallbacks.Load(),
+		Methods:   map[Method]MethodStats{},
+	}
+	for i, m := range methodIndex {
+		c := &s.counters[i]
+		if c.sends.Load() == 0 {
+			continue
+		}
+		st.Methods[m] = MethodStats{
+			Sends:         c.sends.Load(),
+			Errors:        c.errors.Load(),
+			Bytes:         c.bytes.Load(),
+			ZeroCopyBytes: c.zeroCopy.Load(),
+			CopiedBytes:   c.copied.Load(),
+		}
+	}
+	return st
+}
+
+// Send sends count bytes of src, starting at offset, to the connected stream
+// socket dst, and returns the number of bytes sent. When it returns, the
+// kernel holds no reference to src's pages or to any buffer they were copied
+// into that the caller could observe: the caller may overwrite, truncate or
+// remove the file, and the peer still receives the bytes the file held when
+// they were read.
+//
+// dst is typically a *net.TCPConn or *net.UnixConn; Send uses a duplicate of
+// its descriptor, so it neither observes dst's deadlines nor stops when dst is
+// closed from another goroutine: use ctx. src must be a regular file, and the
+// range must lie within it when Send starts (else an error matching ErrRange,
+// and nothing is sent). If the file shrinks during the send, Send returns the
+// bytes sent and an error matching io.ErrUnexpectedEOF.
+//
+// When ctx ends, Send stops as promptly as the method allows and returns the
+// bytes sent with context.Cause(ctx); see the package documentation for what
+// each method waits for before it returns.
+func (s *Sender) Send(ctx context.Context, dst syscall.Conn, src *os.File, offset, count int64) (int64, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, fmt.Errorf("sendfile2: send: %w", ErrClosed)
+	}
+	s.sends.Add(1)
+	s.mu.Unlock()
+	defer s.sends.Done()
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+
+	if offset < 0 || count < 0 {
+		return 0, fmt.Errorf("sendfile2: send: offset %d, count %d: %w", offset, count, ErrRange)
+	}
+	if src == nil || dst == nil {
+		return 0, fmt.Errorf("sendfile2: send: nil src or dst: %w", os.ErrInvalid)
+	}
+	sock, family, err := dupSocket(dst)
+	if err != nil {
+		return 0, fmt.Errorf("sendfile2: send: dst: %w", err)
+	}
+	defer unix.Close(sock)
+
+	srcConn, err := src.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
+	}
+	var n int64
+	var method Method
+	// Control holds a reference on src's descriptor for the whole send, so
+	// that a concurrent Close cannot let the number be reused under us.
+	cerr := srcConn.Control(func(fd uintptr) {
+		if err = checkRange(int(fd), offset, count); err != nil || count == 0 {
+			method = s.method
+			return
+		}
+		ctx, cancel := s.sendContext(ctx)
+		defer cancel()
+		method = s.method
+		if method == URing || method == URingMmap {
+			if family != unix.AF_INET && family != unix.AF_INET6 {
+				// Zero-copy send is TCP's; other stream sockets copy anyway.
+				s.fallbacks.Add(1)
+				method = Copy
+			}
+		}
+		t := transfer{s: s, ctx: ctx, sock: sock, file: int(fd), off: offset, count: count, method: method}
+		n, err = t.run()
+	})
+	if err == nil {
+		err = cerr
+	}
+	c := s.counter(method)
+	c.sends.Add(1)
+	c.bytes.Add(n)
+	if err != nil {
+		c.errors.Add(1)
+		return n, fmt.Errorf("sendfile2: send (%s): %w", method, err)
+	}
+	return n, nil
+}
+
+// sendContext ends when ctx does or when the Sender closes.
+func (s *Sender) sendContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(s.ctx, func() { cancel(ErrClosed) })
+	return ctx, func() { stop(); cancel(context.Canceled) }
+}
+
+// Close stops the Sender: new sends fail with ErrClosed, sends in flight are
+// cancelled and return an error matching ErrClosed, and Close returns when
+// every notification of every zero-copy send has arrived and the ring and
+// buffers are released. A send whose peer never acknowledges its data keeps
+// Close waiting until the connection dies.
+func (s *Sender) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel(ErrClosed)
+	s.sends.Wait()
+	var err error
+	if s.loop != nil {
+		err = s.loop.Close() // waits for the notifications of cancelled sends
+	}
+	if s.pool != nil {
+		s.pool.release()
+	}
+	return err
+}
+
+// dupSocket duplicates dst's descriptor after checking that it is a
+// connected stream socket, and returns the duplicate and its address family.
+func dupSocket(dst syscall.Conn) (int, int, error) {
+	rc, err := dst.SyscallConn()
+	if err != nil {
+		return -1, 0, err
+	}
+	fd := -1
+	var derr error
+	err = rc.Control(func(sfd uintptr) {
+		typ, err := unix.GetsockoptInt(int(sfd), unix.SOL_SOCKET, unix.SO_TYPE)
+		if err != nil {
+			derr = os.NewSyscallError("getsockopt", err) // ENOTSOCK for files and pipes
+			return
+		}
+		if typ != unix.SOCK_STREAM {
+			derr = fmt.Errorf("not a stream socket: %w", unix.EPROTOTYPE)
+			return
+		}
+		if _, err := unix.Getpeername(int(sfd)); err != nil {
+			derr = os.NewSyscallError("getpeername", err) // ENOTCONN
+			return
+		}
+		fd, derr = unix.FcntlInt(sfd, unix.F_DUPFD_CLOEXEC, 0)
+		if derr != nil {
+			derr = os.NewSyscallError("fcntl", derr)
+		}
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return -1, 0, err
+	}
+	family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, os.NewSyscallError("getsockopt", err)
+	}
+	return fd, family, nil
+}
+
+// checkRange checks that fd is a regular file that holds [off, off+count).
+func checkRange(fd int, off, count int64) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("src: %w", os.NewSyscallError("fstat", err))
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR:
+		return fmt.Errorf("src is a directory: %w", unix.EISDIR)
+	default:
+		return fmt.Errorf("src is not a regular file (mode %#o): %w", st.Mode&unix.S_IFMT, unix.ESPIPE)
+	}
+	if off > st.Size || count > st.Size-off {
+		return fmt.Errorf("range [%d, %d) past the end of a %d-byte file: %w", off, off+count, st.Size, ErrRange)
+	}
+	return nil
+}
+
+// shrunk turns an error from a read or send of the file into
+// io.ErrUnexpectedEOF when the file no longer holds the range.
+func shrunk(fd int, end int64, err error) error {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil && st.Size < end {
+		return fmt.Errorf("file shrank to %d bytes during the send: %w", st.Size, io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// transfer is one Send in progress.
+type transfer struct {
+	s      *Sender
+	ctx    context.Context
+	sock   int
+	file   int
+	off    int64
+	count  int64
+	method Method
+}
+
+func (t *transfer) run() (int64, error) {
+	switch t.method {
+	case URing:
+		return t.uring()
+	case URingMmap:
+		return t.uringMmap()
+	case Copy:
+		return t.copy()
+	case Sendfile:
+		return t.sendfile()
+	case Splice:
+		return t.splice()
+	}
+	return 0, fmt.Errorf("method %q: %w", t.method, ErrNotSupported)
+}
+
+var (
+	defaultMu     sync.Mutex
+	defaultSender *Sender
+)
+
+// Send sends with a Sender shared by the whole program, created with the
+// default Config on first use; see Sender.Send.
+func Send(ctx context.Context, dst syscall.Conn, src *os.File, offset, count int64) (int64, error) {
+	defaultMu.Lock()
+	if defaultSender == nil {
+		s, err := NewSender(Config{})
+		if err != nil {
+			defaultMu.Unlock()
+			return 0, err
+		}
+		defaultSender = s
+	}
+	s := defaultSender
+	defaultMu.Unlock()
+	return s.Send(ctx, dst, src, offset, count)
+}

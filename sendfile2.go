@@ -1,0 +1,128 @@
+package sendfile2
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Method names a way of moving file data to a socket. The names are the ones
+// the sendfile2 command accepts.
+type Method string
+
+const (
+	// Auto picks the best safe method the kernel offers: URing where io_uring
+	// has IORING_OP_SEND_ZC, else Copy.
+	Auto Method = "auto"
+	// URing reads the file with IORING_OP_READ_FIXED into registered buffers
+	// and sends them with IORING_OP_SEND_ZC, several chunks in flight; a buffer
+	// is reused only after its notification. Linux 6.0+.
+	URing Method = "uring"
+	// URingMmap sends straight from a shared mapping of the file with
+	// IORING_OP_SEND_ZC: no copy at all where the device allows it. Send
+	// returns after every notification, when the kernel has let go of the
+	// file's pages. Linux 6.0+.
+	URingMmap Method = "uring-mmap"
+	// Copy writes the file to the socket with send(2), which copies the data
+	// into socket buffers before it returns: safe by construction, any kernel.
+	Copy Method = "copy"
+	// Sendfile is sendfile(2). UNSAFE: it returns while socket buffers still
+	// reference the file's page-cache pages. A measured baseline only; never
+	// chosen automatically.
+	Sendfile Method = "sendfile"
+	// Splice is splice(2) from the file to a pipe and from the pipe to the
+	// socket. UNSAFE for the same reason as Sendfile; a baseline only.
+	Splice Method = "splice"
+)
+
+// Methods lists every concrete method, safe ones first.
+func Methods() []Method { return []Method{URing, URingMmap, Copy, Sendfile, Splice} }
+
+// Safe reports whether m keeps the guarantee: when a send returns, the kernel
+// holds no reference to the caller's file pages or buffers.
+func (m Method) Safe() bool {
+	switch m {
+	case Auto, URing, URingMmap, Copy:
+		return true
+	}
+	return false
+}
+
+// ParseMethod returns the Method named s.
+func ParseMethod(s string) (Method, error) {
+	m := Method(s)
+	if m == Auto {
+		return m, nil
+	}
+	for _, k := range Methods() {
+		if m == k {
+			return m, nil
+		}
+	}
+	names := []string{string(Auto)}
+	for _, k := range Methods() {
+		names = append(names, string(k))
+	}
+	return "", fmt.Errorf("sendfile2: unknown method %q (want one of %s)", s, strings.Join(names, ", "))
+}
+
+var (
+	// ErrNotSupported is matched by errors for what this system or kernel
+	// cannot do: another OS, a kernel without a needed io_uring opcode,
+	// io_uring refused by seccomp or kernel.io_uring_disabled.
+	ErrNotSupported = errors.New("sendfile2: not supported")
+	// ErrClosed is matched by the errors of a Sender used after Close, and of
+	// sends that Close interrupted.
+	ErrClosed = errors.New("sendfile2: sender closed")
+	// ErrRange is matched by the error for a negative offset or count, or a
+	// range that ends past the end of the file when the send starts. Nothing
+	// is sent. A file that shrinks during a send gives io.ErrUnexpectedEOF.
+	ErrRange = errors.New("sendfile2: range outside the file")
+)
+
+// Config configures a Sender. The zero value is valid.
+type Config struct {
+	// Method is the send method; Auto if empty.
+	Method Method
+	// BufferSize is the size of each registered buffer of the URing method
+	// and of each chunk a send submits, 256 KiB if zero.
+	BufferSize int
+	// Buffers is the number of registered buffers the Sender shares among
+	// its sends, 16 if zero. Without CAP_IPC_LOCK, Buffers*BufferSize counts
+	// against RLIMIT_MEMLOCK.
+	Buffers int
+	// DontCache asks that file reads of the URing method drop the pages they
+	// brought into the page cache (RWF_DONTCACHE, Linux 6.14+). Where the
+	// kernel or file system lacks it, reads fall back to plain reads.
+	DontCache bool
+}
+
+// Stats are a Sender's counters since it was created.
+type Stats struct {
+	// Method is the method the Sender resolved Auto to, or its configured one.
+	Method Method
+	// InFlight is the number of sends in progress.
+	InFlight int64
+	// Fallbacks counts reads that fell back from RWF_DONTCACHE to plain reads.
+	Fallbacks int64
+	// Methods has the counters of each method that has run.
+	Methods map[Method]MethodStats
+}
+
+// MethodStats are the counters of one method.
+type MethodStats struct {
+	Sends  int64 // sends completed, with or without error
+	Errors int64 // sends that returned an error
+	Bytes  int64 // bytes sent
+	// ZeroCopyBytes and CopiedBytes split the bytes of zero-copy sends by the
+	// kernel's report (IORING_SEND_ZC_REPORT_USAGE, Linux 6.2+): sent from the
+	// buffer or page itself, or copied because the route's device could not
+	// send from it (always so on loopback and veth).
+	ZeroCopyBytes int64
+	CopiedBytes   int64
+}
+
+const (
+	defaultBufferSize = 256 << 10
+	defaultBuffers    = 16
+)

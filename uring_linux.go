@@ -1,0 +1,532 @@
+package sendfile2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/uring"
+)
+
+// maxDepth bounds the chunks one send keeps in flight, so that one
+// connection cannot take every buffer of a shared Sender.
+const maxDepth = 8
+
+// inbox carries CQEs from the Loop's reaper goroutine to the goroutine of a
+// send. push never blocks: the reaper must not wait for a send that has
+// stopped listening (a cancelled send leaves notifications behind).
+type inbox struct {
+	mu   sync.Mutex
+	q    []event
+	wake chan struct{}
+}
+
+type event struct {
+	r    *request
+	cqe  uring.CQE
+	last bool
+}
+
+func newInbox() *inbox { return &inbox{wake: make(chan struct{}, 1)} }
+
+func (in *inbox) push(e event) {
+	in.mu.Lock()
+	in.q = append(in.q, e)
+	in.mu.Unlock()
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (in *inbox) take(dst []event) []event {
+	in.mu.Lock()
+	dst = append(dst, in.q...)
+	clear(in.q)
+	in.q = in.q[:0]
+	in.mu.Unlock()
+	return dst
+}
+
+type reqKind uint8
+
+const (
+	reqRead reqKind = iota
+	reqSend
+)
+
+// request is one SQE of a send in flight.
+type request struct {
+	in        *inbox
+	kind      reqKind
+	c         *chunk // URing: the buffer it reads into or sends from
+	pos       int64  // URingMmap: offset of the data in the range
+	n         int    // bytes asked for
+	ud        uint64 // for ASYNC_CANCEL
+	usage     bool   // sent with IORING_SEND_ZC_REPORT_USAGE
+	dontcache bool   // read with RWF_DONTCACHE
+	stats     *methodCounters
+	seen      bool // its result was processed (the send's goroutine only)
+
+	// Touched by the reaper goroutine only.
+	res          int32
+	copiedEarly  int8 // a notification came before the result: 1 copied, 2 not
+	resultPosted bool
+}
+
+// HandleCQE runs on the reaper goroutine. It accounts zero-copy usage (also
+// for sends that were abandoned) and drops the request's hold on its buffer
+// with its last CQE.
+func (r *request) HandleCQE(c uring.CQE, last bool) {
+	if r.kind == reqSend && r.usage {
+		switch {
+		case c.Notif() && r.resultPosted:
+			r.account(c.Copied())
+		case c.Notif():
+			r.copiedEarly = 2
+			if c.Copied() {
+				r.copiedEarly = 1
+			}
+		default:
+			r.res, r.resultPosted = c.Res, true
+			if r.copiedEarly != 0 {
+				r.account(r.copiedEarly == 1)
+			}
+		}
+	}
+	r.in.push(event{r, c, last})
+	if last && r.c != nil {
+		r.c.unref()
+	}
+}
+
+func (r *request) account(copied bool) {
+	if r.res <= 0 {
+		return
+	}
+	if copied {
+		r.stats.copied.Add(int64(r.res))
+	} else {
+		r.stats.zeroCopy.Add(int64(r.res))
+	}
+}
+
+// chunk is one registered buffer lent to a send. It goes back to the pool
+// when the send has retired it and no request holds it any more: the last
+// notification of its last zero-copy send may arrive after the send returned.
+type chunk struct {
+	pool   *bufPool
+	idx    uint16
+	mem    []byte
+	off    int64 // file offset of mem[0]
+	n      int   // bytes of the range in this chunk
+	filled int   // bytes read so far
+	acked  int   // bytes the kernel has taken for sending
+	busy   bool  // a read or send is in flight
+	state  atomic.Int64
+}
+
+const retired = 1 << 40
+
+func (c *chunk) ref() { c.state.Add(1) }
+
+func (c *chunk) unref() {
+	if c.state.Add(-1) == retired {
+		c.pool.put(c.idx)
+	}
+}
+
+func (c *chunk) retire() {
+	if c.state.Add(retired) == retired {
+		c.pool.put(c.idx)
+	}
+}
+
+func errnoOf(res int32) syscall.Errno { return syscall.Errno(-res) }
+
+// retryable errors of a send or read are spurious under load (KERNEL.md,
+// section 2): submit again.
+func retryable(res int32) bool {
+	e := errnoOf(res)
+	return e == unix.EAGAIN || e == unix.EINTR
+}
+
+// uring is the URing method: READ_FIXED into registered buffers, then
+// SEND_ZC from them, up to maxDepth chunks in flight. Sends go out in file
+// order, as one IOSQE_IO_LINK chain at a time with MSG_WAITALL, so that a
+// chunk never overtakes another.
+//
+// The file is safe once every read has completed; the buffers are the
+// Sender's and return to its pool with their notifications. On success and on
+// errors Send waits for those notifications too. On cancellation it cancels
+// what is in flight, waits for the results of reads and sends (not for
+// notifications), and returns: the buffers stay parked until the kernel lets
+// go of them.
+func (t *transfer) uring() (int64, error) {
+	s, pool := t.s, t.s.pool
+	in := newInbox()
+	stats := s.counter(URing)
+	depth := min(pool.n, maxDepth)
+	var (
+		queue      []*chunk // not yet fully sent, in file order
+		next       = t.off  // next file offset to give a chunk
+		end        = t.off + t.count
+		sent       int64
+		err        error
+		cancelled  bool
+		reads      int // requests whose result is pending
+		sends      int
+		notifs     int // notifications pending
+		live       = map[*request]struct{}{}
+		evs        []event
+		dontcache  = s.cfg.DontCache
+		usageFlags = uring.SendZCReportUsage
+	)
+	defer func() {
+		for _, c := range queue {
+			c.retire()
+		}
+	}()
+	submit := func(reqs []*request, prep func(*uring.SQE, *request)) error {
+		b, err := s.loop.Begin(t.ctx, len(reqs))
+		if err != nil {
+			return err
+		}
+		for i, r := range reqs {
+			sqe, ud := b.Add(r)
+			r.ud = ud
+			prep(sqe, r)
+			if i < len(reqs)-1 && r.kind == reqSend {
+				sqe.Flags |= uring.SQEIOLink
+			}
+		}
+		k, err := b.Submit()
+		for i, r := range reqs {
+			if i < k {
+				live[r] = struct{}{}
+				continue
+			}
+			r.c.busy = false
+			r.c.unref()
+		}
+		return err
+	}
+	for {
+		if err == nil && !cancelled {
+			// Lend buffers to the range still to read, and read into them.
+			var rq []*request
+			for next < end && len(queue) < depth {
+				idx, ok := pool.tryGet()
+				if !ok {
+					if len(queue) > 0 || reads+sends+notifs > 0 {
+						break // a completion will come; look again then
+					}
+					if idx, err = pool.get(t.ctx); err != nil {
+						break
+					}
+				}
+				c := &chunk{pool: pool, idx: idx, mem: pool.buf(idx), off: next, n: int(min(end-next, int64(pool.size)))}
+				next += int64(c.n)
+				queue = append(queue, c)
+			}
+			for _, c := range queue {
+				if !c.busy && c.filled < c.n {
+					c.busy = true
+					c.ref()
+					rq = append(rq, &request{in: in, kind: reqRead, c: c, n: c.n - c.filled})
+				}
+			}
+			if len(rq) > 0 && err == nil {
+				flags := uint32(0)
+				if dontcache && !s.noDontCache.Load() {
+					flags = unix.RWF_DONTCACHE
+				}
+				err = submit(rq, func(sqe *uring.SQE, r *request) {
+					c := r.c
+					sqe.PrepReadFixed(t.file, unsafe.Pointer(&c.mem[c.filled]), uint32(r.n), uint64(c.off+int64(c.filled)), c.idx, flags)
+					r.dontcache = flags != 0
+				})
+				reads += len(rq) - countNotLive(rq, live)
+			}
+			// Send the chunks that are read, in order, as one chain.
+			if sends == 0 && err == nil {
+				var sq []*request
+				if s.noReportUsage.Load() {
+					usageFlags = 0
+				}
+				for _, c := range queue {
+					if c.busy || c.filled < c.n || len(sq) == depth {
+						break
+					}
+					c.busy = true
+					c.ref()
+					sq = append(sq, &request{in: in, kind: reqSend, c: c, n: c.n - c.acked, usage: usageFlags != 0, stats: stats})
+				}
+				if len(sq) > 0 {
+					err = submit(sq, func(sqe *uring.SQE, r *request) {
+						c := r.c
+						sqe.PrepSendZC(t.sock, unsafe.Pointer(&c.mem[c.acked]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL,
+							uring.RecvsendFixedBuf|usageFlags, c.idx)
+					})
+					sends += len(sq) - countNotLive(sq, live)
+				}
+			}
+		}
+		if err != nil && !cancelled && errors.Is(err, context.Cause(t.ctx)) && t.ctx.Err() != nil {
+			cancelled = true
+		}
+		// Done: everything sent and released, or stopped and nothing left
+		// that the file or this send must wait for.
+		if reads == 0 && sends == 0 {
+			if cancelled {
+				break
+			}
+			if notifs == 0 && (err != nil || (next == end && len(queue) == 0)) {
+				break
+			}
+		}
+		if !t.wait(in, cancelled) {
+			cancelled = true
+			for r := range live {
+				if !r.seen {
+					s.loop.Cancel(r.ud)
+				}
+			}
+			continue
+		}
+		evs = in.take(evs[:0])
+		for _, e := range evs {
+			r, c, res := e.r, e.r.c, e.cqe.Res
+			if e.last {
+				delete(live, r)
+			}
+			if e.cqe.Notif() {
+				notifs--
+				continue
+			}
+			c.busy = false
+			switch r.kind {
+			case reqRead:
+				reads--
+				switch {
+				case res > 0:
+					c.filled += int(res)
+				case res == 0:
+					if err == nil {
+						err = shrunk(t.file, end, fmt.Errorf("read fixed: end of file at %d", c.off+int64(c.filled)))
+					}
+				case errnoOf(res) == unix.EOPNOTSUPP && r.dontcache:
+					// RWF_DONTCACHE refused here: read without it.
+					if !s.noDontCache.Swap(true) {
+						s.fallbacks.Add(1)
+					}
+				case retryable(res) || errnoOf(res) == unix.ECANCELED:
+				default:
+					if err == nil {
+						err = fmt.Errorf("read fixed: %w", errnoOf(res))
+					}
+				}
+			case reqSend:
+				sends--
+				r.seen = true
+				if e.cqe.More() {
+					notifs++
+				}
+				switch {
+				case res >= 0:
+					c.acked += int(res)
+					sent += int64(res)
+					if c.acked == c.n {
+						// Sends complete in order: c is the front of the queue.
+						queue = queue[1:]
+						c.retire()
+					}
+				case errnoOf(res) == unix.EINVAL && r.usage && !s.noReportUsage.Load():
+					s.noReportUsage.Store(true) // before Linux 6.2
+				case retryable(res) || errnoOf(res) == unix.ECANCELED:
+				default:
+					if err == nil {
+						err = fmt.Errorf("send zc: %w", errnoOf(res))
+					}
+				}
+			}
+		}
+		clear(evs)
+	}
+	if cancelled && err == nil || cancelled && t.ctx.Err() != nil {
+		err = context.Cause(t.ctx)
+	}
+	if err == nil && sent != t.count {
+		err = fmt.Errorf("sent %d of %d bytes", sent, t.count)
+	}
+	return sent, err
+}
+
+// wait blocks until events arrive, or until ctx ends while the send is not
+// cancelled yet: then it returns false.
+func (t *transfer) wait(in *inbox, cancelled bool) bool {
+	if cancelled {
+		<-in.wake
+		return true
+	}
+	select {
+	case <-in.wake:
+		return true
+	case <-t.ctx.Done():
+		return false
+	}
+}
+
+func countNotLive(rs []*request, live map[*request]struct{}) int {
+	n := 0
+	for _, r := range rs {
+		if _, ok := live[r]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// uringMmap is the URingMmap method: SEND_ZC straight from a shared mapping
+// of the file, chunks linked in order. The kernel pins the file's page-cache
+// pages until each notification, so Send waits for every notification before
+// it returns, also on errors and cancellation.
+func (t *transfer) uringMmap() (int64, error) {
+	s := t.s
+	in := newInbox()
+	stats := s.counter(URingMmap)
+	page := int64(os.Getpagesize())
+	base := t.off &^ (page - 1)
+	mem, merr := mmap(t.file, base, int(t.off+t.count-base), unix.PROT_READ, unix.MAP_SHARED)
+	if merr != nil {
+		return 0, os.NewSyscallError("mmap", merr)
+	}
+	defer munmap(mem)
+	data := mem[t.off-base:]
+	chunk := int64(s.cfg.BufferSize)
+	window := chunk * maxDepth // bytes pinned at most
+	var (
+		pos       int64 // next byte to send
+		sent      int64
+		pinned    int64 // bytes whose notification is pending
+		sends     int
+		notifs    int
+		err       error
+		cancelled bool
+		hold      bool // wait for a notification before sending again
+		live      = map[*request]struct{}{}
+		evs       []event
+	)
+	for {
+		if sends == 0 && err == nil && !cancelled && !hold && pos < t.count && pinned < window {
+			usage := uint16(uring.SendZCReportUsage)
+			if s.noReportUsage.Load() {
+				usage = 0
+			}
+			var sq []*request
+			for p := pos; p < t.count && pinned+(p-pos) < window && len(sq) < maxDepth; {
+				n := min(chunk, t.count-p)
+				sq = append(sq, &request{in: in, kind: reqSend, pos: p, n: int(n), usage: usage != 0, stats: stats})
+				p += n
+			}
+			b, berr := s.loop.Begin(t.ctx, len(sq))
+			if berr != nil {
+				err = berr
+			} else {
+				for i, r := range sq {
+					sqe, ud := b.Add(r)
+					r.ud = ud
+					sqe.PrepSendZC(t.sock, unsafe.Pointer(&data[r.pos]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL, usage, 0)
+					if i < len(sq)-1 {
+						sqe.Flags |= uring.SQEIOLink
+					}
+				}
+				k, serr := b.Submit()
+				for _, r := range sq[:k] {
+					live[r] = struct{}{}
+					pinned += int64(r.n)
+				}
+				sends += k
+				if k > 0 {
+					pos = sq[k-1].pos + int64(sq[k-1].n)
+				}
+				err = serr
+			}
+		}
+		if err != nil && !cancelled && t.ctx.Err() != nil {
+			cancelled = true
+		}
+		if sends == 0 && notifs == 0 && (err != nil || cancelled || pos == t.count) {
+			break
+		}
+		if !t.wait(in, cancelled) {
+			cancelled = true
+			for r := range live {
+				if !r.seen {
+					s.loop.Cancel(r.ud)
+				}
+			}
+			continue
+		}
+		evs = in.take(evs[:0])
+		for _, e := range evs {
+			r, res := e.r, e.cqe.Res
+			if e.last {
+				delete(live, r)
+				pinned -= int64(r.n)
+			}
+			if e.cqe.Notif() {
+				notifs--
+				hold = false
+				continue
+			}
+			sends--
+			r.seen = true
+			if e.cqe.More() {
+				notifs++
+			}
+			asked := int64(r.n)
+			switch {
+			case res >= 0:
+				sent += int64(res)
+				if int64(res) < asked && pos > r.pos+int64(res) {
+					// Short: the chain broke here; send the rest again.
+					pos = r.pos + int64(res)
+				}
+			case errnoOf(res) == unix.EINVAL && r.usage && !s.noReportUsage.Load():
+				s.noReportUsage.Store(true)
+				pos = min(pos, r.pos)
+			case retryable(res) || errnoOf(res) == unix.ECANCELED:
+				pos = min(pos, r.pos)
+			case errnoOf(res) == unix.ENOMEM && notifs > 0:
+				// Pages pinned past RLIMIT_MEMLOCK: send again once a
+				// notification has released some.
+				pos = min(pos, r.pos)
+				hold = true
+			case errnoOf(res) == unix.EFAULT:
+				if err == nil {
+					err = shrunk(t.file, t.off+t.count, fmt.Errorf("send zc: %w", errnoOf(res)))
+				}
+			default:
+				if err == nil {
+					err = fmt.Errorf("send zc: %w", errnoOf(res))
+				}
+			}
+		}
+		clear(evs)
+	}
+	if cancelled {
+		err = context.Cause(t.ctx)
+	}
+	if err == nil && sent != t.count {
+		err = fmt.Errorf("sent %d of %d bytes", sent, t.count)
+	}
+	return sent, err
+}
