@@ -422,3 +422,51 @@ func TestPackageSend(t *testing.T) {
 		t.Fatal("wrong bytes")
 	}
 }
+
+// smallWindowPair is tcpPair with a receive buffer of a few KiB: most of a
+// send waits in the sender's queue, still referencing its buffers or pages,
+// until the receiver reads.
+func smallWindowPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// TestBufferReuse: with two small registered buffers and a peer that takes
+// the data slowly, every buffer is lent again many times while the kernel may
+// still send from it. A buffer reused before its notification would change
+// bytes still queued for the peer.
+func TestBufferReuse(t *testing.T) {
+	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap} {
+		t.Run(string(m), func(t *testing.T) {
+			s := newSender(t, sendfile2.Config{Method: m, Buffers: 2, BufferSize: 64 << 10})
+			f, data := tempFile(t, 4<<20)
+			a, b := smallWindowPair(t)
+			got := receive(b)
+			n, err := s.Send(context.Background(), a, f, 0, int64(len(data)))
+			a.Close()
+			if err != nil || n != int64(len(data)) {
+				t.Fatalf("Send = %d, %v", n, err)
+			}
+			if r := <-got; !bytes.Equal(r, data) {
+				t.Fatalf("received bytes differ from the file (%d bytes)", len(r))
+			}
+		})
+	}
+}
