@@ -1,0 +1,58 @@
+// Command sendfile2 proves which ways of sending a file are safe on this
+// kernel (check), reports what the kernel offers (probe), and more.
+//
+// Usage:
+//
+//	sendfile2 check [--json] [--method M]... [--rounds N]
+//	sendfile2 probe [--json]
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitError carries a non-zero exit status that is not a failure to report:
+// check found a safe method unsafe.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// run runs the command line args and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := &cobra.Command{
+		Use:           "sendfile2",
+		Short:         "A safe sendfile for Linux, on io_uring zero-copy sends",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(args)
+	root.AddCommand(checkCommand(), probeCommand())
+	err := root.ExecuteContext(ctx)
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		fmt.Fprintln(stderr, "sendfile2:", err)
+		return 2
+	}
+}
