@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -175,7 +176,7 @@ func TestConcurrent(t *testing.T) {
 	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.Copy} {
 		t.Run(string(m), func(t *testing.T) {
 			s := newSender(t, sendfile2.Config{Method: m, Buffers: 8})
-			f, data := tempFile(t, 8<<20)
+			f, data := tempFile(t, 2<<20)
 			var wg sync.WaitGroup
 			errs := make(chan error, 64)
 			for i := range 64 {
@@ -300,16 +301,21 @@ func TestCancel(t *testing.T) {
 				n, err = s.Send(ctx, a, f, 0, int64(len(data)))
 				close(done)
 			}()
+			if m == sendfile2.URingMmap {
+				// Sending from the file's own pages, it must wait for the
+				// notifications of what it queued, which come only when the
+				// peer acknowledges: not before the peer reads.
+				<-ctx.Done()
+				select {
+				case <-done:
+					t.Fatal("uring-mmap returned while the kernel still held the file's pages")
+				case <-time.After(200 * time.Millisecond):
+				}
+				go io.Copy(io.Discard, b)
+			}
 			select {
 			case <-done:
 			case <-time.After(10 * time.Second):
-				if m == sendfile2.URingMmap {
-					// It must wait for the notifications of what it queued:
-					// read, so that the peer acknowledges.
-					go io.Copy(io.Discard, b)
-					<-done
-					break
-				}
 				t.Fatal("Send did not return within 10s of its deadline")
 			}
 			if !errors.Is(err, context.DeadlineExceeded) || n >= int64(len(data)) {
@@ -466,6 +472,72 @@ func TestBufferReuse(t *testing.T) {
 			}
 			if r := <-got; !bytes.Equal(r, data) {
 				t.Fatalf("received bytes differ from the file (%d bytes)", len(r))
+			}
+		})
+	}
+}
+
+// residentPages counts the pages of f that are in the page cache (mincore(2)).
+func residentPages(t *testing.T, f *os.File, size int) int {
+	t.Helper()
+	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	vec := make([]byte, (size+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&mem[0])), uintptr(size), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal(os.NewSyscallError("mincore", errno))
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
+}
+
+// TestDontCache: with Config.DontCache, the uring method's reads leave the
+// pages they brought in out of the page cache (RWF_DONTCACHE, Linux 6.14);
+// without it they stay.
+func TestDontCache(t *testing.T) {
+	const size = 8 << 20
+	pages := size / os.Getpagesize()
+	for _, dontcache := range []bool{false, true} {
+		t.Run(fmt.Sprint("dontcache=", dontcache), func(t *testing.T) {
+			s := newSender(t, sendfile2.Config{Method: sendfile2.URing, DontCache: dontcache})
+			f, data := tempFile(t, size)
+			// Write back and evict the file, so that the send's reads are the
+			// ones that bring its pages in.
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+				t.Fatal(err)
+			}
+			if n := residentPages(t, f, size); n > pages/10 {
+				t.Skipf("could not evict the file: %d of %d pages resident", n, pages)
+			}
+			a, b := tcpPair(t)
+			got := receive(b)
+			if n, err := s.Send(context.Background(), a, f, 0, size); err != nil || n != size {
+				t.Fatalf("Send = %d, %v", n, err)
+			}
+			a.Close()
+			if !bytes.Equal(<-got, data) {
+				t.Fatal("wrong bytes")
+			}
+			resident := residentPages(t, f, size)
+			t.Logf("%d of %d pages resident after the send", resident, pages)
+			if !dontcache {
+				if resident < pages/2 {
+					t.Errorf("without DontCache only %d of %d pages stayed cached", resident, pages)
+				}
+				return
+			}
+			supported := s.Stats().Fallbacks == 0
+			testutil.RequireFeature(t, "RWF_DONTCACHE on this file system", "6.14", supported, nil)
+			if resident > pages/10 {
+				t.Errorf("with DontCache %d of %d pages stayed cached", resident, pages)
 			}
 		})
 	}

@@ -103,7 +103,10 @@ type Stats struct {
 	Method Method
 	// InFlight is the number of sends in progress.
 	InFlight int64
-	// Fallbacks counts reads that fell back from RWF_DONTCACHE to plain reads.
+	// Fallbacks counts the times the Sender took a copying path where its
+	// method could not apply, keeping the guarantee: zero-copy methods on
+	// sockets other than TCP (sent with Copy), and reads that the kernel or
+	// file system refused with RWF_DONTCACHE (read without it).
 	Fallbacks int64
 	// Methods has the counters of each method that has run.
 	Methods map[Method]MethodStats
