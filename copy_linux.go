@@ -64,7 +64,7 @@ func sendAll(ctx context.Context, sw *sockWait, p []byte) (int, error) {
 // copyMmapMin is the size from which Copy sends from a mapping of the file
 // rather than from a buffer filled by pread(2): below it, mmap and munmap cost
 // more than the copy they save (BenchmarkCopyVariants).
-const copyMmapMin = 256 << 10
+var copyMmapMin int64 = 1 << 20
 
 // copyWindow bounds how much of the file Copy maps at once.
 const copyWindow = 64 << 20

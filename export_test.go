@@ -24,3 +24,11 @@ func BuffersOut(s *Sender) int64 {
 	}
 	return s.pool.out.Load()
 }
+
+// SetCopyMmapMin sets the size from which Copy sends from a mapping, for
+// BenchmarkCopyVariants, and returns a function that restores it.
+func SetCopyMmapMin(n int64) func() {
+	old := copyMmapMin
+	copyMmapMin = n
+	return func() { copyMmapMin = old }
+}

@@ -1,0 +1,81 @@
+package sendfile2_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"testing"
+
+	"github.com/sendfile2/sendfile2"
+)
+
+var benchSizes = []int{4 << 10, 64 << 10, 1 << 20, 64 << 20}
+
+// drain reads c into a 1 MiB buffer until it closes.
+func drain(c net.Conn) {
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+func benchSend(b *testing.B, s *sendfile2.Sender, size int) {
+	f, _ := tempFile(b, size)
+	a, r := tcpPair(b)
+	go drain(r)
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Send(context.Background(), a, f, 0, int64(size)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	st := s.Stats().Methods[s.Method()]
+	if st.Bytes > 0 && st.ZeroCopyBytes+st.CopiedBytes > 0 {
+		b.ReportMetric(float64(st.CopiedBytes)/float64(st.ZeroCopyBytes+st.CopiedBytes), "copied-fraction")
+	}
+	a.Close()
+}
+
+// BenchmarkSend sends one file repeatedly over one loopback connection to a
+// reading peer, for every method and size. Compare methods with benchstat.
+func BenchmarkSend(b *testing.B) {
+	for _, m := range sendfile2.Methods() {
+		for _, size := range benchSizes {
+			b.Run(fmt.Sprintf("method=%s/size=%s", m, sizeName(size)), func(b *testing.B) {
+				benchSend(b, newSender(b, sendfile2.Config{Method: m}), size)
+			})
+		}
+	}
+}
+
+// BenchmarkCopyVariants measures the two ways Copy can read the file: from a
+// mapping, or with pread(2) into a buffer. copyMmapMin follows from it.
+func BenchmarkCopyVariants(b *testing.B) {
+	for _, variant := range []string{"mmap", "pread"} {
+		for _, size := range []int{4 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20} {
+			b.Run(fmt.Sprintf("variant=%s/size=%s", variant, sizeName(size)), func(b *testing.B) {
+				min := int64(0)
+				if variant == "pread" {
+					min = math.MaxInt64
+				}
+				defer sendfile2.SetCopyMmapMin(min)()
+				benchSend(b, newSender(b, sendfile2.Config{Method: sendfile2.Copy}), size)
+			})
+		}
+	}
+}
+
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%dMiB", n>>20)
+	default:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+}
+
