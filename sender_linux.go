@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -182,6 +183,16 @@ func (s *Sender) Stats() Stats {
 // bytes sent with context.Cause(ctx); see the package documentation for what
 // each method waits for before it returns.
 func (s *Sender) Send(ctx context.Context, dst syscall.Conn, src *os.File, offset, count int64) (int64, error) {
+	if src == nil {
+		return 0, fmt.Errorf("sendfile2: send: nil src: %w", os.ErrInvalid)
+	}
+	return s.SendFrom(ctx, dst, src, offset, count)
+}
+
+// SendFrom is Send for any src that exposes a file descriptor through
+// syscall.Conn, such as a type that embeds *os.File. The descriptor must be a
+// regular file; SendFrom neither reads nor moves its file offset.
+func (s *Sender) SendFrom(ctx context.Context, dst, src syscall.Conn, offset, count int64) (int64, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -196,7 +207,7 @@ func (s *Sender) Send(ctx context.Context, dst syscall.Conn, src *os.File, offse
 	if offset < 0 || count < 0 {
 		return 0, fmt.Errorf("sendfile2: send: offset %d, count %d: %w", offset, count, ErrRange)
 	}
-	if src == nil || dst == nil {
+	if isNil(src) || isNil(dst) {
 		return 0, fmt.Errorf("sendfile2: send: nil src or dst: %w", os.ErrInvalid)
 	}
 	sock, family, err := dupSocket(dst)
@@ -210,17 +221,15 @@ func (s *Sender) Send(ctx context.Context, dst syscall.Conn, src *os.File, offse
 		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
 	}
 	var n int64
-	var method Method
+	method := s.method
 	// Control holds a reference on src's descriptor for the whole send, so
 	// that a concurrent Close cannot let the number be reused under us.
 	cerr := srcConn.Control(func(fd uintptr) {
 		if err = checkRange(int(fd), offset, count); err != nil || count == 0 {
-			method = s.method
 			return
 		}
 		ctx, cancel := s.sendContext(ctx)
 		defer cancel()
-		method = s.method
 		if method == URing || method == URingMmap {
 			if family != unix.AF_INET && family != unix.AF_INET6 {
 				// Zero-copy send is TCP's; other stream sockets copy anyway.
@@ -242,6 +251,19 @@ func (s *Sender) Send(ctx context.Context, dst syscall.Conn, src *os.File, offse
 		return n, fmt.Errorf("sendfile2: send (%s): %w", method, err)
 	}
 	return n, nil
+}
+
+// isNil reports whether an interface holds nil or a nil pointer.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch p := v.(type) {
+	case *os.File:
+		return p == nil
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 // sendContext ends when ctx does or when the Sender closes.

@@ -30,6 +30,11 @@ func (s *Sender) Send(context.Context, syscall.Conn, *os.File, int64, int64) (in
 	return 0, errOS()
 }
 
+// SendFrom fails with ErrNotSupported outside Linux.
+func (s *Sender) SendFrom(context.Context, syscall.Conn, syscall.Conn, int64, int64) (int64, error) {
+	return 0, errOS()
+}
+
 // Close does nothing outside Linux.
 func (s *Sender) Close() error { return nil }
 

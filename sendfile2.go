@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Method names a way of moving file data to a socket. The names are the ones
@@ -95,6 +96,17 @@ type Config struct {
 	// brought into the page cache (RWF_DONTCACHE, Linux 6.14+). Where the
 	// kernel or file system lacks it, reads fall back to plain reads.
 	DontCache bool
+	// Observer, when set, receives events as they happen, for metrics.
+	Observer Observer
+}
+
+// Observer receives a Sender's events as they happen. Its methods run on the
+// Sender's internal goroutines: they must be quick and must not block.
+type Observer interface {
+	// Notified is called for each zero-copy notification with the time from
+	// the send's submission to the notification (the kernel letting go of
+	// the data), and whether the kernel reported that it copied the data.
+	Notified(m Method, latency time.Duration, copied bool)
 }
 
 // Stats are a Sender's counters since it was created.

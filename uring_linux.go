@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -73,6 +74,9 @@ type request struct {
 	usage     bool   // sent with IORING_SEND_ZC_REPORT_USAGE
 	dontcache bool   // read with RWF_DONTCACHE
 	stats     *methodCounters
+	obs       Observer // with method and start, for notification latency
+	method    Method
+	start     time.Time
 	seen      bool // its result was processed (the send's goroutine only)
 
 	// Touched by the reaper goroutine only.
@@ -85,6 +89,9 @@ type request struct {
 // for sends that were abandoned) and drops the request's hold on its buffer
 // with its last CQE.
 func (r *request) HandleCQE(c uring.CQE, last bool) {
+	if c.Notif() && r.obs != nil {
+		r.obs.Notified(r.method, time.Since(r.start), c.Copied())
+	}
 	if r.kind == reqSend && r.usage {
 		switch {
 		case c.Notif() && r.resultPosted:
@@ -267,7 +274,7 @@ func (t *transfer) uring() (int64, error) {
 					}
 					c.busy = true
 					c.ref()
-					sq = append(sq, &request{in: in, kind: reqSend, c: c, n: c.n - c.acked, usage: usageFlags != 0, stats: stats})
+					sq = append(sq, t.sendRequest(&request{in: in, kind: reqSend, c: c, n: c.n - c.acked, usage: usageFlags != 0, stats: stats}))
 				}
 				if len(sq) > 0 {
 					err = submit(sq, func(sqe *uring.SQE, r *request) {
@@ -369,6 +376,14 @@ func (t *transfer) uring() (int64, error) {
 	return sent, err
 }
 
+// sendRequest readies r for the Observer, if there is one.
+func (t *transfer) sendRequest(r *request) *request {
+	if obs := t.s.cfg.Observer; obs != nil {
+		r.obs, r.method, r.start = obs, t.method, time.Now()
+	}
+	return r
+}
+
 // wait blocks until events arrive, or until ctx ends while the send is not
 // cancelled yet: then it returns false.
 func (t *transfer) wait(in *inbox, cancelled bool) bool {
@@ -433,7 +448,7 @@ func (t *transfer) uringMmap() (int64, error) {
 			var sq []*request
 			for p := pos; p < t.count && pinned+(p-pos) < window && len(sq) < maxDepth; {
 				n := min(chunk, t.count-p)
-				sq = append(sq, &request{in: in, kind: reqSend, pos: p, n: int(n), usage: usage != 0, stats: stats})
+				sq = append(sq, t.sendRequest(&request{in: in, kind: reqSend, pos: p, n: int(n), usage: usage != 0, stats: stats}))
 				p += n
 			}
 			b, berr := s.loop.Begin(t.ctx, len(sq))
