@@ -42,10 +42,15 @@ func (sw *sockWait) close() {
 // waiting for room when the buffer is full. send(2) copies p into socket
 // buffers before it returns.
 func sendAll(ctx context.Context, sw *sockWait, p []byte) (int, error) {
+	return sendAllFlags(ctx, sw, p, 0)
+}
+
+// sendAllFlags is sendAll with more send(2) flags, such as MSG_MORE.
+func sendAllFlags(ctx context.Context, sw *sockWait, p []byte, flags int) (int, error) {
 	done := 0
 	for done < len(p) {
 		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(sw.fd), uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done),
-			unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+			uintptr(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL|flags), 0, 0)
 		switch errno {
 		case 0:
 			done += int(n)
@@ -78,33 +83,53 @@ func (t *transfer) copy() (int64, error) {
 	sw := &sockWait{fd: t.sock}
 	defer sw.close()
 	if t.count >= copyMmapMin {
-		return t.copyMapped(sw)
+		// The header goes first, corked with MSG_MORE.
+		h, err := sendAllFlags(t.ctx, sw, t.hdr, unix.MSG_MORE)
+		if err != nil {
+			return int64(h), err
+		}
+		n, err := t.copyMapped(sw)
+		return int64(h) + n, err
 	}
 	return t.copyRead(sw)
 }
 
+// copyRead sends the header and the range through a pread(2) buffer; a
+// header that fits shares the buffer, and the send, with the first bytes of
+// the file.
 func (t *transfer) copyRead(sw *sockWait) (int64, error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
-	var sent int64
+	var sent, h int64
+	if len(t.hdr) > len(buf)/2 {
+		n, err := sendAllFlags(t.ctx, sw, t.hdr, unix.MSG_MORE)
+		if err != nil {
+			return int64(n), err
+		}
+		sent = int64(n)
+	} else {
+		h = int64(copy(buf, t.hdr))
+	}
 	end := t.off + t.count
-	for sent < t.count {
+	for pos := t.off; pos < end || h > 0; {
 		if err := t.ctx.Err(); err != nil {
 			return sent, context.Cause(t.ctx)
 		}
-		n, err := unix.Pread(t.file, buf[:min(int64(len(buf)), t.count-sent)], t.off+sent)
+		n, err := unix.Pread(t.file, buf[h:h+min(int64(len(buf))-h, end-pos)], pos)
 		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}
 		if err != nil {
 			return sent, os.NewSyscallError("pread", err)
 		}
-		if n == 0 {
-			return sent, shrunk(t.file, end, fmt.Errorf("pread: end of file at %d", t.off+sent))
+		if n == 0 && pos < end {
+			return sent, shrunk(t.file, end, fmt.Errorf("pread: end of file at %d", pos))
 		}
-		m, err := sendAll(t.ctx, sw, buf[:n])
+		pos += int64(n)
+		m, err := sendAll(t.ctx, sw, buf[:h+int64(n)])
 		sent += int64(m)
+		h = 0
 		if err != nil {
 			return sent, err
 		}

@@ -193,6 +193,11 @@ func (s *Sender) Send(ctx context.Context, dst syscall.Conn, src *os.File, offse
 // syscall.Conn, such as a type that embeds *os.File. The descriptor must be a
 // regular file; SendFrom neither reads nor moves its file offset.
 func (s *Sender) SendFrom(ctx context.Context, dst, src syscall.Conn, offset, count int64) (int64, error) {
+	return s.send(ctx, dst, nil, src, offset, count)
+}
+
+// send sends hdr, then count bytes of src from offset.
+func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src syscall.Conn, offset, count int64) (int64, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -225,7 +230,7 @@ func (s *Sender) SendFrom(ctx context.Context, dst, src syscall.Conn, offset, co
 	// Control holds a reference on src's descriptor for the whole send, so
 	// that a concurrent Close cannot let the number be reused under us.
 	cerr := srcConn.Control(func(fd uintptr) {
-		if err = checkRange(int(fd), offset, count); err != nil || count == 0 {
+		if err = checkRange(int(fd), offset, count); err != nil || count == 0 && len(hdr) == 0 {
 			return
 		}
 		ctx, cancel := s.sendContext(ctx)
@@ -237,7 +242,7 @@ func (s *Sender) SendFrom(ctx context.Context, dst, src syscall.Conn, offset, co
 				method = Copy
 			}
 		}
-		t := transfer{s: s, ctx: ctx, sock: sock, file: int(fd), off: offset, count: count, method: method}
+		t := transfer{s: s, ctx: ctx, sock: sock, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
 		n, err = t.run()
 	})
 	if err == nil {
@@ -375,12 +380,36 @@ type transfer struct {
 	ctx    context.Context
 	sock   int
 	file   int
+	hdr    []byte // sent before the file's bytes
 	off    int64
 	count  int64
 	method Method
 }
 
 func (t *transfer) run() (int64, error) {
+	h, err := t.plainHeader()
+	if err != nil {
+		return h, err
+	}
+	n, err := t.engine()
+	return h + n, err
+}
+
+// plainHeader sends the header ahead of the body for the methods that cannot
+// put it in the same submission as the body, corked with MSG_MORE so that it
+// leaves in the same segments as the start of the body.
+func (t *transfer) plainHeader() (int64, error) {
+	if len(t.hdr) == 0 || t.method == URing || t.method == URingMmap || t.method == Copy {
+		return 0, nil
+	}
+	sw := &sockWait{fd: t.sock}
+	defer sw.close()
+	n, err := sendAllFlags(t.ctx, sw, t.hdr, unix.MSG_MORE)
+	t.hdr = nil
+	return int64(n), err
+}
+
+func (t *transfer) engine() (int64, error) {
 	switch t.method {
 	case URing:
 		return t.uring()

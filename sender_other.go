@@ -30,6 +30,11 @@ func (s *Sender) Send(context.Context, syscall.Conn, *os.File, int64, int64) (in
 	return 0, errOS()
 }
 
+// SendWithHeader fails with ErrNotSupported outside Linux.
+func (s *Sender) SendWithHeader(context.Context, syscall.Conn, []byte, *os.File, int64, int64) (int64, error) {
+	return 0, errOS()
+}
+
 // SendFrom fails with ErrNotSupported outside Linux.
 func (s *Sender) SendFrom(context.Context, syscall.Conn, syscall.Conn, int64, int64) (int64, error) {
 	return 0, errOS()

@@ -2,7 +2,6 @@ package sendfile2
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -73,6 +72,7 @@ type request struct {
 	ud        uint64 // for ASYNC_CANCEL
 	usage     bool   // sent with IORING_SEND_ZC_REPORT_USAGE
 	dontcache bool   // read with RWF_DONTCACHE
+	plain     bool   // a copying IORING_OP_SEND (of a header)
 	stats     *methodCounters
 	obs       Observer // with method and start, for notification latency
 	method    Method
@@ -128,16 +128,21 @@ func (r *request) account(copied bool) {
 // chunk is one registered buffer lent to a send. It goes back to the pool
 // when the send has retired it and no request holds it any more: the last
 // notification of its last zero-copy send may arrive after the send returned.
+//
+// A send is a stream: the header, then the file range. A chunk holds the
+// stream from pos: header bytes are copied in when the chunk is lent, file
+// bytes are read in by READ_FIXED.
 type chunk struct {
-	pool   *bufPool
-	idx    uint16
-	mem    []byte
-	off    int64 // file offset of mem[0]
-	n      int   // bytes of the range in this chunk
-	filled int   // bytes read so far
-	acked  int   // bytes the kernel has taken for sending
-	busy   bool  // a read or send is in flight
-	state  atomic.Int64
+	pool    *bufPool
+	idx     uint16
+	mem     []byte
+	pos     int64 // stream position of mem[0]
+	n       int   // bytes of the stream in this chunk
+	filled  int   // bytes in mem so far
+	acked   int   // bytes the kernel has taken for sending
+	reading bool  // a READ_FIXED is in flight
+	sending bool  // a SEND_ZC is in flight
+	state   atomic.Int64
 }
 
 const retired = 1 << 40
@@ -166,9 +171,13 @@ func retryable(res int32) bool {
 }
 
 // uring is the URing method: READ_FIXED into registered buffers, then
-// SEND_ZC from them, up to maxDepth chunks in flight. Sends go out in file
+// SEND_ZC from them, up to maxDepth chunks in flight. Sends go out in stream
 // order, as one IOSQE_IO_LINK chain at a time with MSG_WAITALL, so that a
-// chunk never overtakes another.
+// chunk never overtakes another. When the chunk at the front still has to be
+// read, its READ_FIXED is linked before its SEND_ZC in the same submission (a
+// short read breaks the link, and the rest is read and sent again). A header
+// is copied into the first buffer, ahead of the file's first bytes, and leaves
+// with them in one send.
 //
 // The file is safe once every read has completed; the buffers are the
 // Sender's and return to its pool with their notifications. On success and on
@@ -181,55 +190,30 @@ func (t *transfer) uring() (int64, error) {
 	in := newInbox()
 	stats := s.counter(URing)
 	depth := min(pool.n, maxDepth)
+	hdr := int64(len(t.hdr))
+	total := hdr + t.count
 	var (
-		queue      []*chunk // not yet fully sent, in file order
-		next       = t.off  // next file offset to give a chunk
-		end        = t.off + t.count
-		sent       int64
-		err        error
-		cancelled  bool
-		reads      int // requests whose result is pending
-		sends      int
-		notifs     int // notifications pending
-		live       = map[*request]struct{}{}
-		evs        []event
-		dontcache  = s.cfg.DontCache
-		usageFlags = uring.SendZCReportUsage
+		queue     []*chunk // not yet fully sent, in stream order
+		next      int64    // next stream position to give a chunk
+		sent      int64
+		err       error
+		cancelled bool
+		reads     int // requests whose result is pending
+		sends     int
+		notifs    int // notifications pending
+		live      = map[*request]struct{}{}
+		evs       []event
+		batch     []*request
 	)
 	defer func() {
 		for _, c := range queue {
 			c.retire()
 		}
 	}()
-	submit := func(reqs []*request, prep func(*uring.SQE, *request)) error {
-		b, err := s.loop.Begin(t.ctx, len(reqs))
-		if err != nil {
-			return err
-		}
-		for i, r := range reqs {
-			sqe, ud := b.Add(r)
-			r.ud = ud
-			prep(sqe, r)
-			if i < len(reqs)-1 && r.kind == reqSend {
-				sqe.Flags |= uring.SQEIOLink
-			}
-		}
-		k, err := b.Submit()
-		for i, r := range reqs {
-			if i < k {
-				live[r] = struct{}{}
-				continue
-			}
-			r.c.busy = false
-			r.c.unref()
-		}
-		return err
-	}
 	for {
 		if err == nil && !cancelled {
-			// Lend buffers to the range still to read, and read into them.
-			var rq []*request
-			for next < end && len(queue) < depth {
+			// Lend buffers to the stream still to send.
+			for next < total && len(queue) < depth {
 				idx, ok := pool.tryGet()
 				if !ok {
 					if len(queue) > 0 || reads+sends+notifs > 0 {
@@ -239,54 +223,54 @@ func (t *transfer) uring() (int64, error) {
 						break
 					}
 				}
-				c := &chunk{pool: pool, idx: idx, mem: pool.buf(idx), off: next, n: int(min(end-next, int64(pool.size)))}
+				c := &chunk{pool: pool, idx: idx, mem: pool.buf(idx), pos: next, n: int(min(total-next, int64(pool.size)))}
+				if next < hdr {
+					c.filled = copy(c.mem[:c.n], t.hdr[next:])
+				}
 				next += int64(c.n)
 				queue = append(queue, c)
 			}
-			for _, c := range queue {
-				if !c.busy && c.filled < c.n {
-					c.busy = true
-					c.ref()
-					rq = append(rq, &request{in: in, kind: reqRead, c: c, n: c.n - c.filled})
-				}
-			}
-			if len(rq) > 0 && err == nil {
-				flags := uint32(0)
-				if dontcache && !s.noDontCache.Load() {
-					flags = unix.RWF_DONTCACHE
-				}
-				err = submit(rq, func(sqe *uring.SQE, r *request) {
-					c := r.c
-					sqe.PrepReadFixed(t.file, unsafe.Pointer(&c.mem[c.filled]), uint32(r.n), uint64(c.off+int64(c.filled)), c.idx, flags)
-					r.dontcache = flags != 0
-				})
-				reads += len(rq) - countNotLive(rq, live)
-			}
-			// Send the chunks that are read, in order, as one chain.
+			batch = batch[:0]
+			// With no send in flight, the chunks at the front go out as one
+			// chain; the first one's read may lead it.
 			if sends == 0 && err == nil {
-				var sq []*request
+				usage := uring.SendZCReportUsage
 				if s.noReportUsage.Load() {
-					usageFlags = 0
+					usage = 0
 				}
-				for _, c := range queue {
-					if c.busy || c.filled < c.n || len(sq) == depth {
+				for i, c := range queue {
+					if c.sending || c.reading || i == depth {
 						break
 					}
-					c.busy = true
-					c.ref()
-					sq = append(sq, t.sendRequest(&request{in: in, kind: reqSend, c: c, n: c.n - c.acked, usage: usageFlags != 0, stats: stats}))
-				}
-				if len(sq) > 0 {
-					err = submit(sq, func(sqe *uring.SQE, r *request) {
-						c := r.c
-						sqe.PrepSendZC(t.sock, unsafe.Pointer(&c.mem[c.acked]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL,
-							uring.RecvsendFixedBuf|usageFlags, c.idx)
-					})
-					sends += len(sq) - countNotLive(sq, live)
+					lead := c.filled < c.n
+					if lead && i > 0 {
+						break
+					}
+					if lead {
+						batch = append(batch, t.readRequest(in, c))
+					}
+					batch = append(batch, t.sendRequest(&request{in: in, kind: reqSend, c: c, n: c.n - c.acked, usage: usage != 0, stats: stats}))
 				}
 			}
+			chain := len(batch)
+			for _, c := range queue {
+				if !c.reading && !c.sending && c.filled < c.n {
+					batch = append(batch, t.readRequest(in, c))
+				}
+			}
+			if len(batch) > 0 {
+				k, serr := t.submitURing(batch, chain, live)
+				for _, r := range batch[:k] {
+					if r.kind == reqRead {
+						reads++
+					} else {
+						sends++
+					}
+				}
+				err = serr
+			}
 		}
-		if err != nil && !cancelled && errors.Is(err, context.Cause(t.ctx)) && t.ctx.Err() != nil {
+		if err != nil && t.ctx.Err() != nil {
 			cancelled = true
 		}
 		// Done: everything sent and released, or stopped and nothing left
@@ -295,7 +279,7 @@ func (t *transfer) uring() (int64, error) {
 			if cancelled {
 				break
 			}
-			if notifs == 0 && (err != nil || (next == end && len(queue) == 0)) {
+			if notifs == 0 && (err != nil || next == total && len(queue) == 0) {
 				break
 			}
 		}
@@ -318,16 +302,17 @@ func (t *transfer) uring() (int64, error) {
 				notifs--
 				continue
 			}
-			c.busy = false
+			r.seen = true
 			switch r.kind {
 			case reqRead:
 				reads--
+				c.reading = false
 				switch {
 				case res > 0:
 					c.filled += int(res)
 				case res == 0:
 					if err == nil {
-						err = shrunk(t.file, end, fmt.Errorf("read fixed: end of file at %d", c.off+int64(c.filled)))
+						err = shrunk(t.file, t.off+t.count, fmt.Errorf("read fixed: end of file at %d", t.off+c.pos+int64(c.filled)-hdr))
 					}
 				case errnoOf(res) == unix.EOPNOTSUPP && r.dontcache:
 					// RWF_DONTCACHE refused here: read without it.
@@ -342,7 +327,7 @@ func (t *transfer) uring() (int64, error) {
 				}
 			case reqSend:
 				sends--
-				r.seen = true
+				c.sending = false
 				if e.cqe.More() {
 					notifs++
 				}
@@ -367,13 +352,74 @@ func (t *transfer) uring() (int64, error) {
 		}
 		clear(evs)
 	}
-	if cancelled && err == nil || cancelled && t.ctx.Err() != nil {
+	if cancelled {
 		err = context.Cause(t.ctx)
 	}
-	if err == nil && sent != t.count {
-		err = fmt.Errorf("sent %d of %d bytes", sent, t.count)
+	if err == nil && sent != total {
+		err = fmt.Errorf("sent %d of %d bytes", sent, total)
 	}
 	return sent, err
+}
+
+// readRequest marks c as reading and returns the READ_FIXED request for the
+// rest of it.
+func (t *transfer) readRequest(in *inbox, c *chunk) *request {
+	c.reading = true
+	return &request{in: in, kind: reqRead, c: c, n: c.n - c.filled}
+}
+
+// submitURing submits batch in one io_uring_enter: its first chain requests
+// linked in order, the rest independent. It returns how many the kernel took;
+// those are live and hold their chunk until their last CQE.
+func (t *transfer) submitURing(batch []*request, chain int, live map[*request]struct{}) (int, error) {
+	s := t.s
+	hdr := int64(len(t.hdr))
+	rwFlags := uint32(0)
+	if s.cfg.DontCache && !s.noDontCache.Load() {
+		rwFlags = unix.RWF_DONTCACHE
+	}
+	usage := uint16(0)
+	if !s.noReportUsage.Load() {
+		usage = uring.SendZCReportUsage
+	}
+	b, err := s.loop.Begin(t.ctx, len(batch))
+	if err != nil {
+		for _, r := range batch {
+			r.c.reading, r.c.sending = false, false
+		}
+		return 0, err
+	}
+	for i, r := range batch {
+		c := r.c
+		c.ref()
+		c.sending = c.sending || r.kind == reqSend
+		sqe, ud := b.Add(r)
+		r.ud = ud
+		if r.kind == reqRead {
+			r.dontcache = rwFlags != 0
+			sqe.PrepReadFixed(t.file, unsafe.Pointer(&c.mem[c.filled]), uint32(r.n), uint64(t.off+c.pos+int64(c.filled)-hdr), c.idx, rwFlags)
+		} else {
+			sqe.PrepSendZC(t.sock, unsafe.Pointer(&c.mem[c.acked]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL,
+				uring.RecvsendFixedBuf|usage, c.idx)
+		}
+		if i < chain-1 {
+			sqe.Flags |= uring.SQEIOLink
+		}
+	}
+	k, err := b.Submit()
+	for i, r := range batch {
+		if i < k {
+			live[r] = struct{}{}
+			continue
+		}
+		if r.kind == reqRead {
+			r.c.reading = false
+		} else {
+			r.c.sending = false
+		}
+		r.c.unref()
+	}
+	return k, err
 }
 
 // sendRequest readies r for the Observer, if there is one.
@@ -419,16 +465,21 @@ func (t *transfer) uringMmap() (int64, error) {
 	stats := s.counter(URingMmap)
 	page := int64(os.Getpagesize())
 	base := t.off &^ (page - 1)
-	mem, merr := mmap(t.file, base, int(t.off+t.count-base), unix.PROT_READ, unix.MAP_SHARED)
-	if merr != nil {
-		return 0, os.NewSyscallError("mmap", merr)
+	var data []byte
+	if t.count > 0 {
+		mem, err := mmap(t.file, base, int(t.off+t.count-base), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return 0, os.NewSyscallError("mmap", err)
+		}
+		defer munmap(mem)
+		data = mem[t.off-base:]
 	}
-	defer munmap(mem)
-	data := mem[t.off-base:]
+	hdr := int64(len(t.hdr))
+	total := hdr + t.count
 	chunk := int64(s.cfg.BufferSize)
 	window := chunk * maxDepth // bytes pinned at most
 	var (
-		pos       int64 // next byte to send
+		pos       int64 // next stream position to send: header, then range
 		sent      int64
 		pinned    int64 // bytes whose notification is pending
 		sends     int
@@ -440,14 +491,20 @@ func (t *transfer) uringMmap() (int64, error) {
 		evs       []event
 	)
 	for {
-		if sends == 0 && err == nil && !cancelled && !hold && pos < t.count && pinned < window {
+		if sends == 0 && err == nil && !cancelled && !hold && pos < total && pinned < window {
 			usage := uint16(uring.SendZCReportUsage)
 			if s.noReportUsage.Load() {
 				usage = 0
 			}
 			var sq []*request
-			for p := pos; p < t.count && pinned+(p-pos) < window && len(sq) < maxDepth; {
-				n := min(chunk, t.count-p)
+			for p := pos; p < total && pinned+(p-pos) < window && len(sq) < maxDepth; {
+				if p < hdr {
+					// The header: a copying send, corked, leading the chain.
+					sq = append(sq, &request{in: in, kind: reqSend, pos: p, n: int(hdr - p), plain: true})
+					p = hdr
+					continue
+				}
+				n := min(chunk, total-p)
 				sq = append(sq, t.sendRequest(&request{in: in, kind: reqSend, pos: p, n: int(n), usage: usage != 0, stats: stats}))
 				p += n
 			}
@@ -458,7 +515,11 @@ func (t *transfer) uringMmap() (int64, error) {
 				for i, r := range sq {
 					sqe, ud := b.Add(r)
 					r.ud = ud
-					sqe.PrepSendZC(t.sock, unsafe.Pointer(&data[r.pos]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL, usage, 0)
+					if r.plain {
+						sqe.PrepSend(t.sock, unsafe.Pointer(&t.hdr[r.pos]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL|unix.MSG_MORE)
+					} else {
+						sqe.PrepSendZC(t.sock, unsafe.Pointer(&data[r.pos-hdr]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL, usage, 0)
+					}
 					if i < len(sq)-1 {
 						sqe.Flags |= uring.SQEIOLink
 					}
@@ -466,7 +527,9 @@ func (t *transfer) uringMmap() (int64, error) {
 				k, serr := b.Submit()
 				for _, r := range sq[:k] {
 					live[r] = struct{}{}
-					pinned += int64(r.n)
+					if !r.plain {
+						pinned += int64(r.n)
+					}
 				}
 				sends += k
 				if k > 0 {
@@ -478,7 +541,7 @@ func (t *transfer) uringMmap() (int64, error) {
 		if err != nil && !cancelled && t.ctx.Err() != nil {
 			cancelled = true
 		}
-		if sends == 0 && notifs == 0 && (err != nil || cancelled || pos == t.count) {
+		if sends == 0 && notifs == 0 && (err != nil || cancelled || pos == total) {
 			break
 		}
 		if !t.wait(in, cancelled) {
@@ -495,7 +558,9 @@ func (t *transfer) uringMmap() (int64, error) {
 			r, res := e.r, e.cqe.Res
 			if e.last {
 				delete(live, r)
-				pinned -= int64(r.n)
+				if !r.plain {
+					pinned -= int64(r.n)
+				}
 			}
 			if e.cqe.Notif() {
 				notifs--
@@ -540,8 +605,8 @@ func (t *transfer) uringMmap() (int64, error) {
 	if cancelled {
 		err = context.Cause(t.ctx)
 	}
-	if err == nil && sent != t.count {
-		err = fmt.Errorf("sent %d of %d bytes", sent, t.count)
+	if err == nil && sent != total {
+		err = fmt.Errorf("sent %d of %d bytes", sent, total)
 	}
 	return sent, err
 }
