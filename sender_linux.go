@@ -38,7 +38,13 @@ type Sender struct {
 
 	inFlight  atomic.Int64
 	fallbacks atomic.Int64
-	counters  [len(methodIndex)]methodCounters
+
+	routesMu      sync.Mutex
+	routes        map[routeKey]*route // Auto's adaptivity: see adapt
+	adaptSwitches atomic.Int64
+	adaptedSends  atomic.Int64
+	smallSends    atomic.Int64
+	counters      [len(methodIndex)]methodCounters
 }
 
 // methodIndex orders the concrete methods for the counters.
@@ -148,6 +154,12 @@ func (s *Sender) Stats() Stats {
 		InFlight:  s.inFlight.Load(),
 		Fallbacks: s.fallbacks.Load(),
 		Methods:   map[Method]MethodStats{},
+		Adaptive: AdaptiveStats{
+			Switches:      s.adaptSwitches.Load(),
+			CopyingRoutes: s.copyingRoutes(),
+			CopiedRoute:   s.adaptedSends.Load(),
+			Small:         s.smallSends.Load(),
+		},
 	}
 	for i, m := range methodIndex {
 		c := &s.counters[i]
@@ -215,7 +227,7 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 	if isNil(src) || isNil(dst) {
 		return 0, fmt.Errorf("sendfile2: send: nil src or dst: %w", os.ErrInvalid)
 	}
-	sock, family, err := dupSocket(dst)
+	sock, family, peer, err := dupSocketPeer(dst)
 	if err != nil {
 		return 0, fmt.Errorf("sendfile2: send: dst: %w", err)
 	}
@@ -242,8 +254,13 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 				method = Copy
 			}
 		}
+		var r *route
+		method, r = s.adapt(method, sock, peer, int64(len(hdr))+count)
 		t := transfer{s: s, ctx: ctx, sock: sock, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
 		n, err = t.run()
+		if r != nil && err == nil {
+			r.learn(t.zc.Load(), t.copied.Load())
+		}
 	})
 	if err == nil {
 		err = cerr
@@ -306,9 +323,16 @@ func (s *Sender) Close() error {
 // dupSocket duplicates dst's descriptor after checking that it is a
 // connected stream socket, and returns the duplicate and its address family.
 func dupSocket(dst syscall.Conn) (int, int, error) {
+	fd, family, _, err := dupSocketPeer(dst)
+	return fd, family, err
+}
+
+// dupSocketPeer is dupSocket that also returns the peer's address.
+func dupSocketPeer(dst syscall.Conn) (int, int, unix.Sockaddr, error) {
+	var peer unix.Sockaddr
 	rc, err := dst.SyscallConn()
 	if err != nil {
-		return -1, 0, err
+		return -1, 0, nil, err
 	}
 	fd := -1
 	var derr error
@@ -322,8 +346,9 @@ func dupSocket(dst syscall.Conn) (int, int, error) {
 			derr = fmt.Errorf("not a stream socket: %w", unix.EPROTOTYPE)
 			return
 		}
-		if _, err := unix.Getpeername(int(sfd)); err != nil {
-			derr = os.NewSyscallError("getpeername", err) // ENOTCONN
+		var err2 error
+		if peer, err2 = unix.Getpeername(int(sfd)); err2 != nil {
+			derr = os.NewSyscallError("getpeername", err2) // ENOTCONN
 			return
 		}
 		fd, derr = unix.FcntlInt(sfd, unix.F_DUPFD_CLOEXEC, 0)
@@ -335,14 +360,14 @@ func dupSocket(dst syscall.Conn) (int, int, error) {
 		err = derr
 	}
 	if err != nil {
-		return -1, 0, err
+		return -1, 0, nil, err
 	}
 	family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
 		unix.Close(fd)
-		return -1, 0, os.NewSyscallError("getsockopt", err)
+		return -1, 0, nil, os.NewSyscallError("getsockopt", err)
 	}
-	return fd, family, nil
+	return fd, family, peer, nil
 }
 
 // checkRange checks that fd is a regular file that holds [off, off+count).
@@ -384,6 +409,10 @@ type transfer struct {
 	off    int64
 	count  int64
 	method Method
+
+	// Bytes that notifications reported sent from the buffer or copied:
+	// what the route learns from (see adapt).
+	zc, copied atomic.Int64
 }
 
 func (t *transfer) run() (int64, error) {

@@ -49,6 +49,9 @@ func (m Method) Safe() bool {
 	return false
 }
 
+// zeroCopy reports whether m sends without copying where the device allows.
+func (m Method) zeroCopy() bool { return m == URing || m == URingMmap }
+
 // ParseMethod returns the Method named s.
 func ParseMethod(s string) (Method, error) {
 	m := Method(s)
@@ -122,6 +125,19 @@ type Stats struct {
 	Fallbacks int64
 	// Methods has the counters of each method that has run.
 	Methods map[Method]MethodStats
+	// Adaptive says what Auto decided from what the kernel reported.
+	Adaptive AdaptiveStats
+}
+
+// AdaptiveStats are the decisions of a Sender configured with Auto. A route
+// (a local and a peer address) whose zero-copy sends keep coming back copied
+// (loopback, veth, a device without scatter-gather) sends with Copy for a
+// minute, then tries zero-copy again; small sends copy from the start.
+type AdaptiveStats struct {
+	Switches      int64 // times a route was switched to Copy
+	CopyingRoutes int64 // routes that send with Copy now
+	CopiedRoute   int64 // sends that took Copy because their route copies
+	Small         int64 // sends that took Copy because they were small
 }
 
 // MethodStats are the counters of one method.

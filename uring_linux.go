@@ -74,7 +74,8 @@ type request struct {
 	dontcache bool   // read with RWF_DONTCACHE
 	plain     bool   // a copying IORING_OP_SEND (of a header)
 	stats     *methodCounters
-	obs       Observer // with method and start, for notification latency
+	tr        *transfer // learns how much the kernel copied
+	obs       Observer  // with method and start, for notification latency
 	method    Method
 	start     time.Time
 	seen      bool // its result was processed (the send's goroutine only)
@@ -120,8 +121,10 @@ func (r *request) account(copied bool) {
 	}
 	if copied {
 		r.stats.copied.Add(int64(r.res))
+		r.tr.copied.Add(int64(r.res))
 	} else {
 		r.stats.zeroCopy.Add(int64(r.res))
+		r.tr.zc.Add(int64(r.res))
 	}
 }
 
@@ -424,6 +427,7 @@ func (t *transfer) submitURing(batch []*request, chain int, live map[*request]st
 
 // sendRequest readies r for the Observer, if there is one.
 func (t *transfer) sendRequest(r *request) *request {
+	r.tr = t
 	if obs := t.s.cfg.Observer; obs != nil {
 		r.obs, r.method, r.start = obs, t.method, time.Now()
 	}

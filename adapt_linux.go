@@ -1,0 +1,117 @@
+package sendfile2
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Adaptivity, for Auto only: a zero-copy send costs more than a copy when the
+// kernel copies anyway, which it does for every send that leaves through lo
+// or veth, or through a device without scatter-gather (KERNEL.md, section 3).
+// The notifications say so (IORING_NOTIF_USAGE_ZC_COPIED, SO_EE_CODE_ZEROCOPY_COPIED).
+// A Sender remembers, per route (local and peer address), whether the last
+// zero-copy sends were all copied; after copiedStreak such sends in a row it
+// sends on that route with Copy, and tries zero-copy again after reprobe.
+// Sends smaller than smallSend take Copy from the start: below it, the
+// notification's round trip costs more than the copy saves.
+const (
+	copiedStreak = 3
+	reprobe      = time.Minute
+	smallSend    = 16 << 10
+	maxRoutes    = 4096
+)
+
+type routeKey struct{ local, peer netip.Addr }
+
+// route is what a Sender knows about one route.
+type route struct {
+	mu      sync.Mutex
+	streak  int       // zero-copy sends in a row that were all copied
+	copying time.Time // sends take Copy until then
+	s       *Sender
+}
+
+// learn records what the notifications of one zero-copy send said.
+func (r *route) learn(zc, copied int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case zc > 0:
+		r.streak = 0
+	case copied > 0:
+		r.streak++
+		if r.streak >= copiedStreak {
+			r.streak = 0
+			r.copying = time.Now().Add(reprobe)
+			r.s.adaptSwitches.Add(1)
+		}
+	}
+}
+
+// adapt picks the method for one send of n bytes on sock when the Sender was
+// configured with Auto, and returns the route to teach when the send is a
+// zero-copy one.
+func (s *Sender) adapt(m Method, sock int, peer unix.Sockaddr, n int64) (Method, *route) {
+	if s.cfg.Method != Auto || !m.zeroCopy() {
+		return m, nil
+	}
+	if n < smallSend {
+		s.smallSends.Add(1)
+		return Copy, nil
+	}
+	local, err := unix.Getsockname(sock)
+	if err != nil {
+		return m, nil
+	}
+	key := routeKey{addrOf(local), addrOf(peer)}
+	s.routesMu.Lock()
+	r := s.routes[key]
+	if r == nil {
+		if len(s.routes) >= maxRoutes {
+			clear(s.routes) // forget everything rather than grow without bound
+		}
+		if s.routes == nil {
+			s.routes = map[routeKey]*route{}
+		}
+		r = &route{s: s}
+		s.routes[key] = r
+	}
+	s.routesMu.Unlock()
+	r.mu.Lock()
+	copying := time.Now().Before(r.copying)
+	r.mu.Unlock()
+	if copying {
+		s.adaptedSends.Add(1)
+		return Copy, nil
+	}
+	return m, r
+}
+
+// copyingRoutes counts the routes that send with Copy now.
+func (s *Sender) copyingRoutes() int64 {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	now := time.Now()
+	var n int64
+	for _, r := range s.routes {
+		r.mu.Lock()
+		if now.Before(r.copying) {
+			n++
+		}
+		r.mu.Unlock()
+	}
+	return n
+}
+
+func addrOf(sa unix.Sockaddr) netip.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrFrom4(a.Addr)
+	case *unix.SockaddrInet6:
+		return netip.AddrFrom16(a.Addr)
+	}
+	return netip.Addr{}
+}
