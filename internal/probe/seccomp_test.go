@@ -11,11 +11,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sendfile2/sendfile2/internal/probe"
+	"github.com/sendfile2/sendfile2/internal/testutil"
 )
 
 // childEnv names the errno that TestSeccompChild makes io_uring_setup fail
@@ -81,19 +81,8 @@ func TestSeccompChild(t *testing.T) {
 	if _, err := fmt.Sscan(v, &errno); err != nil {
 		t.Fatal(err)
 	}
-	const nrOffset = 0 // struct seccomp_data.nr
-	filter := []unix.SockFilter{
-		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: nrOffset},
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_IO_URING_SETUP, Jt: 0, Jf: 1},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | errno&unix.SECCOMP_RET_DATA},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
-	}
-	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		t.Fatal(os.NewSyscallError("prctl", err))
-	}
-	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); e != 0 {
-		t.Fatal(os.NewSyscallError("seccomp", e))
+	if err := testutil.RefuseIOURing(syscall.Errno(errno)); err != nil {
+		t.Fatal(err)
 	}
 	data, err := json.Marshal(probe.Fresh())
 	if err != nil {

@@ -43,6 +43,9 @@ func RequireFeature(t testing.TB, feature, since string, available bool, why err
 	if available {
 		return
 	}
+	if why := IOURingRefused(); why != "" && isIOURingFeature(feature) {
+		t.Skipf("%s: io_uring is refused on purpose in this test process, by %s", feature, why)
+	}
 	var major, minor int
 	if _, err := fmt.Sscanf(since, "%d.%d", &major, &minor); err != nil {
 		t.Fatalf("RequireFeature: bad version %q", since)
@@ -111,4 +114,16 @@ func openFDs() map[int]string {
 		}
 	}
 	return fds
+}
+
+// refused is why io_uring is refused on purpose in this process, if it is.
+var refused string
+
+// IOURingRefused says why io_uring is refused on purpose in this process, or
+// "" when it is not.
+func IOURingRefused() string { return refused }
+
+func isIOURingFeature(feature string) bool {
+	f := strings.ToLower(feature)
+	return strings.Contains(f, "io_uring") || strings.Contains(f, "ioring")
 }
