@@ -32,3 +32,16 @@ func SetCopyMmapMin(n int64) func() {
 	copyMmapMin = n
 	return func() { copyMmapMin = old }
 }
+
+// MsgZCNoBufs is the number of times s's MsgZC sends got ENOBUFS from
+// send(MSG_ZEROCOPY) and sent again after notifications.
+func MsgZCNoBufs(s *Sender) int64 { return s.msgzcNoBufs.Load() }
+
+// SetMsgZC sets the chunk size of MsgZC and whether it sends from pread(2)
+// buffers instead of a mapping, for BenchmarkMsgZCVariants, and returns a
+// function that restores them.
+func SetMsgZC(chunk int, pread bool) func() {
+	oldChunk, oldPread := msgzcChunk, msgzcPread
+	msgzcChunk, msgzcPread = chunk, pread
+	return func() { msgzcChunk, msgzcPread = oldChunk, oldPread }
+}

@@ -140,7 +140,7 @@ func TestContent(t *testing.T) {
 // TestUnixSocket: zero-copy methods fall back to copying on a unix stream
 // socket, and say so.
 func TestUnixSocket(t *testing.T) {
-	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.Copy} {
+	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.MsgZC, sendfile2.Copy} {
 		t.Run(string(m), func(t *testing.T) {
 			s := newSender(t, sendfile2.Config{Method: m})
 			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -173,7 +173,7 @@ func TestUnixSocket(t *testing.T) {
 // TestConcurrent: many goroutines on one Sender, each on its own connection,
 // all get their own bytes.
 func TestConcurrent(t *testing.T) {
-	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.Copy} {
+	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.MsgZC, sendfile2.Copy} {
 		t.Run(string(m), func(t *testing.T) {
 			s := newSender(t, sendfile2.Config{Method: m, Buffers: 8})
 			f, data := tempFile(t, 2<<20)
@@ -287,7 +287,7 @@ func TestSendAfterClose(t *testing.T) {
 // TestCancel: a send to a peer that does not read stops when ctx ends, and
 // the Sender still serves other sends afterwards.
 func TestCancel(t *testing.T) {
-	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.Copy, sendfile2.Sendfile, sendfile2.Splice} {
+	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.MsgZC, sendfile2.Copy, sendfile2.Sendfile, sendfile2.Splice} {
 		t.Run(string(m), func(t *testing.T) {
 			s := newSender(t, sendfile2.Config{Method: m})
 			f, data := tempFile(t, 32<<20)
@@ -301,14 +301,14 @@ func TestCancel(t *testing.T) {
 				n, err = s.Send(ctx, a, f, 0, int64(len(data)))
 				close(done)
 			}()
-			if m == sendfile2.URingMmap {
+			if m == sendfile2.URingMmap || m == sendfile2.MsgZC {
 				// Sending from the file's own pages, it must wait for the
 				// notifications of what it queued, which come only when the
 				// peer acknowledges: not before the peer reads.
 				<-ctx.Done()
 				select {
 				case <-done:
-					t.Fatal("uring-mmap returned while the kernel still held the file's pages")
+					t.Fatalf("%s returned while the kernel still held the file's pages", m)
 				case <-time.After(200 * time.Millisecond):
 				}
 				go io.Copy(io.Discard, b)
@@ -389,7 +389,7 @@ func TestCloseWithSendsInFlight(t *testing.T) {
 // TestTruncatedDuringSend: a file that shrinks under a send gives the bytes
 // sent and io.ErrUnexpectedEOF, never a signal.
 func TestTruncatedDuringSend(t *testing.T) {
-	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.Copy} {
+	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.MsgZC, sendfile2.Copy} {
 		t.Run(string(m), func(t *testing.T) {
 			s := newSender(t, sendfile2.Config{Method: m})
 			f, data := tempFile(t, 64<<20)

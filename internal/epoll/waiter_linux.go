@@ -15,6 +15,7 @@ type Waiter struct {
 	f  *os.File
 	rc syscall.RawConn
 	ep int
+	fd int // the descriptor watched
 }
 
 // New returns a Waiter for the events (EPOLLOUT, EPOLLERR, ...) of fd,
@@ -41,7 +42,20 @@ func New(fd int, events uint32) (*Waiter, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Waiter{f: f, rc: rc, ep: ep}, nil
+	return &Waiter{f: f, rc: rc, ep: ep, fd: fd}, nil
+}
+
+// Modify replaces the events watched, as New takes them; add EPOLLET for
+// edge-triggered events, which Wait reports once per change of the
+// descriptor's state instead of for as long as they hold. The events ready
+// at the moment of the change are reported once either way. It wraps
+// epoll_ctl(2) with EPOLL_CTL_MOD.
+func (w *Waiter) Modify(events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(w.fd)}
+	if err := unix.EpollCtl(w.ep, unix.EPOLL_CTL_MOD, w.fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
 }
 
 // Wait blocks until one of the events is ready or ctx ends, and returns the

@@ -95,3 +95,66 @@ func TestWaitHangup(t *testing.T) {
 		t.Fatalf("Wait after the peer hung up = %#x, %v", ev, err)
 	}
 }
+
+// waitBriefly waits for 20 ms at most and reports the events, or 0.
+func waitBriefly(t *testing.T, w *epoll.Waiter) uint32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	ev, err := w.Wait(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// TestModify: Modify switches the events watched, and with EPOLLET a state
+// that holds is reported once, not on every Wait.
+func TestModify(t *testing.T) {
+	a, b := socketpair(t)
+	w, err := epoll.New(a, unix.EPOLLIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if ev := waitBriefly(t, w); ev != 0 {
+		t.Fatalf("nothing to read, yet Wait = %#x", ev)
+	}
+	if err := w.Modify(unix.EPOLLOUT); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // level-triggered: as long as it holds
+		if ev := waitBriefly(t, w); ev&unix.EPOLLOUT == 0 {
+			t.Fatalf("writable socket, Wait = %#x", ev)
+		}
+	}
+	if err := w.Modify(unix.EPOLLOUT | unix.EPOLLET); err != nil {
+		t.Fatal(err)
+	}
+	if ev := waitBriefly(t, w); ev&unix.EPOLLOUT == 0 {
+		t.Fatalf("after Modify with EPOLLET, Wait = %#x, want EPOLLOUT once", ev)
+	}
+	if ev := waitBriefly(t, w); ev != 0 {
+		t.Fatalf("edge-triggered, no change, yet Wait = %#x", ev)
+	}
+	if err := w.Modify(unix.EPOLLIN | unix.EPOLLET); err != nil {
+		t.Fatal(err)
+	}
+	if ev := waitBriefly(t, w); ev != 0 {
+		t.Fatalf("nothing to read, yet Wait = %#x", ev)
+	}
+	unix.Write(b, []byte("x"))
+	if ev := waitBriefly(t, w); ev&unix.EPOLLIN == 0 {
+		t.Fatalf("after a write by the peer, Wait = %#x", ev)
+	}
+	if ev := waitBriefly(t, w); ev != 0 {
+		t.Fatalf("edge-triggered, no new data, yet Wait = %#x", ev)
+	}
+	unix.Write(b, []byte("y"))
+	if ev := waitBriefly(t, w); ev&unix.EPOLLIN == 0 {
+		t.Fatalf("after a second write, Wait = %#x", ev)
+	}
+}
