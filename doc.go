@@ -20,18 +20,29 @@
 //   - URingMmap (Linux 6.0+): IORING_OP_SEND_ZC straight from a mapping of the
 //     file. No copy where the device can send from the page cache; Send waits
 //     for every notification.
+//   - MsgZC (Linux 4.14+): send(2) with MSG_ZEROCOPY straight from a mapping
+//     of the file; Send waits until the socket's error queue has notified
+//     every call. The zero-copy path where io_uring is refused (container
+//     seccomp profiles, kernel.io_uring_disabled).
 //   - Copy (any Linux): send(2) from a mapping or a pread(2) buffer. The
 //     kernel copies the data before send(2) returns.
 //   - Sendfile and Splice: the unsafe system calls, kept only as baselines to
 //     measure against and to show unsafe (sendfile2 check). Never chosen
 //     automatically.
 //   - Auto picks URing where io_uring offers IORING_OP_SEND_ZC and
-//     IORING_OP_READ_FIXED and the buffers can be registered, else Copy.
+//     IORING_OP_READ_FIXED and the buffers can be registered, else MsgZC
+//     (io_uring refused by a seccomp filter, as in Docker's and containerd's
+//     default profiles, or by kernel.io_uring_disabled), else Copy. On a
+//     route where the kernel reports that it copies every zero-copy send
+//     (loopback, veth, devices without scatter-gather), it sends with Copy;
+//     sends under 16 KiB copy from the start. A method the kernel refuses at
+//     run time (EPERM, ENOSYS) is demoted once to the next one.
 //
-// Zero-copy applies to TCP only: on other stream sockets (unix) URing and
-// URingMmap send with Copy and count a fallback in Stats. On loopback and veth
-// the kernel copies every zero-copy send anyway; Stats reports those bytes as
-// CopiedBytes (IORING_SEND_ZC_REPORT_USAGE, Linux 6.2+).
+// Zero-copy applies to TCP only: on other stream sockets (unix) URing,
+// URingMmap and MsgZC send with Copy and count a fallback in Stats. On
+// loopback and veth the kernel copies every zero-copy send anyway; Stats
+// reports those bytes as CopiedBytes (IORING_SEND_ZC_REPORT_USAGE, Linux 6.2+;
+// SO_EE_CODE_ZEROCOPY_COPIED for MsgZC).
 //
 // # Cancellation
 //
@@ -46,16 +57,44 @@
 //     notifications of the data already queued, because those reference the
 //     file's own pages: that lasts as long as the peer takes to acknowledge
 //     them.
+//   - MsgZC stops sending and waits, in the same way, for the notifications
+//     of what it sent.
 //   - Copy, Sendfile and Splice stop at their next wait for room in the
 //     socket buffer.
 //
 // Send uses a duplicate of the socket's descriptor: deadlines set on dst do
 // not apply, and closing dst does not interrupt it. Use ctx.
 //
+// # Receiving
+//
+// Receive is the other direction, the write path of a file server: it reads
+// count bytes (or, with count < 0, everything until the peer closes) from a
+// stream socket and writes them to a file at an offset. The count it returns
+// is always the number of bytes written contiguously from the offset, and
+// those bytes are the stream's; nothing past them is written. A stream that
+// ends early gives io.ErrUnexpectedEOF. When ctx ends or the peer fails,
+// Receive stops reading and writes what it had already taken from the socket,
+// so the count is also the number of bytes consumed; only a failing file
+// (ENOSPC, EIO) loses the bytes that were received but could not be written.
+//
+//   - URing receives with IORING_OP_RECV and MSG_WAITALL into the Sender's
+//     registered buffers, linked in stream order, and writes them with
+//     IORING_OP_WRITE_FIXED, linked in file order, several buffers in
+//     flight; with Config.DontCache the writes carry RWF_DONTCACHE (Linux
+//     6.14; where the file system refuses it, plain writes and a fallback in
+//     Stats).
+//   - Copy uses recv(2) and pwrite(2); Splice moves the bytes through a pipe
+//     with splice(2). Both wait for data on a private epoll instance.
+//   - URingMmap, MsgZC and Sendfile receive with Copy.
+//
+// With Config.Sync, Receive returns only after fdatasync(2) (for URing,
+// IORING_OP_FSYNC with IORING_FSYNC_DATASYNC).
+//
 // # Requirements
 //
 // Linux. io_uring with IORING_FEAT_SINGLE_MMAP (5.4) for the ring, and
-// IORING_OP_SEND_ZC (6.0) for URing and URingMmap; RWF_DONTCACHE reads
+// IORING_OP_SEND_ZC (6.0) for URing and URingMmap; SO_ZEROCOPY and
+// MSG_ZEROCOPY on TCP (4.14) for MsgZC; RWF_DONTCACHE reads
 // (Config.DontCache) need 6.14 and a file system that supports them, and fall
 // back to plain reads elsewhere. On other systems every call fails with an
 // error matching ErrNotSupported.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"reflect"
 	"sync"
@@ -36,8 +37,10 @@ type Sender struct {
 	noReportUsage atomic.Bool // the kernel refused IORING_SEND_ZC_REPORT_USAGE
 	noDontCache   atomic.Bool // the kernel or file system refused RWF_DONTCACHE
 
-	inFlight  atomic.Int64
-	fallbacks atomic.Int64
+	demotions   atomic.Int64
+	inFlight    atomic.Int64
+	fallbacks   atomic.Int64
+	msgzcNoBufs atomic.Int64 // ENOBUFS from send(MSG_ZEROCOPY), sent again after notifications
 
 	routesMu      sync.Mutex
 	routes        map[routeKey]*route // Auto's adaptivity: see adapt
@@ -48,10 +51,12 @@ type Sender struct {
 }
 
 // methodIndex orders the concrete methods for the counters.
-var methodIndex = [...]Method{URing, URingMmap, Copy, Sendfile, Splice}
+var methodIndex = [...]Method{URing, URingMmap, MsgZC, Copy, Sendfile, Splice}
 
 type methodCounters struct {
 	sends, errors, bytes, zeroCopy, copied atomic.Int64
+
+	receives, receiveErrors, received atomic.Int64
 }
 
 func (s *Sender) counter(m Method) *methodCounters {
@@ -91,8 +96,12 @@ func NewSender(cfg Config) (*Sender, error) {
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	switch cfg.Method {
 	case Auto:
+		// The best safe method the kernel offers: io_uring, else
+		// MSG_ZEROCOPY, else copying. Each probe is the real operation.
 		if err := s.setupURing(true); err == nil {
 			s.method = URing
+		} else if probeMsgZC() == nil {
+			s.method = MsgZC
 		} else {
 			s.method = Copy
 		}
@@ -102,6 +111,10 @@ func NewSender(cfg Config) (*Sender, error) {
 		}
 	case URingMmap:
 		if err := s.setupURing(false); err != nil {
+			return nil, err
+		}
+	case MsgZC:
+		if err := probeMsgZC(); err != nil {
 			return nil, err
 		}
 	}
@@ -145,12 +158,51 @@ func notSupported(err error) error {
 
 // Method is the method the Sender uses: its configured one, or what Auto
 // resolved to.
-func (s *Sender) Method() Method { return s.method }
+func (s *Sender) Method() Method {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.method
+}
+
+// demote replaces Auto's method m, which failed with err before sending
+// anything for a reason that says "not here" (EPERM or ENOSYS: io_uring or
+// MSG_ZEROCOPY refused by a seccomp filter or a sysctl after the Sender was
+// made), with the next one in Auto's order, once. It reports the method to
+// retry with.
+func (s *Sender) demote(m Method, err error) (Method, bool) {
+	if s.cfg.Method != Auto || !(errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS)) {
+		return m, false
+	}
+	next := Copy
+	if m == URing && probeMsgZC() == nil {
+		next = MsgZC
+	}
+	if m == Copy || m == next {
+		return m, false
+	}
+	s.mu.Lock()
+	if s.method == m {
+		s.method = next
+		s.demotions.Add(1)
+		s.logger().Warn("sendfile2: method demoted", "from", m, "to", next, "err", err)
+	}
+	next = s.method
+	s.mu.Unlock()
+	return next, true
+}
+
+func (s *Sender) logger() *slog.Logger {
+	if s.cfg.Logger != nil {
+		return s.cfg.Logger
+	}
+	return slog.Default()
+}
 
 // Stats returns the Sender's counters.
 func (s *Sender) Stats() Stats {
 	st := Stats{
-		Method:    s.method,
+		Method:    s.Method(),
+		Demotions: s.demotions.Load(),
 		InFlight:  s.inFlight.Load(),
 		Fallbacks: s.fallbacks.Load(),
 		Methods:   map[Method]MethodStats{},
@@ -163,7 +215,7 @@ func (s *Sender) Stats() Stats {
 	}
 	for i, m := range methodIndex {
 		c := &s.counters[i]
-		if c.sends.Load() == 0 {
+		if c.sends.Load() == 0 && c.receives.Load() == 0 {
 			continue
 		}
 		st.Methods[m] = MethodStats{
@@ -172,6 +224,9 @@ func (s *Sender) Stats() Stats {
 			Bytes:         c.bytes.Load(),
 			ZeroCopyBytes: c.zeroCopy.Load(),
 			CopiedBytes:   c.copied.Load(),
+			Receives:      c.receives.Load(),
+			ReceiveErrors: c.receiveErrors.Load(),
+			Received:      c.received.Load(),
 		}
 	}
 	return st
@@ -216,6 +271,7 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		return 0, fmt.Errorf("sendfile2: send: %w", ErrClosed)
 	}
 	s.sends.Add(1)
+	method := s.method
 	s.mu.Unlock()
 	defer s.sends.Done()
 	s.inFlight.Add(1)
@@ -238,7 +294,6 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
 	}
 	var n int64
-	method := s.method
 	// Control holds a reference on src's descriptor for the whole send, so
 	// that a concurrent Close cannot let the number be reused under us.
 	cerr := srcConn.Control(func(fd uintptr) {
@@ -247,7 +302,7 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		}
 		ctx, cancel := s.sendContext(ctx)
 		defer cancel()
-		if method == URing || method == URingMmap {
+		if method == URing || method == URingMmap || method == MsgZC {
 			if family != unix.AF_INET && family != unix.AF_INET6 {
 				// Zero-copy send is TCP's; other stream sockets copy anyway.
 				s.fallbacks.Add(1)
@@ -258,6 +313,23 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		method, r = s.adapt(method, sock, peer, int64(len(hdr))+count)
 		t := transfer{s: s, ctx: ctx, sock: sock, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
 		n, err = t.run()
+		if n == 0 && method.zeroCopy() && errors.Is(err, unix.EOPNOTSUPP) {
+			// This socket cannot send zero-copy: a TCP socket accepted from
+			// an MPTCP listener (Go's default since 1.24) lacks the kernel's
+			// SOCK_SUPPORT_ZC. Copy, which keeps the guarantee.
+			s.fallbacks.Add(1)
+			method = Copy
+			t = transfer{s: s, ctx: ctx, sock: sock, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
+			n, err = t.run()
+		}
+		if n == 0 && err != nil {
+			if next, ok := s.demote(method, err); ok {
+				method = next
+				t = transfer{s: s, ctx: ctx, sock: sock, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
+				n, err = t.run()
+				r = nil
+			}
+		}
 		if r != nil && err == nil {
 			r.learn(t.zc.Load(), t.copied.Load())
 		}
@@ -444,6 +516,8 @@ func (t *transfer) engine() (int64, error) {
 		return t.uring()
 	case URingMmap:
 		return t.uringMmap()
+	case MsgZC:
+		return t.msgzc()
 	case Copy:
 		return t.copy()
 	case Sendfile:

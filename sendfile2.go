@@ -3,6 +3,7 @@ package sendfile2
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -13,7 +14,10 @@ type Method string
 
 const (
 	// Auto picks the best safe method the kernel offers: URing where io_uring
-	// has IORING_OP_SEND_ZC, else Copy.
+	// has IORING_OP_SEND_ZC and IORING_OP_READ_FIXED, else MsgZC where TCP
+	// sockets take SO_ZEROCOPY, else Copy. It then adapts per route and per
+	// send size (see Stats.Adaptive), and demotes its method once if the
+	// kernel refuses it at run time (Stats.Demotions).
 	Auto Method = "auto"
 	// URing reads the file with IORING_OP_READ_FIXED into registered buffers
 	// and sends them with IORING_OP_SEND_ZC, several chunks in flight; a buffer
@@ -24,6 +28,13 @@ const (
 	// returns after every notification, when the kernel has let go of the
 	// file's pages. Linux 6.0+.
 	URingMmap Method = "uring-mmap"
+	// MsgZC sends straight from a shared mapping of the file with send(2)
+	// and MSG_ZEROCOPY, and returns after the kernel has posted on the
+	// socket's error queue the notification of every call. The zero-copy
+	// path where io_uring is refused (seccomp, kernel.io_uring_disabled).
+	// It consumes the socket's error queue: do not send with MSG_ZEROCOPY on
+	// the same socket yourself. TCP, Linux 4.14+.
+	MsgZC Method = "msgzc"
 	// Copy writes the file to the socket with send(2), which copies the data
 	// into socket buffers before it returns: safe by construction, any kernel.
 	Copy Method = "copy"
@@ -37,20 +48,20 @@ const (
 )
 
 // Methods lists every concrete method, safe ones first.
-func Methods() []Method { return []Method{URing, URingMmap, Copy, Sendfile, Splice} }
+func Methods() []Method { return []Method{URing, URingMmap, MsgZC, Copy, Sendfile, Splice} }
 
 // Safe reports whether m keeps the guarantee: when a send returns, the kernel
 // holds no reference to the caller's file pages or buffers.
 func (m Method) Safe() bool {
 	switch m {
-	case Auto, URing, URingMmap, Copy:
+	case Auto, URing, URingMmap, MsgZC, Copy:
 		return true
 	}
 	return false
 }
 
 // zeroCopy reports whether m sends without copying where the device allows.
-func (m Method) zeroCopy() bool { return m == URing || m == URingMmap }
+func (m Method) zeroCopy() bool { return m == URing || m == URingMmap || m == MsgZC }
 
 // ParseMethod returns the Method named s.
 func ParseMethod(s string) (Method, error) {
@@ -99,8 +110,14 @@ type Config struct {
 	// brought into the page cache (RWF_DONTCACHE, Linux 6.14+). Where the
 	// kernel or file system lacks it, reads fall back to plain reads.
 	DontCache bool
+	// Sync makes Receive return only after the data is on stable storage
+	// (fdatasync(2), or IORING_OP_FSYNC with IORING_FSYNC_DATASYNC).
+	Sync bool
 	// Observer, when set, receives events as they happen, for metrics.
 	Observer Observer
+	// Logger receives the Sender's rare warnings (a method demoted at run
+	// time); slog.Default() if nil.
+	Logger *slog.Logger
 }
 
 // Observer receives a Sender's events as they happen. Its methods run on the
@@ -120,9 +137,15 @@ type Stats struct {
 	InFlight int64
 	// Fallbacks counts the times the Sender took a copying path where its
 	// method could not apply, keeping the guarantee: zero-copy methods on
-	// sockets other than TCP (sent with Copy), and reads that the kernel or
-	// file system refused with RWF_DONTCACHE (read without it).
+	// sockets other than TCP (sent with Copy), MsgZC sends whose send(2)
+	// got ENOBUFS with no notification to wait for (the rest copied), and
+	// reads that the kernel or file system refused with RWF_DONTCACHE (read
+	// without it).
 	Fallbacks int64
+	// Demotions counts the times Auto's method failed at run time for a
+	// reason that says "not here" (EPERM, ENOSYS) and was replaced by the next
+	// one in Auto's order.
+	Demotions int64
 	// Methods has the counters of each method that has run.
 	Methods map[Method]MethodStats
 	// Adaptive says what Auto decided from what the kernel reported.
@@ -146,11 +169,15 @@ type MethodStats struct {
 	Errors int64 // sends that returned an error
 	Bytes  int64 // bytes sent
 	// ZeroCopyBytes and CopiedBytes split the bytes of zero-copy sends by the
-	// kernel's report (IORING_SEND_ZC_REPORT_USAGE, Linux 6.2+): sent from the
-	// buffer or page itself, or copied because the route's device could not
-	// send from it (always so on loopback and veth).
+	// kernel's report (IORING_SEND_ZC_REPORT_USAGE, Linux 6.2+; for MsgZC,
+	// SO_EE_CODE_ZEROCOPY_COPIED): sent from the buffer or page itself, or
+	// copied because the route's device could not send from it (always so on
+	// loopback and veth).
 	ZeroCopyBytes int64
 	CopiedBytes   int64
+	// Receives, ReceiveErrors and Received count Receive calls, those that
+	// returned an error, and the bytes they wrote.
+	Receives, ReceiveErrors, Received int64
 }
 
 const (

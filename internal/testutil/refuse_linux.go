@@ -38,6 +38,17 @@ func RefuseIOURingFromEnv() error {
 // that fails io_uring_setup(2) with errno. It cannot be undone: use it in a
 // child process. Afterwards RequireFeature skips io_uring features.
 func RefuseIOURing(errno syscall.Errno) error {
+	if err := RefuseSyscall(unix.SYS_IO_URING_SETUP, errno); err != nil {
+		return err
+	}
+	refused = "a seccomp filter (" + unix.ErrnoName(errno) + ")"
+	return nil
+}
+
+// RefuseSyscall installs, on every thread of the process, a seccomp filter
+// that fails the system call nr with errno. It cannot be undone: use it in a
+// child process.
+func RefuseSyscall(nr uintptr, errno syscall.Errno) error {
 	const (
 		nrOffset   = 0 // struct seccomp_data.nr
 		archOffset = 4 // struct seccomp_data.arch
@@ -47,7 +58,7 @@ func RefuseIOURing(errno syscall.Errno) error {
 		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: auditArch, Jt: 1, Jf: 0},
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
 		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: nrOffset},
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_IO_URING_SETUP, Jt: 0, Jf: 1},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: uint32(nr), Jt: 0, Jf: 1},
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(errno)&unix.SECCOMP_RET_DATA},
 		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
 	}
@@ -58,6 +69,5 @@ func RefuseIOURing(errno syscall.Errno) error {
 	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); e != 0 {
 		return os.NewSyscallError("seccomp", e)
 	}
-	refused = "a seccomp filter (" + unix.ErrnoName(errno) + ")"
 	return nil
 }
