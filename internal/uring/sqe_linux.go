@@ -58,3 +58,34 @@ func (s *SQE) PrepCancel(target uint64) {
 	s.Fd = -1
 	s.Addr = target
 }
+
+// OpFsync is IORING_OP_FSYNC (Linux 5.1), and FsyncDatasync its
+// IORING_FSYNC_DATASYNC flag (fdatasync(2) rather than fsync(2)).
+const (
+	OpFsync       uint8  = 3
+	FsyncDatasync uint32 = 1 << 0
+)
+
+// PrepRecv prepares IORING_OP_RECV (Linux 5.6): receive up to n bytes from the
+// socket fd into addr. msgFlags takes MSG_* flags; with MSG_WAITALL on a
+// stream socket the request completes only when n bytes have arrived, at end
+// of stream or on an error (then, also when cancelled, with the bytes received
+// so far if there are any). Like the other socket ops it ignores O_NONBLOCK and
+// waits through io_uring's internal poll.
+func (s *SQE) PrepRecv(fd int, addr unsafe.Pointer, n uint32, msgFlags uint32) {
+	s.Opcode = OpRecv
+	s.Fd = int32(fd)
+	s.Addr = uint64(uintptr(addr))
+	s.Len = n
+	s.OpFlags = msgFlags
+}
+
+// PrepFsync prepares IORING_OP_FSYNC (Linux 5.1) of the n bytes of fd from
+// off (n == 0: to the end of the file); flags takes FsyncDatasync.
+func (s *SQE) PrepFsync(fd int, off uint64, n uint32, flags uint32) {
+	s.Opcode = OpFsync
+	s.Fd = int32(fd)
+	s.Off = off
+	s.Len = n
+	s.OpFlags = flags
+}
