@@ -1,0 +1,416 @@
+package sendfile2
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// NewListener wraps ln so that the conns it accepts send file bodies with s.
+// Serve HTTP on it as usual: net/http hands a response body that is a file
+// (with a Content-Length, as http.FileServer, http.ServeFile and
+// http.ServeContent set it) to the conn's ReadFrom, after writing its first
+// 512 bytes through its own buffer for content sniffing, and the wrapped conn
+// sends it with s.SendFrom. When the handler's write returns, the kernel holds
+// no reference to the file's pages, so the file may be rewritten or truncated
+// without the client receiving the new bytes (with a safe method: see
+// Method.Safe). Without the wrapper net/http sends with sendfile(2), which
+// gives no such guarantee.
+//
+// Since Go 1.24, net.Listen makes MPTCP listeners on Linux, and the TCP
+// sockets they accept cannot send zero-copy: the Sender copies on them,
+// safely, and counts a fallback. For zero-copy, listen with a
+// net.ListenConfig on which SetMultipathTCP(false) was called.
+//
+// An accepted conn implements io.ReaderFrom. ReadFrom sends with s when r is,
+// or is an *io.LimitedReader around, one of:
+//
+//   - an *os.File, or any reader that exposes its descriptor through
+//     syscall.Conn (as the wrapper (*os.File).WriteTo passes to io.Copy
+//     does), open on a regular file: from the file's offset to its end (its
+//     size when ReadFrom starts), and the offset ends after the bytes sent,
+//     as with (*net.TCPConn).ReadFrom;
+//   - an *io.SectionReader whose io.ReaderAt is such a file: from the
+//     section's position to its end (or the file's), and the position ends
+//     after the bytes sent; the file's own offset is not used.
+//
+// An *io.LimitedReader bounds the count and has N decreased by the bytes
+// sent. A file that shrinks during the send ends it as EOF would. A reader
+// that exposes a descriptor is taken to return that descriptor's bytes, as
+// (*net.TCPConn).ReadFrom also assumes. Any other reader, or a descriptor
+// that is not a regular file (a pipe, a socket), is copied with the conn's
+// Write, through a buffer: safe, without zero copy.
+//
+// io.Copy(conn, file) takes the same path: the conn's SyscallConn returns a
+// syscall.RawConn that does not expose the socket to the os package, so
+// (*os.File).WriteTo cannot call sendfile(2) on it and falls back to ReadFrom.
+// The other direction pays for that: copies from the conn to a file or a
+// socket cannot use splice(2) and go through a buffer.
+//
+// Deadlines set on the conn (SetDeadline, SetWriteDeadline, and so net/http's
+// Server.WriteTimeout and ResponseController.SetWriteDeadline) apply to
+// ReadFrom: a send still running when the write deadline passes stops, and
+// ReadFrom returns an error matching os.ErrDeadlineExceeded (a net.Error
+// whose Timeout is true), at once if the deadline has already passed. Close
+// stops a ReadFrom in flight, which returns an error matching net.ErrClosed;
+// the socket stays open until that send has stopped. Writes and ReadFrom are
+// serialized, as on a net.TCPConn. The conn keeps CloseRead and CloseWrite
+// when the accepted conn has them; other methods of the accepted conn's type
+// (SetNoDelay, for instance) are hidden: set socket options through
+// SyscallConn.
+//
+// Conns that expose no descriptor (a listener that already speaks TLS, for
+// instance) are returned unchanged. TLS is not in scope: a *tls.Conn has no
+// ReadFrom and encrypts into its own buffers, which is safe already, so
+// wrapping the TCP listener under tls.NewListener gains nothing.
+//
+// If s is nil, file bodies are copied with Write: safe, without Sender.
+// Closing s makes later sends fail with an error matching ErrClosed.
+func NewListener(ln net.Listener, s *Sender) net.Listener {
+	return &listener{Listener: ln, s: s}
+}
+
+type listener struct {
+	net.Listener
+	s *Sender
+}
+
+// Accept waits for the next connection and wraps it.
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newConn(c, l.s), nil
+}
+
+// newConn wraps c, keeping its CloseRead and CloseWrite methods if it has
+// them.
+func newConn(c net.Conn, s *Sender) net.Conn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c
+	}
+	w := &conn{Conn: c, raw: sc, s: s, wsem: make(chan struct{}, 1)}
+	w.life, w.kill = context.WithCancelCause(context.Background())
+	w.wctx, w.wcancel = context.WithCancelCause(w.life)
+	_, cr := c.(interface{ CloseRead() error })
+	_, cw := c.(interface{ CloseWrite() error })
+	switch {
+	case cr && cw:
+		return halfCloseConn{w}
+	case cw:
+		return closeWriteConn{w}
+	case cr:
+		return closeReadConn{w}
+	}
+	return w
+}
+
+// conn is an accepted connection whose ReadFrom sends files with a Sender.
+type conn struct {
+	net.Conn
+	raw syscall.Conn // the accepted conn, whose descriptor the Sender dups
+	s   *Sender
+
+	wsem chan struct{} // held by Write and ReadFrom: one writer at a time
+
+	life context.Context // ends with Close, cause net.ErrClosed
+	kill context.CancelCauseFunc
+
+	mu      sync.Mutex
+	wctx    context.Context // ends when the write deadline passes, cause os.ErrDeadlineExceeded
+	wcancel context.CancelCauseFunc
+	timer   *time.Timer // ends wctx at the write deadline
+}
+
+// ReadFrom sends r's bytes to the conn, with the Sender when r is a file it
+// recognises (see NewListener), else with Write.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if c.s == nil {
+		return c.copy(r)
+	}
+	src, ok := fileSourceOf(r)
+	if !ok {
+		return c.copy(r)
+	}
+	if src.count == 0 {
+		return 0, nil
+	}
+	if err := c.lock(); err != nil {
+		return 0, c.opError(err)
+	}
+	c.mu.Lock()
+	ctx := c.wctx
+	c.mu.Unlock()
+	if ctx.Err() != nil {
+		c.unlock()
+		return 0, c.opError(context.Cause(ctx))
+	}
+	n, err := c.s.SendFrom(ctx, c.raw, src.file, src.off, src.count)
+	c.unlock()
+	if n > 0 {
+		src.advance(n)
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case n == 0 && errors.Is(err, ErrRange):
+		// The file shrank between our look at it and the send, which sent
+		// nothing and left every position alone: read it as it is now.
+		return c.copy(r)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The file shrank during the send: to a reader, that is EOF.
+		return n, nil
+	}
+	return n, c.opError(sendError{err})
+}
+
+// copy copies r to the conn with Write, through a buffer.
+func (c *conn) copy(r io.Reader) (int64, error) {
+	// writerOnly hides ReadFrom (no recursion) and SyscallConn (so that
+	// (*os.File).WriteTo cannot reach the socket).
+	return io.Copy(writerOnly{c}, r)
+}
+
+type writerOnly struct{ io.Writer }
+
+// Write writes b to the conn, after any ReadFrom in progress.
+func (c *conn) Write(b []byte) (int, error) {
+	if err := c.lock(); err != nil {
+		return 0, c.opError(err)
+	}
+	defer c.unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *conn) lock() error {
+	select {
+	case c.wsem <- struct{}{}:
+		return nil
+	case <-c.life.Done():
+		return net.ErrClosed
+	}
+}
+
+func (c *conn) unlock() { <-c.wsem }
+
+// opError dresses err as net.TCPConn dresses the errors of its ReadFrom.
+func (c *conn) opError(err error) error {
+	return &net.OpError{Op: "readfrom", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// sendError is an error of Sender.SendFrom that net.Error callers can test
+// with Timeout.
+type sendError struct{ err error }
+
+func (e sendError) Error() string { return e.err.Error() }
+func (e sendError) Unwrap() error { return e.err }
+func (e sendError) Timeout() bool { return errors.Is(e.err, os.ErrDeadlineExceeded) }
+
+// Close closes the conn and stops a ReadFrom in flight.
+func (c *conn) Close() error {
+	c.kill(net.ErrClosed)
+	c.mu.Lock()
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// SetDeadline sets the read and write deadlines of the conn; the write
+// deadline applies to ReadFrom too.
+func (c *conn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetDeadline(t); err != nil {
+		return err
+	}
+	c.setWriteDeadline(t)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline of Write and ReadFrom.
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	c.setWriteDeadline(t)
+	return nil
+}
+
+// setWriteDeadline makes wctx end at t. As with the netpoller's deadlines, a
+// ReadFrom in flight observes the change: wctx is replaced only once it has
+// ended.
+func (c *conn) setWriteDeadline(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		if !c.timer.Stop() {
+			<-c.wctx.Done() // the timer fired: let its cancel finish
+		}
+		c.timer = nil
+	}
+	d := time.Until(t)
+	if c.wctx.Err() != nil {
+		if c.life.Err() != nil || !t.IsZero() && d <= 0 {
+			return // closed, or still past
+		}
+		c.wctx, c.wcancel = context.WithCancelCause(c.life)
+	}
+	switch {
+	case t.IsZero():
+	case d <= 0:
+		c.wcancel(os.ErrDeadlineExceeded)
+	default:
+		cancel := c.wcancel
+		c.timer = time.AfterFunc(d, func() { cancel(os.ErrDeadlineExceeded) })
+	}
+}
+
+// SyscallConn returns a raw view of the socket for socket options. Unlike
+// the accepted conn's, it does not expose the socket to the os package, so
+// that io.Copy(conn, file) cannot bypass ReadFrom with sendfile(2).
+func (c *conn) SyscallConn() (syscall.RawConn, error) {
+	rc, err := c.raw.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return rawConn{c: c, rc: rc}, nil
+}
+
+// rawConn has the methods of syscall.RawConn only: (*os.File).WriteTo looks
+// for PollFD and Network to call sendfile(2), and must not find them.
+type rawConn struct {
+	c  *conn
+	rc syscall.RawConn
+}
+
+func (r rawConn) Control(f func(fd uintptr)) error   { return r.rc.Control(f) }
+func (r rawConn) Read(f func(fd uintptr) bool) error { return r.rc.Read(f) }
+func (r rawConn) Write(f func(fd uintptr) bool) error {
+	if err := r.c.lock(); err != nil {
+		return err
+	}
+	defer r.c.unlock()
+	return r.rc.Write(f)
+}
+
+type halfCloseConn struct{ *conn }
+
+// CloseRead shuts down the reading side of the connection.
+func (c halfCloseConn) CloseRead() error {
+	return c.Conn.(interface{ CloseRead() error }).CloseRead()
+}
+
+// CloseWrite shuts down the writing side of the connection.
+func (c halfCloseConn) CloseWrite() error {
+	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
+}
+
+type closeWriteConn struct{ *conn }
+
+// CloseWrite shuts down the writing side of the connection.
+func (c closeWriteConn) CloseWrite() error {
+	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
+}
+
+type closeReadConn struct{ *conn }
+
+// CloseRead shuts down the reading side of the connection.
+func (c closeReadConn) CloseRead() error {
+	return c.Conn.(interface{ CloseRead() error }).CloseRead()
+}
+
+// fileSource is the file range behind a reader that ReadFrom recognises.
+type fileSource struct {
+	file       syscall.Conn
+	off, count int64
+	advance    func(n int64) // moves the reader past n bytes sent
+}
+
+// fileSourceOf returns the file range that reading r to EOF would return,
+// and how to move r past it, as (*net.TCPConn).ReadFrom would leave it.
+func fileSourceOf(r io.Reader) (fileSource, bool) {
+	limit := int64(1<<63 - 1)
+	lr, _ := r.(*io.LimitedReader)
+	if lr != nil {
+		if lr.N <= 0 {
+			return fileSource{advance: func(int64) {}}, true
+		}
+		limit, r = lr.N, lr.R
+	}
+	var src fileSource
+	switch v := r.(type) {
+	case *io.SectionReader:
+		// Read returns ReadAt(p, base+pos) up to base+Size.
+		ra, base, _ := v.Outer()
+		f, ok := ra.(syscall.Conn)
+		if !ok || base < 0 {
+			return fileSource{}, false
+		}
+		pos, err := v.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return fileSource{}, false
+		}
+		size, _, ok := regularFile(f, false)
+		if !ok {
+			return fileSource{}, false
+		}
+		off := base + pos
+		src = fileSource{file: f, off: off, count: max(0, min(limit, v.Size()-pos, size-off))}
+		src.advance = func(n int64) { v.Seek(n, io.SeekCurrent) }
+	case syscall.Conn:
+		// Read returns the bytes from the file's offset, and moves it.
+		size, off, ok := regularFile(v, true)
+		if !ok {
+			return fileSource{}, false
+		}
+		src = fileSource{file: v, off: off, count: max(0, min(limit, size-off))}
+		src.advance = func(n int64) { seekTo(v, off+n) }
+	default:
+		return fileSource{}, false
+	}
+	if lr != nil {
+		advance := src.advance
+		src.advance = func(n int64) { advance(n); lr.N -= n }
+	}
+	return src, true
+}
+
+// regularFile returns the size of the file behind f (fstat(2)) and, when
+// offset is set, its offset (lseek(2)), if f is a regular file.
+func regularFile(f syscall.Conn, offset bool) (size, off int64, ok bool) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, 0, false
+	}
+	cerr := rc.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if unix.Fstat(int(fd), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return
+		}
+		size = st.Size
+		if offset {
+			if off, err = unix.Seek(int(fd), 0, io.SeekCurrent); err != nil {
+				return
+			}
+		}
+		ok = true
+	})
+	return size, off, ok && cerr == nil
+}
+
+// seekTo sets the offset of the file behind f.
+func seekTo(f syscall.Conn, off int64) {
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.Seek(int(fd), off, io.SeekStart) })
+	}
+}
