@@ -1,8 +1,10 @@
-// Command sendfile2 proves which ways of sending a file are safe on this
-// kernel (check), reports what the kernel offers (probe), and more.
+// Command sendfile2 serves files over HTTP with safe zero-copy sends (serve),
+// proves which ways of sending a file are safe on this kernel (check), and
+// reports what the kernel offers (probe).
 //
 // Usage:
 //
+//	sendfile2 serve [--addr HOST:PORT] [--metrics-addr HOST:PORT] [--method M] [flags] [DIR]
 //	sendfile2 check [--json] [--method M]... [--rounds N]
 //	sendfile2 probe [--json]
 package main
@@ -43,7 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
-	root.AddCommand(checkCommand(), probeCommand())
+	root.AddCommand(serveCommand(), checkCommand(), probeCommand())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {
