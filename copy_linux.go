@@ -191,18 +191,12 @@ func (t *transfer) sendfile() (int64, error) {
 // splice is the Splice baseline, file to pipe to socket: UNSAFE like
 // sendfile.
 func (t *transfer) splice() (int64, error) {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return 0, os.NewSyscallError("pipe2", err)
+	p, pipeSize, err := newPipe()
+	if err != nil {
+		return 0, err
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
-	pipeSize := 1 << 20
-	if n, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize); err == nil {
-		pipeSize = n
-	} else {
-		pipeSize = 64 << 10
-	}
 	sw := &sockWait{fd: t.sock}
 	defer sw.close()
 	var sent int64
@@ -236,4 +230,18 @@ func (t *transfer) splice() (int64, error) {
 		}
 	}
 	return sent, nil
+}
+
+// newPipe makes a non-blocking pipe for splice(2), grown to 1 MiB where the
+// process may (F_SETPIPE_SZ), and returns its ends and its size.
+func newPipe() ([2]int, int, error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return p, 0, os.NewSyscallError("pipe2", err)
+	}
+	size, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, 1<<20)
+	if err != nil {
+		size = 64 << 10 // the default
+	}
+	return p, size, nil
 }

@@ -113,17 +113,10 @@ func (s *Sender) Receive(ctx context.Context, src syscall.Conn, dst *os.File, of
 // Receive receives with the Sender shared by the whole program, created with
 // the default Config on first use; see Sender.Receive.
 func Receive(ctx context.Context, src syscall.Conn, dst *os.File, offset, count int64) (int64, error) {
-	defaultMu.Lock()
-	if defaultSender == nil {
-		s, err := NewSender(Config{})
-		if err != nil {
-			defaultMu.Unlock()
-			return 0, err
-		}
-		defaultSender = s
+	s, err := shared()
+	if err != nil {
+		return 0, err
 	}
-	s := defaultSender
-	defaultMu.Unlock()
 	return s.Receive(ctx, src, dst, offset, count)
 }
 
@@ -367,7 +360,7 @@ func (r *receiver) uring() (int64, error) {
 		if len(recvs) == 0 && writes == 0 && fsync == nil {
 			break // nothing in flight, nothing more to submit
 		}
-		if !r.wait(in, cancelled) {
+		if !in.wait(r.ctx, cancelled) {
 			cancelled = true
 			stopReceiving()
 			if fsync != nil {
@@ -519,21 +512,6 @@ func (r *receiver) submit(ctx context.Context, batch []*request, links []bool, r
 	return k, err
 }
 
-// wait blocks until events arrive, or until ctx ends while the receive is
-// not cancelled yet: then it returns false.
-func (r *receiver) wait(in *inbox, cancelled bool) bool {
-	if cancelled {
-		<-in.wake
-		return true
-	}
-	select {
-	case <-in.wake:
-		return true
-	case <-r.ctx.Done():
-		return false
-	}
-}
-
 // readWait waits until a socket has bytes to read (or its end, or an error)
 // through a private epoll instance, created at the first wait, so that the
 // caller's deadlines on the socket are never touched.
@@ -647,18 +625,12 @@ func (r *receiver) copy() (int64, error) {
 // splice is the Splice receive, socket to pipe to file with splice(2): a
 // baseline. Like copy, it empties the pipe into the file before it waits.
 func (r *receiver) splice() (int64, error) {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return 0, os.NewSyscallError("pipe2", err)
+	p, pipeSize, err := newPipe()
+	if err != nil {
+		return 0, err
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
-	pipeSize := 1 << 20
-	if n, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize); err == nil {
-		pipeSize = n
-	} else {
-		pipeSize = 64 << 10
-	}
 	rw := &readWait{fd: r.sock}
 	defer rw.close()
 	var written int64

@@ -536,16 +536,24 @@ var (
 // Send sends with a Sender shared by the whole program, created with the
 // default Config on first use; see Sender.Send.
 func Send(ctx context.Context, dst syscall.Conn, src *os.File, offset, count int64) (int64, error) {
+	s, err := shared()
+	if err != nil {
+		return 0, err
+	}
+	return s.Send(ctx, dst, src, offset, count)
+}
+
+// shared returns the Sender shared by the whole program, made with the
+// default Config on first use.
+func shared() (*Sender, error) {
 	defaultMu.Lock()
+	defer defaultMu.Unlock()
 	if defaultSender == nil {
 		s, err := NewSender(Config{})
 		if err != nil {
-			defaultMu.Unlock()
-			return 0, err
+			return nil, err
 		}
 		defaultSender = s
 	}
-	s := defaultSender
-	defaultMu.Unlock()
-	return s.Send(ctx, dst, src, offset, count)
+	return defaultSender, nil
 }

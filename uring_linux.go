@@ -286,7 +286,7 @@ func (t *transfer) uring() (int64, error) {
 				break
 			}
 		}
-		if !t.wait(in, cancelled) {
+		if !in.wait(t.ctx, cancelled) {
 			cancelled = true
 			for r := range live {
 				if !r.seen {
@@ -355,6 +355,12 @@ func (t *transfer) uring() (int64, error) {
 		}
 		clear(evs)
 	}
+	return t.result(sent, total, cancelled, err)
+}
+
+// result is what a send returns: the bytes sent and its error, the cause of
+// the cancellation if it was cancelled, or an error for a short count.
+func (t *transfer) result(sent, total int64, cancelled bool, err error) (int64, error) {
 	if cancelled {
 		err = context.Cause(t.ctx)
 	}
@@ -434,9 +440,9 @@ func (t *transfer) sendRequest(r *request) *request {
 	return r
 }
 
-// wait blocks until events arrive, or until ctx ends while the send is not
-// cancelled yet: then it returns false.
-func (t *transfer) wait(in *inbox, cancelled bool) bool {
+// wait blocks until events arrive, or until ctx ends while the operation is
+// not cancelled yet: then it returns false.
+func (in *inbox) wait(ctx context.Context, cancelled bool) bool {
 	if cancelled {
 		<-in.wake
 		return true
@@ -444,7 +450,7 @@ func (t *transfer) wait(in *inbox, cancelled bool) bool {
 	select {
 	case <-in.wake:
 		return true
-	case <-t.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -548,7 +554,7 @@ func (t *transfer) uringMmap() (int64, error) {
 		if sends == 0 && notifs == 0 && (err != nil || cancelled || pos == total) {
 			break
 		}
-		if !t.wait(in, cancelled) {
+		if !in.wait(t.ctx, cancelled) {
 			cancelled = true
 			for r := range live {
 				if !r.seen {
@@ -606,11 +612,5 @@ func (t *transfer) uringMmap() (int64, error) {
 		}
 		clear(evs)
 	}
-	if cancelled {
-		err = context.Cause(t.ctx)
-	}
-	if err == nil && sent != total {
-		err = fmt.Errorf("sent %d of %d bytes", sent, total)
-	}
-	return sent, err
+	return t.result(sent, total, cancelled, err)
 }
