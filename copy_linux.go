@@ -45,6 +45,15 @@ func sendAll(ctx context.Context, sw *sockWait, p []byte) (int, error) {
 	return sendAllFlags(ctx, sw, p, 0)
 }
 
+// more is the send(2) flag for a header: MSG_MORE, which holds it back to
+// leave with the body, when a body follows.
+func (t *transfer) more() int {
+	if t.count > 0 {
+		return unix.MSG_MORE
+	}
+	return 0
+}
+
 // sendAllFlags is sendAll with more send(2) flags, such as MSG_MORE.
 func sendAllFlags(ctx context.Context, sw *sockWait, p []byte, flags int) (int, error) {
 	done := 0
@@ -84,7 +93,7 @@ func (t *transfer) copy() (int64, error) {
 	defer sw.close()
 	if t.count >= copyMmapMin {
 		// The header goes first, corked with MSG_MORE.
-		h, err := sendAllFlags(t.ctx, sw, t.hdr, unix.MSG_MORE)
+		h, err := sendAllFlags(t.ctx, sw, t.hdr, t.more())
 		if err != nil {
 			return int64(h), err
 		}
@@ -103,7 +112,7 @@ func (t *transfer) copyRead(sw *sockWait) (int64, error) {
 	buf := *bp
 	var sent, h int64
 	if len(t.hdr) > len(buf)/2 {
-		n, err := sendAllFlags(t.ctx, sw, t.hdr, unix.MSG_MORE)
+		n, err := sendAllFlags(t.ctx, sw, t.hdr, t.more())
 		if err != nil {
 			return int64(n), err
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sendfile2/sendfile2"
 )
 
@@ -70,5 +72,38 @@ func BenchmarkHeader(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// TestHeaderAlone: a header with an empty body is not held back for a body
+// that never comes (MSG_MORE): when SendWithHeader returns, nothing is left
+// unsent in the socket (SIOCOUTQNSD).
+func TestHeaderAlone(t *testing.T) {
+	for _, m := range sendfile2.Methods() {
+		t.Run(string(m), func(t *testing.T) {
+			s := newSender(t, sendfile2.Config{Method: m, BufferSize: 64 << 10})
+			f, _ := tempFile(t, 10)
+			for _, hlen := range []int{300, 4096} { // within the first window: all of it leaves at once
+				a, b := tcpPair(t)
+				go drain(b)
+				hdr := bytes.Repeat([]byte("H"), hlen)
+				if n, err := s.SendWithHeader(context.Background(), a, hdr, f, 0, 0); err != nil || n != int64(hlen) {
+					t.Fatalf("SendWithHeader = %d, %v", n, err)
+				}
+				rc, err := a.SyscallConn()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var unsent int
+				var ierr error
+				rc.Control(func(fd uintptr) { unsent, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQNSD) })
+				if ierr != nil {
+					t.Fatal(ierr)
+				}
+				if unsent != 0 {
+					t.Errorf("header of %d bytes: %d bytes held back in the socket after SendWithHeader returned", hlen, unsent)
+				}
+			}
+		})
 	}
 }

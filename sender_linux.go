@@ -505,7 +505,7 @@ func (t *transfer) plainHeader() (int64, error) {
 	}
 	sw := &sockWait{fd: t.sock}
 	defer sw.close()
-	n, err := sendAllFlags(t.ctx, sw, t.hdr, unix.MSG_MORE)
+	n, err := sendAllFlags(t.ctx, sw, t.hdr, t.more())
 	t.hdr = nil
 	return int64(n), err
 }

@@ -526,7 +526,7 @@ func (t *transfer) uringMmap() (int64, error) {
 					sqe, ud := b.Add(r)
 					r.ud = ud
 					if r.plain {
-						sqe.PrepSend(t.sock, unsafe.Pointer(&t.hdr[r.pos]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL|unix.MSG_MORE)
+						sqe.PrepSend(t.sock, unsafe.Pointer(&t.hdr[r.pos]), uint32(r.n), uint32(unix.MSG_WAITALL|unix.MSG_NOSIGNAL|t.more()))
 					} else {
 						sqe.PrepSendZC(t.sock, unsafe.Pointer(&data[r.pos-hdr]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL, usage, 0)
 					}
