@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
-	root.AddCommand(serveCommand(), checkCommand(), probeCommand())
+	root.AddCommand(serveCommand(), checkCommand(), probeCommand(), benchCommand())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {

@@ -1,0 +1,393 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/sendfile2/sendfile2"
+)
+
+// Source says where the bytes come from.
+type Source string
+
+const (
+	// FromFile sends ranges of a regular file that is in the page cache.
+	FromFile Source = "file"
+	// FromMemory sends an anonymous mapping (MAP_ANONYMOUS, not a file: a
+	// memfd or tmpfs file would be shmem in the page cache), through
+	// Sender.SendWithHeader with an empty body. Only the methods that can
+	// send memory as themselves take it; MemoryNote says what each does.
+	FromMemory Source = "memory"
+)
+
+// ReceiverMode says what the receiver does with the bytes.
+type ReceiverMode string
+
+const (
+	// Read reads into a 1 MiB buffer per connection.
+	Read ReceiverMode = "read"
+	// Discard drops the bytes with recv(2) and MSG_TRUNC: no copy to user
+	// space.
+	Discard ReceiverMode = "discard"
+)
+
+// Defaults.
+const (
+	DefaultTotal    = 1 << 30
+	DefaultFileSize = 64 << 20
+	DefaultConns    = 1
+	DefaultRounds   = 5
+)
+
+// Settings are the parameters of a run, as the command's flags give them.
+// Report carries them back as its "config".
+type Settings struct {
+	// Methods run in this order within each round; empty means every
+	// method of sendfile2.Methods() and auto.
+	Methods []sendfile2.Method `json:"methods"`
+	// Total is the number of bytes each method sends per round, split among
+	// the connections.
+	Total int64 `json:"total"`
+	// FileSize is the size of the file, or of the buffer with FromMemory.
+	FileSize int64 `json:"file_size"`
+	// SendSize bounds the bytes of each Send call; FileSize if zero.
+	SendSize int64 `json:"send_size"`
+	// Conns is the number of connections, each sending Total/Conns bytes.
+	Conns    int          `json:"conns"`
+	Rounds   int          `json:"rounds"`
+	Source   Source       `json:"source"`
+	Receiver ReceiverMode `json:"receiver"`
+	// Netns runs the sender and the receiver in two network namespaces
+	// joined by a veth pair, created for the run and removed after it.
+	// Needs root and iproute2's ip.
+	Netns bool `json:"netns"`
+	// JSON and Report record the command's output flags; Run ignores them.
+	JSON   bool   `json:"json"`
+	Report string `json:"report"`
+}
+
+// Config configures Run.
+type Config struct {
+	Settings
+	// Dir is where the file is created, in a temporary directory removed
+	// afterwards; os.TempDir() if empty.
+	Dir string
+	// Planned, when set, is called once before the first round with the
+	// number of bytes the run will send.
+	Planned func(bytes int64)
+	// Started, when set, is called before each method's turn in a round,
+	// in the order they run.
+	Started func(round int, m sendfile2.Method)
+	// Sent, when set, is called with the bytes of each Send call as it
+	// returns, from several goroutines at once.
+	Sent func(n int64)
+}
+
+// Report is the outcome of a run: the object `sendfile2 bench --json` prints.
+type Report struct {
+	Machine Machine  `json:"machine"`
+	Config  Settings `json:"config"`
+	Results []Result `json:"results"`
+}
+
+// Machine describes where the run took place.
+type Machine struct {
+	Kernel string `json:"kernel"`
+	CPUs   int    `json:"cpus"`
+	Go     string `json:"go"`
+	Date   string `json:"date"` // RFC 3339, UTC, when the run started
+	// Transport is "tcp over loopback" or "tcp over veth (two network
+	// namespaces)".
+	Transport string `json:"transport"`
+	// FileSystem is the file system of the file, with FromFile.
+	FileSystem string `json:"file_system,omitempty"`
+}
+
+// Status values of a Result.
+const (
+	StatusOK          = "ok"
+	StatusUnavailable = "unavailable" // the kernel or the source cannot do it here
+	StatusFailed      = "failed"      // it started and then failed
+)
+
+// Result is one method's line. The measured fields are null for a method
+// that did not complete a round.
+type Result struct {
+	Method sendfile2.Method `json:"method"`
+	// Resolved is what auto resolved to (Sender.Method).
+	Resolved  sendfile2.Method `json:"resolved,omitempty"`
+	Safe      bool             `json:"safe"`
+	Available bool             `json:"available"`
+	Status    string           `json:"status"`
+	Error     string           `json:"error,omitempty"`
+	// Source says what this method sent from.
+	Source string `json:"source"`
+
+	GBpsMedian *float64 `json:"gbps_median"` // GB = 1e9 bytes
+	GBpsMin    *float64 `json:"gbps_min"`
+	GBpsMax    *float64 `json:"gbps_max"`
+	// CPUSPerGiB is the median over rounds of the sender's user+system CPU
+	// seconds per GiB sent.
+	CPUSPerGiB *float64 `json:"cpu_s_per_gib"`
+	// ReceiverCPUSPerGiB is the same for the receiver process.
+	ReceiverCPUSPerGiB *float64 `json:"receiver_cpu_s_per_gib"`
+	// CopiedFraction is CopiedBytes/(ZeroCopyBytes+CopiedBytes) over all
+	// rounds, from Sender.Stats: null when the method reports neither.
+	CopiedFraction *float64 `json:"copied_fraction"`
+	// GBpsVsSendfile and CPUVsSendfile divide this method's medians by
+	// those of the sendfile baseline of the same run, when it ran.
+	GBpsVsSendfile *float64 `json:"gbps_vs_sendfile"`
+	CPUVsSendfile  *float64 `json:"cpu_vs_sendfile"`
+	// BytesByMethod splits the bytes sent by the method that sent them
+	// (auto sends with uring or copy).
+	BytesByMethod map[sendfile2.Method]int64 `json:"bytes_by_method,omitempty"`
+	// Fallbacks counts Stats.Fallbacks over the rounds.
+	Fallbacks int64   `json:"fallbacks"`
+	Rounds    []Round `json:"rounds"`
+}
+
+// Round is one method's measurement in one round.
+type Round struct {
+	Round int   `json:"round"`
+	Bytes int64 `json:"bytes"`
+	// Sends is the number of Send calls.
+	Sends   int64   `json:"sends"`
+	Seconds float64 `json:"seconds"`
+	GBps    float64 `json:"gbps"`
+	// CPUUser and CPUSys are the sender process's CPU seconds.
+	CPUUser    float64 `json:"cpu_user_s"`
+	CPUSys     float64 `json:"cpu_sys_s"`
+	CPUSPerGiB float64 `json:"cpu_s_per_gib"`
+	// ReceiverCPU is the receiver process's user+system CPU seconds.
+	ReceiverCPU    float64                    `json:"receiver_cpu_s"`
+	ZeroCopyBytes  int64                      `json:"zerocopy_bytes"`
+	CopiedBytes    int64                      `json:"copied_bytes"`
+	CopiedFraction *float64                   `json:"copied_fraction"`
+	BytesByMethod  map[sendfile2.Method]int64 `json:"bytes_by_method,omitempty"`
+	Fallbacks      int64                      `json:"fallbacks"`
+}
+
+// AllMethods is the default method list: every method, then auto.
+func AllMethods() []sendfile2.Method { return append(sendfile2.Methods(), sendfile2.Auto) }
+
+// ParseMethods parses a comma-separated list of method names; empty means
+// AllMethods. A name given twice is an error.
+func ParseMethods(s string) ([]sendfile2.Method, error) {
+	if strings.TrimSpace(s) == "" {
+		return AllMethods(), nil
+	}
+	var ms []sendfile2.Method
+	for _, name := range strings.Split(s, ",") {
+		m, err := sendfile2.ParseMethod(strings.TrimSpace(name))
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(ms, m) {
+			return nil, fmt.Errorf("bench: method %q listed twice", m)
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+// ParseSize parses a byte count: a plain number ("1000", "1e6") or a number
+// with a unit ("64KiB", "1MiB", "1.5GiB"; KB, MB and GB are powers of 1000,
+// KiB, MiB and GiB powers of 1024, as go-humanize reads them). It must come
+// out a whole, positive number of bytes.
+func ParseSize(s string) (int64, error) {
+	bad := fmt.Errorf("bench: size %q: want a whole number of bytes from 1 to 2^62, such as 1000, 1e6, 64KiB, 1MiB, 1GiB", s)
+	t := strings.TrimSpace(s)
+	numEnd := strings.IndexFunc(t, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
+	if numEnd < 0 {
+		numEnd = len(t)
+	}
+	v, err := strconv.ParseFloat(t, 64) // 1000, 1e6
+	if err != nil {
+		num, err := strconv.ParseFloat(t[:numEnd], 64)
+		if err != nil {
+			return 0, bad
+		}
+		// The unit alone, for its multiplier: humanize truncates fractions
+		// of a byte, which should be an error here.
+		unit, err := humanize.ParseBytes("1" + t[numEnd:])
+		if err != nil {
+			return 0, bad
+		}
+		v = num * float64(unit)
+	}
+	if math.IsNaN(v) || v < 1 || v > 1<<62 || v != math.Trunc(v) {
+		return 0, bad
+	}
+	return int64(v), nil
+}
+
+// FormatSize writes n with the largest binary unit that divides it exactly,
+// so that ParseSize(FormatSize(n)) == n: 1GiB, 64KiB, 1000.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if n > 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// withDefaults fills in the zero values and checks the settings.
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Methods) == 0 {
+		c.Methods = AllMethods()
+	}
+	for i, m := range c.Methods {
+		if _, err := sendfile2.ParseMethod(string(m)); err != nil {
+			return c, err
+		}
+		if slices.Contains(c.Methods[:i], m) {
+			return c, fmt.Errorf("bench: method %q listed twice", m)
+		}
+	}
+	if c.Total == 0 {
+		c.Total = DefaultTotal
+	}
+	if c.FileSize == 0 {
+		c.FileSize = DefaultFileSize
+	}
+	if c.SendSize == 0 {
+		c.SendSize = c.FileSize
+	}
+	if c.Conns == 0 {
+		c.Conns = DefaultConns
+	}
+	if c.Rounds == 0 {
+		c.Rounds = DefaultRounds
+	}
+	if c.Source == "" {
+		c.Source = FromFile
+	}
+	if c.Receiver == "" {
+		c.Receiver = Read
+	}
+	switch {
+	case c.Total < 1 || c.FileSize < 1 || c.SendSize < 1:
+		return c, errors.New("bench: sizes must be positive")
+	case c.SendSize > c.FileSize:
+		return c, fmt.Errorf("bench: send size %s is larger than the file size %s", FormatSize(c.SendSize), FormatSize(c.FileSize))
+	case c.Conns < 1 || c.Conns > 4096:
+		return c, fmt.Errorf("bench: %d connections: want 1 to 4096", c.Conns)
+	case c.Total < int64(c.Conns):
+		return c, fmt.Errorf("bench: total %d bytes is less than one byte per connection (%d)", c.Total, c.Conns)
+	case c.Rounds < 1:
+		return c, fmt.Errorf("bench: %d rounds: want at least 1", c.Rounds)
+	case c.Source != FromFile && c.Source != FromMemory:
+		return c, fmt.Errorf("bench: source %q: want file or memory", c.Source)
+	case c.Receiver != Read && c.Receiver != Discard:
+		return c, fmt.Errorf("bench: receiver %q: want read or discard", c.Receiver)
+	}
+	return c, nil
+}
+
+// MemoryNote says what FromMemory means for method m, and whether m can
+// send from memory at all: if not, the note says why.
+func MemoryNote(m sendfile2.Method) (note string, ok bool) {
+	const via = "an anonymous mapping, sent with Sender.SendWithHeader and an empty body: "
+	switch m {
+	case sendfile2.Copy:
+		return via + "send(2) copies it into the socket (sends up to 128 KiB are first copied into the Sender's buffer: one memcpy more)", true
+	case sendfile2.URing:
+		return via + "the Sender copies it (memcpy) into its registered buffers and sends those with IORING_OP_SEND_ZC; unlike liburing's send-zerocopy, which sends its registered buffer without that copy", true
+	case sendfile2.Auto:
+		return via + "by the method auto picks for each send (uring, or copy for small sends and for routes that copy)", true
+	case sendfile2.URingMmap:
+		return "unavailable from memory: uring-mmap sends a file's own pages from a mapping of the file; memory handed to the Sender (a header) goes out with a copying IORING_OP_SEND, which is not this method", false
+	case sendfile2.MsgZC:
+		return "unavailable from memory: msgzc sends from a mapping of the file; memory handed to the Sender (a header) goes out with a plain copying send(2), which is not this method", false
+	case sendfile2.Sendfile, sendfile2.Splice:
+		return "unavailable from memory: " + string(m) + "(2) takes a file descriptor; a memfd or tmpfs file would be shmem in the page cache, not memory", false
+	}
+	return "unavailable from memory: unknown method", false
+}
+
+// fileNote says what FromFile means.
+func fileNote(size int64, fs string) string {
+	if fs == "" {
+		fs = "unknown file system"
+	}
+	return fmt.Sprintf("a file of %s on %s, in the page cache (read once before the first round)", FormatSize(size), fs)
+}
+
+const gib = 1 << 30
+
+// summarize fills in r's aggregates from its rounds.
+func (r *Result) summarize() {
+	if len(r.Rounds) == 0 {
+		return
+	}
+	var gbps, cpu, rcpu []float64
+	var zc, copied int64
+	r.BytesByMethod = map[sendfile2.Method]int64{}
+	for _, rd := range r.Rounds {
+		gbps = append(gbps, rd.GBps)
+		cpu = append(cpu, rd.CPUSPerGiB)
+		rcpu = append(rcpu, rd.ReceiverCPU/(float64(rd.Bytes)/gib))
+		zc += rd.ZeroCopyBytes
+		r.Fallbacks += rd.Fallbacks
+		copied += rd.CopiedBytes
+		for m, n := range rd.BytesByMethod {
+			r.BytesByMethod[m] += n
+		}
+	}
+	r.GBpsMedian = ptr(median(gbps))
+	r.GBpsMin = ptr(slices.Min(gbps))
+	r.GBpsMax = ptr(slices.Max(gbps))
+	r.CPUSPerGiB = ptr(median(cpu))
+	r.ReceiverCPUSPerGiB = ptr(median(rcpu))
+	r.CopiedFraction = fraction(zc, copied)
+}
+
+// compare fills in the ratios against the sendfile baseline.
+func compare(results []Result) {
+	i := slices.IndexFunc(results, func(r Result) bool { return r.Method == sendfile2.Sendfile })
+	if i < 0 || results[i].GBpsMedian == nil {
+		return
+	}
+	base := results[i]
+	for j := range results {
+		r := &results[j]
+		if r.GBpsMedian == nil {
+			continue
+		}
+		if *base.GBpsMedian > 0 {
+			r.GBpsVsSendfile = ptr(*r.GBpsMedian / *base.GBpsMedian)
+		}
+		if *base.CPUSPerGiB > 0 {
+			r.CPUVsSendfile = ptr(*r.CPUSPerGiB / *base.CPUSPerGiB)
+		}
+	}
+}
+
+func fraction(zc, copied int64) *float64 {
+	if zc+copied == 0 {
+		return nil
+	}
+	return ptr(float64(copied) / float64(zc+copied))
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,346 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2"
+)
+
+// Run measures every method of cfg, round by round, and returns the report.
+// A method that this kernel, process or source cannot run is reported
+// unavailable; one that fails during a round is reported failed and left
+// out of later rounds. Run returns an error only for what stops the whole
+// run: bad settings, the setup (file, namespaces, receiver), or ctx. It
+// removes what it created (file, namespaces, receiver) before it returns,
+// also then.
+func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{cfg: cfg}
+	rep := &Report{Config: cfg.Settings, Machine: Machine{
+		Kernel:    kernelRelease(),
+		CPUs:      runtime.NumCPU(),
+		Go:        runtime.Version(),
+		Date:      time.Now().UTC().Format(time.RFC3339),
+		Transport: "tcp over loopback",
+	}}
+	rep.Config.Methods = cfg.Methods
+	if cfg.Netns {
+		rep.Machine.Transport = "tcp over veth (two network namespaces)"
+	}
+
+	dir, err := os.MkdirTemp(cfg.Dir, "sendfile2-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := b.prepareSource(dir); err != nil {
+		return nil, err
+	}
+	defer b.closeSource()
+	if cfg.Source == FromFile {
+		rep.Machine.FileSystem = fsName(dir)
+	}
+
+	host := "127.0.0.1"
+	var recvNs string
+	if cfg.Netns {
+		ns, err := setupNetns()
+		if err != nil {
+			return nil, err
+		}
+		defer ns.remove()
+		host, b.senderNs, recvNs = vethReceiverAddr, ns.path(ns.sender), ns.path(ns.receiver)
+	}
+	b.recv, err = startReceiver(host, recvNs, cfg.Receiver)
+	if err != nil {
+		return nil, err
+	}
+	defer b.recv.stop()
+
+	runs := make([]*methodRun, len(cfg.Methods))
+	active := 0
+	for i, m := range cfg.Methods {
+		mr := &methodRun{res: Result{Method: m, Safe: m.Safe(), Rounds: []Round{}}}
+		runs[i] = mr
+		if cfg.Source == FromMemory {
+			note, ok := MemoryNote(m)
+			mr.res.Source = note
+			if !ok {
+				mr.res.Status, mr.res.Error = StatusUnavailable, note
+				continue
+			}
+		} else {
+			mr.res.Source = fileNote(cfg.FileSize, rep.Machine.FileSystem)
+		}
+		s, err := sendfile2.NewSender(sendfile2.Config{Method: m})
+		if err != nil {
+			mr.res.Status, mr.res.Error = StatusUnavailable, err.Error()
+			if !errors.Is(err, sendfile2.ErrNotSupported) {
+				mr.res.Status = StatusFailed
+			}
+			continue
+		}
+		defer s.Close()
+		mr.s = s
+		mr.res.Available, mr.res.Status = true, StatusOK
+		if m == sendfile2.Auto {
+			mr.res.Resolved = s.Method()
+		}
+		active++
+	}
+	if cfg.Planned != nil {
+		cfg.Planned(int64(active) * int64(cfg.Rounds) * cfg.Total)
+	}
+
+	for round := 1; round <= cfg.Rounds; round++ {
+		for _, mr := range runs {
+			if mr.s == nil || mr.res.Status != StatusOK {
+				continue
+			}
+			if cfg.Started != nil {
+				cfg.Started(round, mr.res.Method)
+			}
+			rd, err := b.round(ctx, mr.s, round)
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("bench: %w", context.Cause(ctx))
+			}
+			if err != nil {
+				mr.res.Status, mr.res.Error = StatusFailed, fmt.Sprintf("round %d: %v", round, err)
+				continue
+			}
+			mr.res.Rounds = append(mr.res.Rounds, rd)
+		}
+	}
+	for _, mr := range runs {
+		mr.res.summarize()
+		rep.Results = append(rep.Results, mr.res)
+	}
+	compare(rep.Results)
+	return rep, nil
+}
+
+type methodRun struct {
+	s   *sendfile2.Sender
+	res Result
+}
+
+// bench is one run's shared state.
+type bench struct {
+	cfg      Config
+	file     *os.File // the file, or with FromMemory an empty file for SendWithHeader
+	mem      []byte   // FromMemory: the anonymous mapping
+	recv     *receiver
+	senderNs string
+}
+
+// prepareSource creates the file (and reads it once, so that it is in the
+// page cache) or the anonymous mapping (and touches every page).
+func (b *bench) prepareSource(dir string) error {
+	f, err := os.Create(filepath.Join(dir, "data"))
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	b.file = f
+	size := b.cfg.FileSize
+	if b.cfg.Source == FromMemory {
+		mem, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return fmt.Errorf("bench: buffer: %w", os.NewSyscallError("mmap", err))
+		}
+		b.mem = mem
+		fill(mem, 0)
+		return nil
+	}
+	chunk := make([]byte, min(size, 1<<20))
+	for off := int64(0); off < size; off += int64(len(chunk)) {
+		p := chunk[:min(int64(len(chunk)), size-off)]
+		fill(p, off)
+		if _, err := f.WriteAt(p, off); err != nil {
+			return fmt.Errorf("bench: write file: %w", err)
+		}
+	}
+	for off := int64(0); off < size; off += int64(len(chunk)) {
+		if _, err := f.ReadAt(chunk[:min(int64(len(chunk)), size-off)], off); err != nil {
+			return fmt.Errorf("bench: read file: %w", err)
+		}
+	}
+	return nil
+}
+
+func (b *bench) closeSource() {
+	if b.mem != nil {
+		unix.Munmap(b.mem)
+		b.mem = nil
+	}
+	b.file.Close()
+}
+
+// fill writes a pattern that differs from page to page (no zero pages, no
+// compressible runs that some layer might shortcut).
+func fill(p []byte, off int64) {
+	for i := range p {
+		x := uint64(off) + uint64(i)
+		p[i] = byte(x ^ x>>8 ^ x>>16 ^ x>>24)
+	}
+}
+
+// round sends Total bytes with s over Conns fresh connections and measures.
+func (b *bench) round(ctx context.Context, s *sendfile2.Sender, round int) (Round, error) {
+	cfg := b.cfg
+	conns, err := dial(ctx, b.recv.addr, b.senderNs, cfg.Conns)
+	if err != nil {
+		return Round{}, err
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	st0 := s.Stats()
+	rcpu0, err := b.recv.cpu()
+	if err != nil {
+		return Round{}, err
+	}
+	u0, s0 := rusage(unix.RUSAGE_SELF)
+	start := time.Now()
+
+	g, gctx := errgroup.WithContext(ctx)
+	per, extra := cfg.Total/int64(cfg.Conns), cfg.Total%int64(cfg.Conns)
+	for i, c := range conns {
+		share := per
+		if int64(i) < extra {
+			share++
+		}
+		// Connections start at different places in the file, page aligned.
+		off := (int64(i) * cfg.FileSize / int64(cfg.Conns)) &^ 4095
+		g.Go(func() error { return b.sendShare(gctx, s, c, off, share) })
+	}
+	err = g.Wait()
+	elapsed := time.Since(start).Seconds()
+	u1, s1 := rusage(unix.RUSAGE_SELF)
+	st1 := s.Stats()
+	if err != nil {
+		return Round{}, err
+	}
+	rcpu1, err := b.recv.cpu()
+	if err != nil {
+		return Round{}, err
+	}
+
+	rd := Round{
+		Round:       round,
+		Bytes:       cfg.Total,
+		Seconds:     elapsed,
+		GBps:        float64(cfg.Total) / elapsed / 1e9,
+		CPUUser:     u1 - u0,
+		CPUSys:      s1 - s0,
+		ReceiverCPU: rcpu1 - rcpu0,
+	}
+	rd.CPUSPerGiB = (rd.CPUUser + rd.CPUSys) / (float64(cfg.Total) / gib)
+	rd.BytesByMethod = map[sendfile2.Method]int64{}
+	rd.Fallbacks = st1.Fallbacks - st0.Fallbacks
+	for m, a := range st1.Methods {
+		z := st0.Methods[m]
+		rd.ZeroCopyBytes += a.ZeroCopyBytes - z.ZeroCopyBytes
+		rd.CopiedBytes += a.CopiedBytes - z.CopiedBytes
+		rd.Sends += a.Sends - z.Sends
+		if n := a.Bytes - z.Bytes; n > 0 {
+			rd.BytesByMethod[m] = n
+		}
+	}
+	rd.CopiedFraction = fraction(rd.ZeroCopyBytes, rd.CopiedBytes)
+	return rd, nil
+}
+
+// sendShare sends share bytes on c, from off in the file (or buffer) on,
+// wrapping around at its end, in Send calls of at most SendSize bytes. Then
+// it shuts down its side of c and waits for the receiver's count: the round
+// is over for c when the receiver has everything.
+func (b *bench) sendShare(ctx context.Context, s *sendfile2.Sender, c *net.TCPConn, off, share int64) error {
+	cfg := b.cfg
+	for sent := int64(0); sent < share; {
+		n := min(cfg.SendSize, share-sent, cfg.FileSize-off)
+		var k int64
+		var err error
+		if b.mem != nil {
+			k, err = s.SendWithHeader(ctx, c, b.mem[off:off+n], b.file, 0, 0)
+		} else {
+			k, err = s.Send(ctx, c, b.file, off, n)
+		}
+		if cfg.Sent != nil && k > 0 {
+			cfg.Sent(k)
+		}
+		if err != nil {
+			return err
+		}
+		if k != n {
+			return fmt.Errorf("send returned %d of %d bytes without an error", k, n)
+		}
+		sent += n
+		if off += n; off == cfg.FileSize {
+			off = 0
+		}
+	}
+	if err := c.CloseWrite(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
+	defer stop()
+	var ack [8]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return fmt.Errorf("receiver's count: %w", err)
+	}
+	if got := int64(binary.BigEndian.Uint64(ack[:])); got != share {
+		return fmt.Errorf("the receiver got %d bytes of %d", got, share)
+	}
+	return nil
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// fsName names the file system that holds path.
+func fsName(path string) string {
+	var st unix.Statfs_t
+	if unix.Statfs(path, &st) != nil {
+		return ""
+	}
+	switch st.Type {
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlayfs"
+	case unix.F2FS_SUPER_MAGIC:
+		return "f2fs"
+	}
+	return fmt.Sprintf("file system %#x", st.Type)
+}

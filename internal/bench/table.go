@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/sendfile2/sendfile2"
+)
+
+// WriteTable writes rep for a person: what ran where, then one line per
+// method, then what the source meant for each method.
+func WriteTable(w io.Writer, rep *Report) error {
+	c, mc := rep.Config, rep.Machine
+	fmt.Fprintf(w, "%s, Linux %s, %d CPUs, %s, %s\n", mc.Date, mc.Kernel, mc.CPUs, mc.Go, mc.Transport)
+	src := "a file of " + FormatSize(c.FileSize)
+	if c.Source == FromMemory {
+		src = "an anonymous buffer of " + FormatSize(c.FileSize)
+	}
+	conns := plural(c.Conns, "connection")
+	recv := "reads into 1 MiB"
+	if c.Receiver == Discard {
+		recv = "discards (MSG_TRUNC)"
+	}
+	fmt.Fprintf(w, "%s per method and round from %s, in sends of up to %s, over %s; the receiver %s; %s, methods interleaved\n\n",
+		FormatSize(c.Total), src, FormatSize(c.SendSize), conns, recv, plural(c.Rounds, "round"))
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "METHOD\tGB/s MEDIAN\tMIN\tMAX\tCPU s/GiB\tRECV CPU s/GiB\tCOPIED\tGB/s VS SENDFILE\tCPU VS SENDFILE\tNOTE")
+	for _, r := range rep.Results {
+		name := string(r.Method)
+		if !r.Safe {
+			name += " (unsafe)"
+		}
+		var notes []string
+		if r.Resolved != "" && r.Resolved != r.Method {
+			notes = append(notes, "resolved to "+string(r.Resolved)+splitNote(r))
+		}
+		if r.Error != "" {
+			notes = append(notes, r.Error)
+		}
+		note := strings.Join(notes, "; ")
+		if r.Status == StatusUnavailable {
+			fmt.Fprintf(tw, "%s\tunavailable\t\t\t\t\t\t\t\t%s\n", name, note)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name,
+			num(r.GBpsMedian, "%.2f"), num(r.GBpsMin, "%.2f"), num(r.GBpsMax, "%.2f"),
+			num(r.CPUSPerGiB, "%.3f"), num(r.ReceiverCPUSPerGiB, "%.3f"), num(r.CopiedFraction, "%.3f"),
+			num(r.GBpsVsSendfile, "%.2fx"), num(r.CPUVsSendfile, "%.2fx"), note)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nGB = 1e9 bytes. COPIED: the fraction of zero-copy bytes the kernel reported copied (- when the method reports none);\non loopback and veth the kernel copies every zero-copy send (KERNEL.md, section 3).")
+	// What the bytes came from: one line when it is the same for all.
+	same := true
+	for _, r := range rep.Results {
+		same = same && r.Source == rep.Results[0].Source
+	}
+	if same && len(rep.Results) > 0 {
+		fmt.Fprintf(w, "\nSource: %s\n", rep.Results[0].Source)
+		return nil
+	}
+	fmt.Fprintln(w, "\nSource:")
+	for _, r := range rep.Results {
+		if r.Source != r.Error { // else the note said it already
+			fmt.Fprintf(w, "  %s: %s\n", r.Method, r.Source)
+		}
+	}
+	return nil
+}
+
+// splitNote says how auto split its bytes among methods, when it used more
+// than one.
+func splitNote(r Result) string {
+	if len(r.BytesByMethod) < 2 {
+		return ""
+	}
+	var total int64
+	var ms []sendfile2.Method
+	for m, n := range r.BytesByMethod {
+		total += n
+		ms = append(ms, m)
+	}
+	slices.Sort(ms)
+	var parts []string
+	for _, m := range ms {
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", m, 100*float64(r.BytesByMethod[m])/float64(total)))
+	}
+	return ", sent by " + strings.Join(parts, ", ")
+}
+
+func num(p *float64, format string) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf(format, *p)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
