@@ -84,6 +84,12 @@ var (
 		"Sends completed, with or without error, by method.", []string{"method"}, nil)
 	descErrors = prometheus.NewDesc("sendfile2_send_errors_total",
 		"Sends that returned an error, by method.", []string{"method"}, nil)
+	descReceived = prometheus.NewDesc("sendfile2_received_bytes_total",
+		"Bytes that the Sender's Receive wrote to files (PUT bodies, but for the start that net/http read with the header), by method.", []string{"method"}, nil)
+	descReceives = prometheus.NewDesc("sendfile2_receives_total",
+		"Receives completed, with or without error, by method.", []string{"method"}, nil)
+	descReceiveErrors = prometheus.NewDesc("sendfile2_receive_errors_total",
+		"Receives that returned an error (a body cut short, a full disk, a shutdown), by method.", []string{"method"}, nil)
 	descInFlight = prometheus.NewDesc("sendfile2_sends_in_flight",
 		"Sends in progress.", nil, nil)
 	descFallbacks = prometheus.NewDesc("sendfile2_fallbacks_total",
@@ -102,11 +108,12 @@ var (
 // up, so the counters it emits only grow. A send is counted under the method
 // that ran it: auto's Sender reports its resolved method in
 // sendfile2_sender_info, and may send some bodies with copy (see
-// sendfile2_adaptive_copy_sends_total).
+// sendfile2_adaptive_copy_sends_total). A receive is counted under the
+// method that ran it too: uring-mmap, msgzc and sendfile receive with copy.
 type senderCollector struct{ s *sendfile2.Sender }
 
 func (c senderCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSent, descCopied, descZeroCopy, descSends, descErrors, descInFlight, descFallbacks, descSwitches, descCopyingRoutes, descAdapted, descInfo} {
+	for _, d := range []*prometheus.Desc{descSent, descCopied, descZeroCopy, descSends, descErrors, descReceived, descReceives, descReceiveErrors, descInFlight, descFallbacks, descSwitches, descCopyingRoutes, descAdapted, descInfo} {
 		ch <- d
 	}
 }
@@ -136,5 +143,8 @@ func (c senderCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descZeroCopy, prometheus.CounterValue, float64(ms.ZeroCopyBytes), l)
 		ch <- prometheus.MustNewConstMetric(descSends, prometheus.CounterValue, float64(ms.Sends), l)
 		ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(ms.Errors), l)
+		ch <- prometheus.MustNewConstMetric(descReceived, prometheus.CounterValue, float64(ms.Received), l)
+		ch <- prometheus.MustNewConstMetric(descReceives, prometheus.CounterValue, float64(ms.Receives), l)
+		ch <- prometheus.MustNewConstMetric(descReceiveErrors, prometheus.CounterValue, float64(ms.ReceiveErrors), l)
 	}
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"mime"
 	"net"
 	"net/http"
@@ -19,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/sendfile2/sendfile2"
@@ -31,6 +35,14 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
+
+	// replyTimeout bounds the write of a response on a hijacked upload
+	// conn, whose client may have stopped reading.
+	replyTimeout = 10 * time.Second
+	// After a failed upload, the rest of the body that is drained before
+	// the conn closes, at most (see closeUnread).
+	lingerTimeout = time.Second
+	lingerBytes   = 1 << 20
 )
 
 // serveOptions are the flags and argument of `sendfile2 serve`.
@@ -46,10 +58,32 @@ type serveOptions struct {
 	accessLog       bool
 	logFormat       string
 	shutdownTimeout time.Duration
+	upload          bool
+	maxUpload       byteSize
 }
 
+// byteSize is a flag holding a byte count: a plain number of bytes, or one
+// with a unit as github.com/dustin/go-humanize parses it ("1GiB", "500MB",
+// "64KiB"; "k", "M", "G" are powers of 1000, "Ki", "Mi", "Gi" of 1024).
+type byteSize int64
+
+func (b *byteSize) Set(s string) error {
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return fmt.Errorf("want a byte count such as 1073741824, 1GiB or 500MB: %w", err)
+	}
+	if n > math.MaxInt64 {
+		return fmt.Errorf("%s is too large", s)
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
+func (b *byteSize) Type() string   { return "bytes" }
+
 func serveCommand() *cobra.Command {
-	o := serveOptions{}
+	o := serveOptions{maxUpload: 1 << 30}
 	cmd := &cobra.Command{
 		Use:   "serve [flags] [DIR]",
 		Short: "Serve the files under DIR over HTTP, sending their bodies with sendfile2",
@@ -60,9 +94,20 @@ to the file's pages, so files may be rewritten while they are being served.
 DIR (default: the current directory) is opened as an os.Root: no path, ".."
 or symbolic link can reach a file outside it. Only regular files are served; a
 directory serves its index.html (and redirects to the path with a trailing
-slash), else 404; FIFOs, devices and sockets give 404. GET and HEAD only.
-ETag ("<mtime ns>-<size>" in hex), Last-Modified, Range, multiple ranges and
-conditional requests are handled.
+slash), else 404; FIFOs, devices and sockets give 404. GET and HEAD, and PUT
+with --upload. ETag ("<mtime ns>-<size>" in hex), Last-Modified, Range,
+multiple ranges and conditional requests are handled.
+
+With --upload, PUT stores the request body at the path (201 Created, or 204 No
+Content for a file replaced), under the same rules: the parent directory must
+exist in DIR (else 409), and the target must be a regular file or absent (a
+directory, symbolic link, FIFO or device gives 409). The body goes to a
+temporary file (".sendfile2-upload-*", mode 0644) in the target's directory,
+which is fsynced and renamed over the target only once it is complete; the
+directory is fsynced too before the response. A failed or partial upload
+leaves the old file and no temporary file. A body with a Content-Length is
+received with the Sender (on the hijacked connection, which then closes); a
+chunked one is read through net/http. Bodies over --max-upload give 413.
 
 On SIGINT or SIGTERM, serve stops accepting connections, waits up to
 --shutdown-timeout for the responses in flight, then closes the Sender, which
@@ -104,7 +149,9 @@ waits for the kernel's last notification.`,
 	f.BoolVar(&o.dontCache, "dontcache", false, "drop the file pages that sends read from the page cache (RWF_DONTCACHE, Linux 6.14+)")
 	f.BoolVar(&o.accessLog, "access-log", false, "log every request to stderr")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long to wait for responses in flight before closing their connections")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long to wait for responses and uploads in flight before closing their connections")
+	f.BoolVar(&o.upload, "upload", false, "accept PUT: store the request body at the path, atomically")
+	f.Var(&o.maxUpload, "max-upload", "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
 	return cmd
 }
 
@@ -117,6 +164,9 @@ func (o *serveOptions) validate() error {
 	}
 	if o.shutdownTimeout < 0 {
 		return fmt.Errorf("--shutdown-timeout %v: want 0 or more", o.shutdownTimeout)
+	}
+	if o.maxUpload < 0 {
+		return fmt.Errorf("--max-upload %d: want 0 or more", o.maxUpload)
 	}
 	return nil
 }
@@ -186,7 +236,8 @@ func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.
 		accessLog = log
 	}
 	var handlers sync.WaitGroup // outlive srv.Close; waited for before returning
-	h := &fileHandler{root: root}
+	h := &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), sender: sender, uploads: newUploadGroup()}
+	defer h.uploads.cancel(errors.New("serve returned"))
 	srv := &http.Server{
 		Handler:           instrument(h, &handlers, m, accessLog),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -229,10 +280,19 @@ func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.
 	// Downloads first, metrics last: they stay scrapeable while we drain.
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	for _, s := range servers {
+	for i, s := range servers {
 		if serr := s.Shutdown(sctx); serr != nil {
 			log.Warn("shutdown: closing connections still busy", "err", serr)
 			s.Close()
+		}
+		if i == 0 {
+			// Shutdown neither waits for nor closes hijacked conns: wait
+			// for the uploads on them within the same timeout, then
+			// cancel those still running (they fail and leave no file).
+			if uerr := h.uploads.wait(sctx); uerr != nil {
+				log.Warn("shutdown: cancelling uploads still running", "err", uerr)
+			}
+			h.uploads.cancel(errors.New("server shut down"))
 		}
 	}
 	// After a graceful Shutdown no send is left. After a forced Close, the
@@ -254,14 +314,27 @@ func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.
 	return err
 }
 
-// fileHandler serves the regular files under root.
+// fileHandler serves the regular files under root, and stores PUT bodies
+// there when upload is set.
 type fileHandler struct {
-	root *os.Root
+	root      *os.Root
+	upload    bool
+	maxUpload int64
+	sender    *sendfile2.Sender
+	uploads   *uploadGroup
 }
 
 func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPut && h.upload {
+		h.put(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+		allow := "GET, HEAD"
+		if h.upload {
+			allow += ", PUT"
+		}
+		w.Header().Set("Allow", allow)
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		return
 	}
@@ -274,6 +347,10 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(path.Clean(upath), "/")
 	if name == "" {
 		name = "."
+	}
+	if strings.HasPrefix(path.Base(name), tempPrefix) {
+		http.NotFound(w, r) // an upload in progress: never serve it half written
+		return
 	}
 	f, fi, err := h.open(name)
 	if err != nil {
@@ -304,7 +381,7 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	hdr := w.Header()
-	hdr.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size()))
+	hdr.Set("ETag", etag(fi))
 	if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
 		hdr.Set("Content-Type", ct)
 	} // else ServeContent sniffs the first 512 bytes
@@ -332,6 +409,12 @@ func (h *fileHandler) open(name string) (*os.File, fs.FileInfo, error) {
 	return f, fi, nil
 }
 
+// etag is the entity tag of a file: its modification time in nanoseconds
+// and its size, in hex.
+func etag(fi fs.FileInfo) string {
+	return fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size())
+}
+
 // httpError answers for a failed open. Whatever hides a file (missing, a
 // path that escapes the root, a symbolic link out of it) is 404.
 func httpError(w http.ResponseWriter, err error) {
@@ -354,6 +437,400 @@ func redirect(w http.ResponseWriter, r *http.Request, target string) {
 	w.WriteHeader(http.StatusMovedPermanently)
 }
 
+// tempPrefix starts the names of the temporary files that uploads write
+// before renaming them into place; PUT refuses such names as targets.
+const tempPrefix = ".sendfile2-upload-"
+
+// uploadNote is what the access log says of a PUT.
+type uploadNote struct {
+	status int    // of the response written on a hijacked conn; 0: net/http wrote it
+	stored int64  // bytes of the body written to the temporary file
+	via    string // "receive" (the Sender, on the hijacked conn) or "body" (net/http's reader)
+	err    error
+}
+
+// put stores the request body at the request's path, atomically: the body
+// goes to a temporary file in the target's directory, which is fsynced and
+// renamed over the target only when it is complete, so that readers see the
+// old file or the new one, whole, and a failed upload leaves nothing behind.
+//
+// A body with a Content-Length is received with the Sender: put hijacks the
+// conn, writes the bytes net/http has already buffered, then calls Receive
+// for the rest, answers itself and closes the conn. A chunked body (no
+// Content-Length) is read through net/http instead, which decodes the chunks.
+func (h *fileHandler) put(w http.ResponseWriter, r *http.Request) {
+	note := &uploadNote{}
+	if rec, ok := w.(*recorder); ok {
+		rec.upload = note
+	}
+	refuse := func(code int, err error) {
+		note.err = err
+		if code == http.StatusRequestEntityTooLarge {
+			w.Header().Set("Connection", "close") // the body stays unread
+		}
+		http.Error(w, http.StatusText(code), code)
+	}
+	if r.Header.Get("Content-Range") != "" {
+		// Partial PUT is not supported; RFC 9110 section 14.5 says to refuse it.
+		refuse(http.StatusBadRequest, errors.New("Content-Range in a PUT"))
+		return
+	}
+	if r.ContentLength > h.maxUpload {
+		refuse(http.StatusRequestEntityTooLarge, fmt.Errorf("Content-Length %d over --max-upload %d", r.ContentLength, h.maxUpload))
+		return
+	}
+	u, code, err := h.prepare(r.URL.Path)
+	if err != nil {
+		refuse(code, err)
+		return
+	}
+	defer u.dir.Close()
+	if !h.uploads.add() {
+		u.abort()
+		refuse(http.StatusServiceUnavailable, errors.New("shutting down"))
+		return
+	}
+	defer h.uploads.done()
+	u.note = note
+
+	if r.ContentLength > 0 {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			note.via = "receive"
+			h.receive(r, conn, brw.Reader, u)
+			return
+		}
+		// Not HTTP/1 (HTTP/2 cannot hijack): read the body through net/http.
+	}
+	note.via = "body"
+	n, err := io.Copy(u.tmp, http.MaxBytesReader(w, r.Body, h.maxUpload))
+	note.stored = n
+	if err != nil {
+		u.abort()
+		var tooLarge *http.MaxBytesError
+		var pe *fs.PathError
+		switch {
+		case errors.As(err, &tooLarge):
+			code = http.StatusRequestEntityTooLarge
+		case errors.As(err, &pe): // writing the temporary file
+			code = putStatus(err)
+		default: // reading the body: the client's
+			code = http.StatusBadRequest
+		}
+		refuse(code, err)
+		return
+	}
+	code, tag, err := u.commit()
+	if err != nil {
+		refuse(code, err)
+		return
+	}
+	w.Header().Set("ETag", tag)
+	w.WriteHeader(code)
+}
+
+// upload is a PUT in progress: its temporary file, in the target's directory.
+type upload struct {
+	dir     *os.Root // the target's directory, under the root
+	name    string   // the target's name in dir
+	tmp     *os.File // the temporary file, open for writing
+	tmpName string   // its name in dir
+	note    *uploadNote
+}
+
+// prepare checks that a PUT may write upath, as downloads read it: cleaned,
+// under the root (no ".." or symbolic link out of it), in a directory that
+// exists, over nothing or a regular file. It creates the temporary file, or
+// returns the status that refuses the upload.
+func (h *fileHandler) prepare(upath string) (*upload, int, error) {
+	if !strings.HasPrefix(upath, "/") {
+		upath = "/" + upath
+	}
+	name := strings.TrimPrefix(path.Clean(upath), "/")
+	if name == "" || strings.HasSuffix(upath, "/") {
+		return nil, http.StatusConflict, errors.New("the path names a directory")
+	}
+	dirName, base := path.Split(name)
+	if strings.HasPrefix(base, tempPrefix) {
+		return nil, http.StatusForbidden, fmt.Errorf("%q is a name for temporary files", base)
+	}
+	if dirName == "" {
+		dirName = "."
+	}
+	// The directory, opened once, holds the temporary file and the rename:
+	// a concurrent rename of a parent cannot split them.
+	dir, err := h.root.OpenRoot(dirName)
+	if err != nil {
+		return nil, putStatus(err), err
+	}
+	if fi, err := dir.Lstat(base); err == nil && !fi.Mode().IsRegular() {
+		dir.Close()
+		return nil, http.StatusConflict, fmt.Errorf("%s is not a regular file (%v)", name, fi.Mode())
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		dir.Close()
+		return nil, putStatus(err), err
+	}
+	for range 100 {
+		tmpName := fmt.Sprintf("%s%016x", tempPrefix, rand.Uint64())
+		f, err := dir.OpenFile(tmpName, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			dir.Close()
+			return nil, putStatus(err), err
+		}
+		return &upload{dir: dir, name: base, tmp: f, tmpName: tmpName}, 0, nil
+	}
+	dir.Close()
+	return nil, http.StatusInternalServerError, errors.New("no free name for a temporary file")
+}
+
+// abort closes and removes the temporary file.
+func (u *upload) abort() {
+	u.tmp.Close()
+	u.dir.Remove(u.tmpName)
+}
+
+// commit makes the complete temporary file the target: fsync(2), so that
+// the rename can never expose a file whose data a crash lost, the rename,
+// then fsync(2) of the directory, so that the response means the upload
+// survives a crash. It returns 201 Created or 204 No Content (a file
+// replaced) and the new file's ETag, or the status of a failure, after which
+// the target is the old file (unless only the directory's fsync failed).
+func (u *upload) commit() (int, string, error) {
+	err := u.tmp.Sync()
+	var fi fs.FileInfo
+	if err == nil {
+		fi, err = u.tmp.Stat()
+	}
+	if err != nil {
+		u.abort()
+		return putStatus(err), "", err
+	}
+	if err := u.tmp.Close(); err != nil {
+		u.dir.Remove(u.tmpName)
+		return putStatus(err), "", err
+	}
+	code := http.StatusCreated
+	if old, err := u.dir.Lstat(u.name); err == nil {
+		if !old.Mode().IsRegular() { // changed since prepare
+			u.dir.Remove(u.tmpName)
+			return http.StatusConflict, "", fmt.Errorf("%s is not a regular file (%v)", u.name, old.Mode())
+		}
+		code = http.StatusNoContent
+	}
+	if err := u.dir.Rename(u.tmpName, u.name); err != nil {
+		u.dir.Remove(u.tmpName)
+		return putStatus(err), "", err
+	}
+	d, err := u.dir.Open(".")
+	if err == nil {
+		err = d.Sync()
+		d.Close()
+	}
+	if err != nil {
+		return http.StatusInternalServerError, "", fmt.Errorf("fsync of the directory after the rename: %w", err)
+	}
+	return code, etag(fi), nil
+}
+
+// receive reads the body of r, of r.ContentLength bytes, from the hijacked
+// conn into u's temporary file (the bytes br holds already, then the rest
+// with the Sender's Receive), commits it, answers and closes the conn.
+func (h *fileHandler) receive(r *http.Request, conn net.Conn, br *bufio.Reader, u *upload) {
+	// The upload stops when serve stops waiting for uploads at shutdown.
+	// (The request's context does not end before the handler returns once
+	// the conn is hijacked; Receive sees the client leave by itself.)
+	ctx := h.uploads.ctx
+	size := r.ContentLength
+	var err error
+	if expectsContinue(r) {
+		// net/http would send it at the body's first read; we read the
+		// socket ourselves.
+		conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+		_, err = io.WriteString(conn, "HTTP/1.1 100 Continue\r\n\r\n")
+	}
+	var n int64
+	if err == nil {
+		// The start of the body, which net/http read along with the header.
+		p, _ := br.Peek(int(min(int64(br.Buffered()), size)))
+		var k int
+		k, err = u.tmp.WriteAt(p, 0)
+		n = int64(k)
+	}
+	if err == nil && n < size {
+		var k int64
+		if sc, ok := conn.(syscall.Conn); ok {
+			k, err = h.sender.Receive(ctx, sc, u.tmp, n, size-n)
+		} else { // a conn without a descriptor: copy
+			k, err = io.Copy(io.NewOffsetWriter(u.tmp, n), io.LimitReader(conn, size-n))
+			if err == nil && k < size-n {
+				err = io.ErrUnexpectedEOF
+			}
+		}
+		n += k
+	}
+	u.note.stored = n
+	if err != nil {
+		u.abort()
+		code := receiveStatus(ctx, err)
+		u.note.status, u.note.err = code, err
+		reply(conn, code, "")
+		closeUnread(conn)
+		return
+	}
+	code, tag, err := u.commit()
+	u.note.status, u.note.err = code, err
+	reply(conn, code, tag)
+	conn.Close()
+}
+
+// expectsContinue reports whether the client waits for "100 Continue"
+// before it sends the body, as net/http decides it.
+func expectsContinue(r *http.Request) bool {
+	if !r.ProtoAtLeast(1, 1) {
+		return false
+	}
+	for _, v := range r.Header.Values("Expect") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "100-continue") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// receiveStatus is the status of an upload whose body could not be received.
+func receiveStatus(ctx context.Context, err error) int {
+	switch {
+	case ctx.Err() != nil, errors.Is(err, sendfile2.ErrClosed):
+		return http.StatusServiceUnavailable // shutting down
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ETIMEDOUT),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ENOTCONN):
+		return http.StatusBadRequest // the client ended the body early
+	}
+	return putStatus(err)
+}
+
+// putStatus is the status of a PUT that failed on the file system with err.
+func putStatus(err error) int {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return http.StatusConflict // no such parent directory, or a file in its place
+	case errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.EEXIST), errors.Is(err, syscall.ENOTEMPTY):
+		return http.StatusConflict // the target is a directory
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.ELOOP):
+		return http.StatusForbidden
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return http.StatusInsufficientStorage
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ENOMEM):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.ENAMETOOLONG):
+		return http.StatusBadRequest // a name the file system refuses (NUL, too long)
+	case !errors.As(err, &errno):
+		return http.StatusForbidden // the root refused the path: it leaves DIR
+	}
+	return http.StatusInternalServerError
+}
+
+// reply writes a response without a body (or with its status text for an
+// error) on a hijacked conn, which closes after it. 204 carries no
+// Content-Length (RFC 9110 section 8.6).
+func reply(conn net.Conn, code int, tag string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\n", code, http.StatusText(code), time.Now().UTC().Format(http.TimeFormat))
+	body := ""
+	if code >= 400 {
+		body = http.StatusText(code) + "\n"
+		b.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
+	}
+	if tag != "" {
+		fmt.Fprintf(&b, "ETag: %s\r\n", tag)
+	}
+	if code != http.StatusNoContent {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+	}
+	b.WriteString("Connection: close\r\n\r\n")
+	b.WriteString(body)
+	conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+	_, err := io.WriteString(conn, b.String())
+	return err
+}
+
+// closeUnread closes a hijacked conn whose request body may not have been
+// read to its end. A socket closed with unread bytes resets the connection,
+// which can destroy the response before the client reads it (net/http's
+// closeWriteAndWait avoids the same): shut down the sending side first, then
+// drain what the client still sends, for a bounded time and size.
+func closeUnread(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+		io.CopyN(io.Discard, conn, lingerBytes)
+	}
+	conn.Close()
+}
+
+// uploadGroup tracks the uploads in flight. http.Server.Shutdown neither
+// waits for nor closes hijacked conns, so serve waits for them itself, and
+// cancels ctx when it stops waiting: the uploads still running then fail, and
+// later ones are refused.
+type uploadGroup struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	n      int
+	idle   chan struct{} // closed when n drops to 0, while someone waits
+}
+
+func newUploadGroup() *uploadGroup {
+	g := &uploadGroup{}
+	g.ctx, g.cancel = context.WithCancelCause(context.Background())
+	return g
+}
+
+// add counts an upload in, unless ctx has ended.
+func (g *uploadGroup) add() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ctx.Err() != nil {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *uploadGroup) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n--; g.n == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
+}
+
+// wait waits until no upload runs, or until ctx ends.
+func (g *uploadGroup) wait(ctx context.Context) error {
+	g.mu.Lock()
+	if g.n == 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+	}
+	idle := g.idle
+	g.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // instrument wraps h: it counts requests by status, writes the access log
 // when log is not nil, and tracks the handlers running in wg.
 func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log *slog.Logger) http.Handler {
@@ -363,7 +840,18 @@ func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log *slog.Logger
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
 		defer func() {
-			status := rec.status
+			status, bytes, err := rec.status, rec.bytes, rec.err
+			u := rec.upload
+			if u != nil {
+				// bytes: those of the request body that were stored.
+				if u.status != 0 { // answered on the hijacked conn
+					status = u.status
+				}
+				bytes = u.stored
+				if u.err != nil {
+					err = u.err
+				}
+			}
 			if status == 0 {
 				status = http.StatusOK
 			}
@@ -373,13 +861,16 @@ func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log *slog.Logger
 					slog.String("method", r.Method),
 					slog.String("path", r.URL.Path),
 					slog.Int("status", status),
-					slog.Int64("bytes", rec.bytes),
+					slog.Int64("bytes", bytes),
 					slog.Duration("duration", time.Since(start)),
 					slog.String("remote", r.RemoteAddr),
 					slog.String("proto", r.Proto),
 				}
-				if rec.err != nil { // ServeContent drops it: a body cut short
-					attrs = append(attrs, slog.String("err", rec.err.Error()))
+				if u != nil && u.via != "" {
+					attrs = append(attrs, slog.String("via", u.via))
+				}
+				if err != nil { // ServeContent drops it: a body cut short
+					attrs = append(attrs, slog.String("err", err.Error()))
 				}
 				log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 			}
@@ -395,7 +886,8 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
-	err    error // of the body's last write
+	err    error       // of the body's last write
+	upload *uploadNote // set by a PUT
 }
 
 func (r *recorder) WriteHeader(code int) {
