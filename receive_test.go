@@ -508,28 +508,8 @@ func TestReceiveBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer app.Close()
-			dirf, err := os.Open(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dirf.Close()
-			pr, pw, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pr.Close()
-			defer pw.Close()
-			udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer udp.Close()
-			unconnected, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			uf := os.NewFile(uintptr(unconnected), "unconnected")
-			defer uf.Close()
+			wrong := newWrongEnds(t, dir)
+			dirf, pw, udp, uf := wrong.dir, wrong.pipeW, wrong.udp, wrong.unconnected
 			good := dstFile(t, "", nil)
 			a, b := tcpPair(t)
 			if _, err := a.Write([]byte("stream")); err != nil {
@@ -551,7 +531,7 @@ func TestReceiveBadInput(t *testing.T) {
 				{"pipe dst", b, pw, 0, 6, syscall.ESPIPE},
 				{"nil dst", b, nil, 0, 6, os.ErrInvalid},
 				{"file src", good, good, 0, 6, syscall.ENOTSOCK},
-				{"udp src", udp.(*net.UDPConn), good, 0, 6, syscall.EPROTOTYPE},
+				{"udp src", udp, good, 0, 6, syscall.EPROTOTYPE},
 				{"unconnected src", uf, good, 0, 6, syscall.ENOTCONN},
 				{"nil src", nil, good, 0, 6, os.ErrInvalid},
 			}

@@ -209,28 +209,8 @@ func TestBadInput(t *testing.T) {
 	s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
 	f, _ := tempFile(t, 1000)
 	a, _ := tcpPair(t)
-	dir, err := os.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	defer pw.Close()
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
-	unconnected, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uf := os.NewFile(uintptr(unconnected), "unconnected")
-	defer uf.Close()
+	wrong := newWrongEnds(t, t.TempDir())
+	dir, pr, udp, uf := wrong.dir, wrong.pipeR, wrong.udp, wrong.unconnected
 
 	tests := []struct {
 		name       string
@@ -246,7 +226,7 @@ func TestBadInput(t *testing.T) {
 		{"directory", a, dir, 0, 1, syscall.EISDIR},
 		{"pipe", a, pr, 0, 1, syscall.ESPIPE},
 		{"file as dst", f, f, 0, 1, syscall.ENOTSOCK},
-		{"udp dst", udp.(*net.UDPConn), f, 0, 1, syscall.EPROTOTYPE},
+		{"udp dst", udp, f, 0, 1, syscall.EPROTOTYPE},
 		{"unconnected dst", uf, f, 0, 1, syscall.ENOTCONN},
 		{"nil src", a, nil, 0, 1, os.ErrInvalid},
 	}
@@ -541,4 +521,41 @@ func TestDontCache(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wrongEnds are the descriptors that a send or receive must refuse as either
+// end: a directory, a pipe, a UDP socket, and a TCP socket that is not
+// connected. They are closed at the end of the test.
+type wrongEnds struct {
+	dir          *os.File
+	pipeR, pipeW *os.File
+	udp          *net.UDPConn
+	unconnected  *os.File
+}
+
+func newWrongEnds(t testing.TB, dir string) wrongEnds {
+	t.Helper()
+	var w wrongEnds
+	var err error
+	if w.dir, err = os.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.dir.Close() })
+	if w.pipeR, w.pipeW, err = os.Pipe(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.pipeR.Close(); w.pipeW.Close() })
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.udp = udp.(*net.UDPConn)
+	t.Cleanup(func() { w.udp.Close() })
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.unconnected = os.NewFile(uintptr(fd), "unconnected")
+	t.Cleanup(func() { w.unconnected.Close() })
+	return w
 }
