@@ -288,11 +288,7 @@ func (t *transfer) uring() (int64, error) {
 		}
 		if !in.wait(t.ctx, cancelled) {
 			cancelled = true
-			for r := range live {
-				if !r.seen {
-					s.loop.Cancel(r.ud)
-				}
-			}
+			t.cancelLive(live)
 			continue
 		}
 		evs = in.take(evs[:0])
@@ -356,6 +352,16 @@ func (t *transfer) uring() (int64, error) {
 		clear(evs)
 	}
 	return t.result(sent, total, cancelled, err)
+}
+
+// cancelLive asks the kernel to cancel the requests whose result has not
+// come yet; each still completes through its handler.
+func (t *transfer) cancelLive(live map[*request]struct{}) {
+	for r := range live {
+		if !r.seen {
+			t.s.loop.Cancel(r.ud)
+		}
+	}
 }
 
 // result is what a send returns: the bytes sent and its error, the cause of
@@ -556,11 +562,7 @@ func (t *transfer) uringMmap() (int64, error) {
 		}
 		if !in.wait(t.ctx, cancelled) {
 			cancelled = true
-			for r := range live {
-				if !r.seen {
-					s.loop.Cancel(r.ud)
-				}
-			}
+			t.cancelLive(live)
 			continue
 		}
 		evs = in.take(evs[:0])
