@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,15 +43,16 @@ func (sizeFlag) Type() string { return "size" }
 
 func benchCommand() *cobra.Command {
 	var (
-		cfg      bench.Config
-		methods  string
-		source   string
-		receiver string
+		cfg       bench.Config
+		methods   string
+		source    string
+		receiver  string
+		direction string
 	)
 	cfg.Total, cfg.FileSize = bench.DefaultTotal, bench.DefaultFileSize
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure the throughput and sender CPU of each send method over TCP",
+		Short: "Measure the throughput and CPU of each send (or receive) method over TCP",
 		Long: `bench sends --total bytes per round with each method over TCP, on loopback
 (or with --netns across a veth pair between two network namespaces that it
 creates and removes), to a receiver in a separate process, for --rounds
@@ -69,16 +71,47 @@ Sender.SendWithHeader with an empty body. Only copy, uring and auto can send
 memory as themselves; the others are reported unavailable, with the reason.
 A memfd or tmpfs file is not memory: it is shmem in the page cache.
 
+--direction receive flips the roles: the peer process sends --total bytes
+per round over --conns connections with plain write(2) from memory, and this
+process receives each connection with Sender.Receive into a new file in a
+temporary directory under --dir (removed after each round). Methods: uring,
+uring+dontcache (uring with Config.DontCache: its writes carry
+RWF_DONTCACHE, Linux 6.14+), copy, splice and auto (the default list); the
+others have no receive of their own and are reported unavailable. It reports
+the receiver's CPU (this process), the sender's, and the page-cache growth
+per round: Cached in /proc/meminfo after the round's last Receive returned
+minus before its first began, in MiB, median over rounds. Dirty pages and
+pages under writeback count as cached: without --sync, RWF_DONTCACHE pages
+whose writeback has not completed still count; --sync makes each Receive end
+with fdatasync (Config.Sync), inside the measured time. --file-size,
+--send-size, --source and --receiver are send flags.
+
 A method the kernel lacks is reported unavailable. The exit status is 1 when
 a method failed during the run, 2 for bad flags or a failed setup.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ms, err := bench.ParseMethods(methods)
+			d, err := bench.ParseDirection(direction)
 			if err != nil {
 				return err
 			}
-			cfg.Methods = ms
+			cfg.Direction = d
+			cfg.Methods = nil // the direction's default
+			if methods != "" {
+				if cfg.Methods, err = bench.ParseMethods(methods); err != nil {
+					return err
+				}
+			}
 			cfg.Source, cfg.Receiver = bench.Source(source), bench.ReceiverMode(receiver)
+			if d == bench.Receive {
+				for _, name := range []string{"file-size", "send-size", "source", "receiver"} {
+					if cmd.Flags().Changed(name) {
+						return fmt.Errorf("--%s is a send flag: with --direction receive the peer writes from memory", name)
+					}
+				}
+				cfg.FileSize, cfg.SendSize, cfg.Source, cfg.Receiver = 0, 0, "", ""
+			} else if cfg.Sync {
+				return errors.New("--sync applies to --direction receive")
+			}
 			if cfg.Rounds < 1 {
 				return fmt.Errorf("--rounds %d: want at least 1", cfg.Rounds)
 			}
@@ -137,7 +170,8 @@ a method failed during the run, 2 for bad flags or a failed setup.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&methods, "methods", "", "comma-separated methods, run in this order (default: every method and auto)")
+	f.StringVar(&direction, "direction", string(bench.Send), "send (this process sends, a peer process reads) or receive (a peer process writes, this process receives into files)")
+	f.StringVar(&methods, "methods", "", "comma-separated methods, run in this order (default: every method and auto; with --direction receive uring,uring+dontcache,copy,splice,auto)")
 	f.Var(sizeFlag{&cfg.Total}, "total", "bytes per method per round, split among the connections (units: 64KiB, 1MiB, 1GiB, 1e6)")
 	f.Var(sizeFlag{&cfg.FileSize}, "file-size", "size of the file (or of the buffer with --source memory), sent again and again")
 	f.Var(sizeFlag{&cfg.SendSize}, "send-size", "bytes per Send call at most (default: the file size)")
@@ -145,6 +179,8 @@ a method failed during the run, 2 for bad flags or a failed setup.`,
 	f.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "rounds; each runs every method once")
 	f.StringVar(&source, "source", string(bench.FromFile), "where the bytes come from: file (a cached file) or memory (an anonymous buffer)")
 	f.StringVar(&receiver, "receiver", string(bench.Read), "what the receiver does: read (into a 1 MiB buffer) or discard (recv with MSG_TRUNC)")
+	f.BoolVar(&cfg.Sync, "sync", false, "with --direction receive: each Receive ends with fdatasync (Config.Sync), so RWF_DONTCACHE pages are dropped before the round ends")
+	f.StringVar(&cfg.Dir, "dir", "", "where the files go, in a temporary directory removed afterwards (default: $TMPDIR or /tmp)")
 	f.BoolVar(&cfg.Netns, "netns", false, "send across a veth pair between two network namespaces (root, iproute2)")
 	f.BoolVar(&cfg.JSON, "json", false, "print one JSON object")
 	f.StringVar(&cfg.Report, "report", "", "also write an HTML page with charts to `FILE.html` (self-contained, reads offline)")

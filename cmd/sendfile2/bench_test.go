@@ -40,7 +40,7 @@ func TestBenchJSON(t *testing.T) {
 	want := map[string]any{
 		"total": float64(8 << 20), "file_size": float64(1 << 20), "send_size": float64(256 << 10),
 		"conns": float64(1), "rounds": float64(2), "source": "file", "receiver": "discard",
-		"netns": false, "json": true, "report": "",
+		"netns": false, "json": true, "report": "", "direction": "send", "sync": false,
 	}
 	for k, v := range want {
 		if rep.Config[k] != v {
@@ -150,9 +150,94 @@ func TestBenchBadArguments(t *testing.T) {
 		{"bench", "--conns", "0"},
 		{"bench", "--file-size", "1MiB", "--send-size", "2MiB"},
 		{"bench", "extra"},
+		{"bench", "--direction", "up"},
+		{"bench", "--direction", ""},
+		{"bench", "--sync"},
+		{"bench", "--methods", "uring+dontcache"},
+		{"bench", "--direction", "receive", "--file-size", "1MiB"},
+		{"bench", "--direction", "receive", "--send-size", "1MiB"},
+		{"bench", "--direction", "receive", "--source", "memory"},
+		{"bench", "--direction", "receive", "--receiver", "read"},
+		{"bench", "--direction", "receive", "--methods", "copy,bogus"},
 	} {
 		if _, _, code := runCmd(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
+	}
+}
+
+// TestBenchReceive runs a tiny receive: plausible numbers, the page-cache
+// growth in the JSON, and nothing left in --dir afterwards.
+func TestBenchReceive(t *testing.T) {
+	dir := t.TempDir()
+	out, errOut, code := runCmd(t, "bench", "--direction", "receive", "--total", "8MiB", "--methods", "copy,uring",
+		"--rounds", "2", "--dir", dir, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if es, _ := os.ReadDir(dir); len(es) > 0 {
+		t.Errorf("left in --dir: %v", es)
+	}
+	var rep struct {
+		Config  map[string]any   `json:"config"`
+		Results []map[string]any `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, out)
+	}
+	want := map[string]any{
+		"direction": "receive", "total": float64(8 << 20), "rounds": float64(2), "conns": float64(1),
+		"sync": false, "dir": dir, "file_size": float64(0), "source": "memory",
+	}
+	for k, v := range want {
+		if rep.Config[k] != v {
+			t.Errorf("config.%s = %v, want %v", k, rep.Config[k], v)
+		}
+	}
+	if len(rep.Results) != 2 || rep.Results[0]["method"] != "copy" || rep.Results[1]["method"] != "uring" {
+		t.Fatalf("results %v", rep.Results)
+	}
+	for _, r := range rep.Results {
+		if r["available"] != true || r["status"] != "ok" {
+			t.Errorf("%v: %v: %v", r["method"], r["status"], r["error"])
+			continue
+		}
+		for _, k := range []string{"gbps_median", "gbps_min", "gbps_max", "receiver_cpu_s_per_gib", "cpu_s_per_gib"} {
+			if v, ok := r[k].(float64); !ok || v <= 0 {
+				t.Errorf("%v: %s = %v", r["method"], k, r[k])
+			}
+		}
+		if _, ok := r["cache_growth_mib"].(float64); !ok {
+			t.Errorf("%v: cache_growth_mib = %v", r["method"], r["cache_growth_mib"])
+		}
+		rounds, _ := r["rounds"].([]any)
+		if len(rounds) != 2 {
+			t.Fatalf("%v: %d rounds", r["method"], len(rounds))
+		}
+		for _, x := range rounds {
+			rd, _ := x.(map[string]any)
+			if _, ok := rd["cache_growth_mib"].(float64); !ok || rd["bytes"] != float64(8<<20) {
+				t.Errorf("%v: round %v", r["method"], rd)
+			}
+		}
+	}
+}
+
+// TestBenchReceiveHuman: the table has the page-cache column, and --sync is
+// said.
+func TestBenchReceiveHuman(t *testing.T) {
+	dir := t.TempDir()
+	out, errOut, code := runCmd(t, "bench", "--direction", "receive", "--total", "4MiB", "--methods", "uring+dontcache,copy",
+		"--rounds", "1", "--sync", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	for _, s := range []string{"CACHE MiB", "RECV CPU s/GiB", "uring+dontcache", "copy", "fdatasync", "Receive:"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
+	if es, _ := os.ReadDir(dir); len(es) > 0 {
+		t.Errorf("left in --dir: %v", es)
 	}
 }

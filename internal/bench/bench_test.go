@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -135,11 +138,85 @@ func TestParseMethods(t *testing.T) {
 	if err != nil || !slices.Equal(ms, []sendfile2.Method{sendfile2.Copy, sendfile2.Sendfile, sendfile2.Auto}) {
 		t.Fatalf("got %v, %v", ms, err)
 	}
-	for _, bad := range []string{"copy,bogus", "copy,copy", "copy,"} {
+	ms, err = bench.ParseMethods("uring+dontcache,uring")
+	if err != nil || !slices.Equal(ms, []sendfile2.Method{bench.URingDontCache, sendfile2.URing}) {
+		t.Fatalf("got %v, %v", ms, err)
+	}
+	for _, bad := range []string{"copy,bogus", "copy,copy", "copy,", "uring+dontcache,uring+dontcache", "copy+dontcache"} {
 		if _, err := bench.ParseMethods(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}
+}
+
+func TestParseDirection(t *testing.T) {
+	for _, d := range []bench.Direction{bench.Send, bench.Receive} {
+		if got, err := bench.ParseDirection(string(d)); err != nil || got != d {
+			t.Errorf("ParseDirection(%q) = %q, %v", d, got, err)
+		}
+	}
+	for _, bad := range []string{"", "up", "Receive", "recv"} {
+		if _, err := bench.ParseDirection(bad); err == nil {
+			t.Errorf("ParseDirection(%q): no error", bad)
+		}
+	}
+	if !slices.Equal(bench.DefaultMethods(bench.Send), bench.AllMethods()) ||
+		!slices.Equal(bench.DefaultMethods(bench.Receive), bench.ReceiveMethods()) {
+		t.Error("DefaultMethods")
+	}
+	for _, m := range bench.ReceiveMethods() {
+		if _, ok := bench.ReceiveNote(m); !ok {
+			t.Errorf("%s is a default receive method without a receive of its own", m)
+		}
+	}
+}
+
+func TestParseMeminfo(t *testing.T) {
+	const meminfo = "MemTotal:       24684008 kB\nMemFree:        20061400 kB\nCached:          2414564 kB\nSwapCached:            0 kB\nHugePages_Total:       0\n"
+	for _, tc := range []struct {
+		field string
+		want  int64
+		ok    bool
+	}{
+		{"Cached", 2414564 << 10, true},
+		{"SwapCached", 0, true},
+		{"MemTotal", 24684008 << 10, true},
+		{"Dirty", 0, false},           // absent
+		{"HugePages_Total", 0, false}, // no unit: not a size in kB
+		{"Cach", 0, false},
+	} {
+		got, err := bench.ParseMeminfo([]byte(meminfo), tc.field)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%s: %d, %v; want %d, ok %v", tc.field, got, err, tc.want, tc.ok)
+		}
+	}
+	for _, bad := range []string{"Cached: -4 kB\n", "Cached: 12 MB\n", "Cached: x kB\n", "Cached:\n", "Cached: 99999999999999999999 kB\n"} {
+		if n, err := bench.ParseMeminfo([]byte(bad), "Cached"); err == nil {
+			t.Errorf("%q: %d, no error", bad, n)
+		}
+	}
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	if n, err := bench.ParseMeminfo(data, "Cached"); err != nil || n < 0 {
+		t.Errorf("this machine's /proc/meminfo: %d, %v", n, err)
+	}
+}
+
+// FuzzParseMeminfo: any text gives a size that is a whole number of KiB,
+// not negative, or an error; never a panic.
+func FuzzParseMeminfo(f *testing.F) {
+	f.Add([]byte("MemTotal: 1 kB\nCached:          2414564 kB\n"))
+	f.Add([]byte("Cached: 0 kB"))
+	f.Add([]byte("Cached:\t12\tkB\n"))
+	f.Add([]byte("Cached: 9007199254740993 kB\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := bench.ParseMeminfo(data, "Cached")
+		if err == nil && (n < 0 || n%1024 != 0) {
+			t.Fatalf("%q: %d", data, n)
+		}
+	})
 }
 
 func TestBadSettings(t *testing.T) {
@@ -151,6 +228,14 @@ func TestBadSettings(t *testing.T) {
 		"receiver":                 {Receiver: "ignore"},
 		"method":                   {Methods: []sendfile2.Method{"bogus"}},
 		"method twice":             {Methods: []sendfile2.Method{"copy", "copy"}},
+		"direction":                {Direction: "up"},
+		"dontcache entry on send":  {Methods: []sendfile2.Method{bench.URingDontCache}},
+		"sync on send":             {Sync: true},
+		"receive with a file size": {Direction: bench.Receive, FileSize: 1 << 20},
+		"receive with a send size": {Direction: bench.Receive, SendSize: 1 << 20},
+		"receive from a file":      {Direction: bench.Receive, Source: bench.FromFile},
+		"receive with a receiver":  {Direction: bench.Receive, Receiver: bench.Read},
+		"receive, no rounds":       {Direction: bench.Receive, Rounds: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := bench.Run(context.Background(), bench.Config{Settings: s}); err == nil {
@@ -276,7 +361,9 @@ func checkJSONShape(t *testing.T, data []byte, methods []string) {
 		"methods": func(v any) bool { _, ok := v.([]any); return ok },
 		"total":   isNum, "file_size": isNum, "send_size": isNum, "conns": isNum, "rounds": isNum,
 		"source": isStr, "receiver": isStr, "netns": isBool, "json": isBool, "report": isStr,
+		"direction": isStr, "sync": isBool, "dir": isStr,
 	})
+	receive := config["direction"] == string(bench.Receive)
 	results, _ := top["results"].([]any)
 	if len(results) != len(methods) {
 		t.Fatalf("%d results, want %d", len(results), len(methods))
@@ -289,6 +376,7 @@ func checkJSONShape(t *testing.T, data []byte, methods []string) {
 			"gbps_median": isNumOrNull, "gbps_min": isNumOrNull, "gbps_max": isNumOrNull,
 			"cpu_s_per_gib": isNumOrNull, "copied_fraction": isNumOrNull,
 			"gbps_vs_sendfile": isNumOrNull, "cpu_vs_sendfile": isNumOrNull,
+			"receiver_cpu_s_per_gib": isNumOrNull, "cache_growth_mib": isNumOrNull,
 			"rounds": func(v any) bool { _, ok := v.([]any); return ok },
 		})
 		if r["method"] != methods[i] {
@@ -300,12 +388,18 @@ func checkJSONShape(t *testing.T, data []byte, methods []string) {
 					t.Errorf("%s (%v): %s = %v", where, r["method"], k, r[k])
 				}
 			}
+			// A number with Receive, null with Send.
+			isCache := func(v any) bool { return isNum(v) == receive && (receive || v == nil) }
+			if !isCache(r["cache_growth_mib"]) {
+				t.Errorf("%s (%v): cache_growth_mib = %v with direction %v", where, r["method"], r["cache_growth_mib"], config["direction"])
+			}
 			for j, y := range r["rounds"].([]any) {
 				rd, _ := y.(map[string]any)
 				check(fmt.Sprintf("%s.rounds[%d]", where, j), rd, map[string]func(any) bool{
 					"round": isNum, "bytes": isNum, "sends": isNum, "seconds": isNum, "gbps": isNum,
 					"cpu_user_s": isNum, "cpu_sys_s": isNum, "cpu_s_per_gib": isNum,
-					"receiver_cpu_s": isNum, "copied_fraction": isNumOrNull,
+					"receiver_cpu_s": isNum, "receiver_cpu_user_s": isNum, "receiver_cpu_sys_s": isNum,
+					"copied_fraction": isNumOrNull, "cache_growth_mib": isCache,
 				})
 			}
 		} else if e, _ := r["error"].(string); e == "" {
@@ -370,6 +464,167 @@ func TestReceiverAndConns(t *testing.T) {
 	}
 	if r := result(t, rep, sendfile2.Auto); r.Resolved == "" || r.Resolved == sendfile2.Auto {
 		t.Errorf("auto resolved to %q", r.Resolved)
+	}
+}
+
+// tinyReceive is a receive run small enough for a test, into files under dir.
+func tinyReceive(dir string, methods ...sendfile2.Method) bench.Config {
+	return bench.Config{Settings: bench.Settings{
+		Direction: bench.Receive,
+		Methods:   methods,
+		Total:     8 << 20,
+		Rounds:    2,
+		Dir:       dir,
+	}}
+}
+
+// filesUnder lists the regular files under dir, at any depth.
+func filesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestReceiveRun receives with copy, uring and uring+dontcache, over two
+// connections: the numbers are there and plausible, the page-cache growth
+// is reported, each round's files are gone before the next round starts, and
+// the directory is empty afterwards. It asserts no timing, and no amount of
+// page cache: other processes change Cached too.
+func TestReceiveRun(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyReceive(dir, sendfile2.Copy, sendfile2.URing, bench.URingDontCache)
+	cfg.Conns = 2
+	var planned int64
+	var received atomic.Int64
+	var left []string
+	cfg.Planned = func(n int64) { planned = n }
+	cfg.Sent = func(n int64) { received.Add(n) }
+	cfg.Started = func(int, sendfile2.Method) { left = append(left, filesUnder(t, dir)...) }
+	rep := run(t, cfg)
+	if len(left) > 0 {
+		t.Errorf("files left from a previous round when the next started: %v", left)
+	}
+	if f := filesUnder(t, dir); len(f) > 0 {
+		t.Errorf("files left after the run: %v", f)
+	}
+	if es, _ := os.ReadDir(dir); len(es) > 0 {
+		t.Errorf("left in the directory: %v", es)
+	}
+	c := rep.Config
+	if c.Direction != bench.Receive || c.Source != bench.FromMemory || c.FileSize != 0 || c.SendSize != 0 || c.Receiver != "" || c.Dir != dir {
+		t.Errorf("config %+v", c)
+	}
+	if rep.Machine.FileSystem == "" {
+		t.Errorf("machine %+v: no file system", rep.Machine)
+	}
+	if len(rep.Results) != 3 {
+		t.Fatalf("results %+v", rep.Results)
+	}
+	ran := 0
+	for _, r := range rep.Results {
+		if r.Status == bench.StatusUnavailable && r.Method != sendfile2.Copy {
+			testutil.RequireFeature(t, "io_uring", "6.0", false, errors.New(r.Error))
+		}
+		plausible(t, r, 2)
+		ran++
+		if !r.Safe {
+			t.Errorf("%s: a receive reported unsafe", r.Method)
+		}
+		if r.CacheGrowthMiB == nil || r.ReceiverCPUSPerGiB == nil || *r.ReceiverCPUSPerGiB <= 0 {
+			t.Errorf("%s: cache growth %v, receiver CPU %v", r.Method, r.CacheGrowthMiB, r.ReceiverCPUSPerGiB)
+		}
+		if r.CopiedFraction != nil || r.GBpsVsSendfile != nil {
+			t.Errorf("%s: a copied fraction or a ratio against sendfile, which did not run", r.Method)
+		}
+		want := r.Method
+		if want == bench.URingDontCache {
+			want = sendfile2.URing
+		}
+		for _, rd := range r.Rounds {
+			if rd.CacheGrowthMiB == nil || math.IsNaN(*rd.CacheGrowthMiB) {
+				t.Errorf("%s round %d: cache growth %v", r.Method, rd.Round, rd.CacheGrowthMiB)
+			}
+			if rd.Sends != 2 { // one Receive per connection
+				t.Errorf("%s round %d: %d receives, want 2", r.Method, rd.Round, rd.Sends)
+			}
+			if rd.BytesByMethod[want] != 8<<20 && r.Fallbacks == 0 {
+				t.Errorf("%s round %d: bytes by method %v", r.Method, rd.Round, rd.BytesByMethod)
+			}
+			if rd.ReceiverCPU <= 0 || rd.ReceiverCPU != rd.ReceiverCPUUser+rd.ReceiverCPUSys {
+				t.Errorf("%s round %d: receiver CPU %v = %v + %v", r.Method, rd.Round, rd.ReceiverCPU, rd.ReceiverCPUUser, rd.ReceiverCPUSys)
+			}
+		}
+	}
+	if planned != int64(ran)*2*8<<20 || received.Load() != planned {
+		t.Errorf("planned %d bytes, Sent reported %d", planned, received.Load())
+	}
+	var table bytes.Buffer
+	if err := bench.WriteTable(&table, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CACHE MiB", "RECV CPU s/GiB", "uring+dontcache", "Receive:", "RWF_DONTCACHE"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	if strings.Contains(table.String(), "unsafe") {
+		t.Errorf("a receive table says unsafe:\n%s", table.String())
+	}
+	data, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkJSONShape(t, data, []string{"copy", "uring", "uring+dontcache"})
+	var page bytes.Buffer
+	if err := bench.WriteHTML(&page, rep); err != nil {
+		t.Fatal(err)
+	}
+	checkHTML(t, page.Bytes(), []string{"copy", "uring+dontcache"})
+	if !strings.Contains(page.String(), "Page-cache growth") {
+		t.Error("the page has no page-cache chart")
+	}
+}
+
+// TestReceiveSync: with Sync every Receive ends with fdatasync; the run says
+// so. Methods without a receive of their own are unavailable, with the
+// reason.
+func TestReceiveSync(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyReceive(dir, sendfile2.Splice, sendfile2.Auto, sendfile2.Sendfile, sendfile2.URingMmap, sendfile2.MsgZC)
+	cfg.Sync, cfg.Rounds = true, 1
+	rep := run(t, cfg)
+	if !rep.Config.Sync {
+		t.Error("config: sync is not set")
+	}
+	for _, r := range rep.Results {
+		if _, ok := bench.ReceiveNote(r.Method); !ok {
+			if r.Available || r.Status != bench.StatusUnavailable || !strings.Contains(r.Error, "receive") {
+				t.Errorf("%s: should be unavailable for receive, with the reason: %+v", r.Method, r)
+			}
+			continue
+		}
+		plausible(t, r, 1)
+		if !strings.Contains(r.Source, "fdatasync") {
+			t.Errorf("%s: source %q does not mention the fdatasync", r.Method, r.Source)
+		}
+	}
+	if r := result(t, rep, sendfile2.Auto); r.Resolved == "" || r.Resolved == sendfile2.Auto {
+		t.Errorf("auto resolved to %q", r.Resolved)
+	}
+	if es, _ := os.ReadDir(dir); len(es) > 0 {
+		t.Errorf("left in the directory: %v", es)
 	}
 }
 
@@ -469,6 +724,21 @@ func TestWriteHTML(t *testing.T) {
 	}
 }
 
+// TestWriteHTMLReceive: a receive report charts the page cache, also when it
+// shrank.
+func TestWriteHTMLReceive(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	rep := sampleReport()
+	rep.Config.Direction = bench.Receive
+	rep.Results[0].CacheGrowthMiB = f(1024)
+	rep.Results[1].Method, rep.Results[1].CacheGrowthMiB = bench.URingDontCache, f(-3)
+	var page bytes.Buffer
+	if err := bench.WriteHTML(&page, rep); err != nil {
+		t.Fatal(err)
+	}
+	checkHTML(t, page.Bytes(), []string{"uring", "uring+dontcache", "Page-cache growth", "direction receive"})
+}
+
 func TestWriteHTMLFromRun(t *testing.T) {
 	cfg := tiny(sendfile2.Copy, sendfile2.Sendfile)
 	cfg.Rounds = 1
@@ -526,8 +796,12 @@ func TestNetns(t *testing.T) {
 // leaves nothing behind (namespaces here; file descriptors, goroutines and
 // the receiver process for the leak check in TestMain).
 func TestCancel(t *testing.T) {
-	for _, netns := range []bool{false, true} {
-		t.Run(fmt.Sprintf("netns=%v", netns), func(t *testing.T) {
+	for _, tc := range []struct {
+		netns     bool
+		direction bench.Direction
+	}{{false, bench.Send}, {true, bench.Send}, {false, bench.Receive}, {true, bench.Receive}} {
+		netns := tc.netns
+		t.Run(fmt.Sprintf("netns=%v/direction=%s", netns, tc.direction), func(t *testing.T) {
 			if netns {
 				requireNetns(t)
 			}
@@ -535,6 +809,9 @@ func TestCancel(t *testing.T) {
 			defer cancel(nil)
 			stop := errors.New("interrupted")
 			cfg := tiny(sendfile2.Copy)
+			if tc.direction == bench.Receive {
+				cfg = tinyReceive("", sendfile2.Copy)
+			}
 			cfg.Netns = netns
 			cfg.Rounds = 3
 			cfg.Sent = func(int64) {}

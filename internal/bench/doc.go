@@ -3,11 +3,19 @@
 // network namespaces it creates, with each send method in turn, and reports
 // throughput, the sender's CPU time and what the kernel said it copied.
 //
-// The receiver runs in a child process, the same binary started again with
-// an environment variable that ServeIfReceiver recognizes, so that the
-// sender's CPU time (getrusage(2) RUSAGE_SELF) counts the sender only. A
-// program that calls Run must call ServeIfReceiver first thing (from main, an
-// init function, or TestMain).
+// With Direction Receive the roles flip: the peer process writes from memory
+// with write(2), the cheapest way to send, and this process receives each
+// connection with Sender.Receive into a new file on disk, removed after the
+// round; the report then adds how much the page cache (Cached in
+// /proc/meminfo) grew per round, to compare RWF_DONTCACHE (the
+// "uring+dontcache" entry) with the page cache's usual way.
+//
+// The peer (the receiver, or with Receive the sender) runs in a child
+// process, the same binary started again with an environment variable that
+// ServeIfReceiver recognizes, so that this process's CPU time (getrusage(2)
+// RUSAGE_SELF) counts the measured side only. A program that calls Run must
+// call ServeIfReceiver first thing (from main, an init function, or
+// TestMain).
 //
 // Methods run interleaved, round by round (A B C A B C ...), so that drift on
 // a shared machine hits every method alike. No number is checked against a

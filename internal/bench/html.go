@@ -25,6 +25,9 @@ func WriteHTML(w io.Writer, rep *Report) error {
 	var charts []template.HTML
 	if len(ran) > 0 {
 		draw := []func([]Result, int) ([]byte, error){throughputChart, cpuChart}
+		if rep.Config.Direction == Receive {
+			draw = []func([]Result, int) ([]byte, error){throughputChart, receiverCPUChart, cacheChart}
+		}
 		if rep.Config.Rounds > 1 {
 			draw = append(draw, roundsChart)
 		}
@@ -72,13 +75,13 @@ var palette = []drawing.Color{
 
 func barChart(title string, rs []Result, value func(Result) *float64, format string) ([]byte, error) {
 	var bars []chart.Value
-	top := 0.0
+	top, bottom := 0.0, 0.0
 	for i, r := range rs {
 		v := 0.0
 		if p := value(r); p != nil {
 			v = *p
 		}
-		top = math.Max(top, v)
+		top, bottom = math.Max(top, v), math.Min(bottom, v)
 		c := palette[i%len(palette)]
 		bars = append(bars, chart.Value{Value: v, Label: string(r.Method),
 			Style: chart.Style{FillColor: c, StrokeColor: c, StrokeWidth: 1}})
@@ -93,8 +96,11 @@ func barChart(title string, rs []Result, value func(Result) *float64, format str
 		Height:     360,
 		BarWidth:   60,
 		Bars:       bars,
+		// Bars from zero, also down to a negative value (a page cache that
+		// shrank during the round).
+		UseBaseValue: bottom < 0,
 		YAxis: chart.YAxis{
-			Range:          &chart.ContinuousRange{Min: 0, Max: top * 1.15},
+			Range:          &chart.ContinuousRange{Min: bottom * 1.15, Max: top * 1.15},
 			ValueFormatter: func(v any) string { return fmt.Sprintf(format, v) },
 		},
 	}
@@ -109,6 +115,15 @@ func throughputChart(rs []Result, _ int) ([]byte, error) {
 
 func cpuChart(rs []Result, _ int) ([]byte, error) {
 	return barChart("Sender CPU, seconds per GiB (median)", rs, func(r Result) *float64 { return r.CPUSPerGiB }, "%.2f")
+}
+
+func receiverCPUChart(rs []Result, _ int) ([]byte, error) {
+	return barChart("Receiver CPU, seconds per GiB (median)", rs, func(r Result) *float64 { return r.ReceiverCPUSPerGiB }, "%.2f")
+}
+
+// cacheChart draws how much each method's round grew the page cache.
+func cacheChart(rs []Result, _ int) ([]byte, error) {
+	return barChart("Page-cache growth per round, MiB (median)", rs, func(r Result) *float64 { return r.CacheGrowthMiB }, "%.0f")
 }
 
 // roundsChart draws each method's throughput round by round: the spread, and
@@ -169,7 +184,7 @@ svg { max-width: 100%; height: auto; }
 </style>
 </head>
 <body>
-<h1>sendfile2 bench</h1>
+<h1>sendfile2 bench{{if eq .R.Config.Direction "receive"}} --direction receive{{end}}</h1>
 <p>Linux {{.R.Machine.Kernel}}, {{.R.Machine.CPUs}} CPUs, {{.R.Machine.Go}}, {{.R.Machine.Transport}}, {{.R.Machine.Date}}.</p>
 <div class="charts">
 {{range .Charts}}<figure>{{.}}</figure>

@@ -21,75 +21,92 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// receiverEnv, in the environment of a process, makes ServeIfReceiver run
-// the receiver: it holds the receiverSpec as JSON.
-const receiverEnv = "SENDFILE2_BENCH_RECEIVER"
+// peerEnv, in the environment of a process, makes ServeIfReceiver run the
+// peer: it holds the peerSpec as JSON.
+const peerEnv = "SENDFILE2_BENCH_RECEIVER"
 
-// receiverSpec tells the child what to do.
-type receiverSpec struct {
+// peerSpec tells the child what to do.
+type peerSpec struct {
 	Addr  string       `json:"addr"`  // where to listen, port 0
 	Netns string       `json:"netns"` // network namespace to join first (a /run/netns path)
 	Mode  ReceiverMode `json:"mode"`
+	// Send makes the peer the sender (direction receive): on each
+	// connection it reads the number of bytes to send, as 8 big-endian
+	// bytes, and writes them from a buffer in memory.
+	Send bool `json:"send"`
 }
 
-// receiverMsg is a line the child writes on its standard output.
-type receiverMsg struct {
+// peerMsg is a line the child writes on its standard output.
+type peerMsg struct {
 	Addr  string `json:"addr,omitempty"`  // the listener's address, first
 	Error string `json:"error,omitempty"` // setup failed
-	CPUNs int64  `json:"cpu_ns"`          // answer to "mark": user+system CPU time so far
+	// Answer to "mark": user and system CPU time so far.
+	UserNs int64 `json:"user_ns"`
+	SysNs  int64 `json:"sys_ns"`
 }
 
-// ServeIfReceiver turns this process into a bench receiver when Run started
-// it as one, and then exits; otherwise it returns at once. Call it first
-// thing in any program (or TestMain) that calls Run.
+// ServeIfReceiver turns this process into the bench's peer (the receiver, or
+// with direction receive the sender) when Run started it as one, and then
+// exits; otherwise it returns at once. Call it first thing in any program
+// (or TestMain) that calls Run.
 func ServeIfReceiver() {
-	v, ok := os.LookupEnv(receiverEnv)
+	v, ok := os.LookupEnv(peerEnv)
 	if !ok {
 		return
 	}
-	var spec receiverSpec
+	var spec peerSpec
 	err := json.Unmarshal([]byte(v), &spec)
 	if err == nil {
-		err = serveReceiver(spec, os.Stdin, os.Stdout)
+		err = servePeer(spec, os.Stdin, os.Stdout)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sendfile2 bench receiver:", err)
+		fmt.Fprintln(os.Stderr, "sendfile2 bench peer:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-// serveReceiver listens, reports its address, then accepts connections and
-// answers "mark" lines on in until in closes. Each connection is read (or
-// discarded) to its end; then the receiver writes back, as 8 big-endian
-// bytes, how many bytes it got, and closes it.
-func serveReceiver(spec receiverSpec, in io.Reader, out io.Writer) error {
+// servePeer listens, reports its address, then accepts connections and
+// answers "mark" lines on in until in closes. As the receiver, it reads (or
+// discards) each connection to its end; then it writes back, as 8 big-endian
+// bytes, how many bytes it got, and closes it. As the sender, it sends each
+// connection what the connection asks for (sendTo).
+func servePeer(spec peerSpec, in io.Reader, out io.Writer) error {
 	enc := json.NewEncoder(out)
 	if spec.Netns != "" {
 		// The listener's socket belongs to the namespace of the thread that
 		// creates it; accepted sockets to the listener's.
 		runtime.LockOSThread()
 		if err := setns(spec.Netns); err != nil {
-			enc.Encode(receiverMsg{Error: err.Error()})
+			enc.Encode(peerMsg{Error: err.Error()})
 			return err
 		}
 	}
 	ln, err := net.Listen("tcp", spec.Addr)
 	if err != nil {
-		enc.Encode(receiverMsg{Error: err.Error()})
+		enc.Encode(peerMsg{Error: err.Error()})
 		return err
 	}
 	defer ln.Close()
+	var buf []byte
+	if spec.Send {
+		buf = make([]byte, PeerBufferSize)
+		fill(buf, 0)
+	}
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go receive(c.(*net.TCPConn), spec.Mode)
+			if spec.Send {
+				go sendTo(c.(*net.TCPConn), buf)
+			} else {
+				go receive(c.(*net.TCPConn), spec.Mode)
+			}
 		}
 	}()
-	if err := enc.Encode(receiverMsg{Addr: ln.Addr().String()}); err != nil {
+	if err := enc.Encode(peerMsg{Addr: ln.Addr().String()}); err != nil {
 		return err
 	}
 	sc := bufio.NewScanner(in)
@@ -97,11 +114,33 @@ func serveReceiver(spec receiverSpec, in io.Reader, out io.Writer) error {
 		if sc.Text() != "mark" {
 			return fmt.Errorf("unknown request %q", sc.Text())
 		}
-		if err := enc.Encode(receiverMsg{CPUNs: cpuNs(unix.RUSAGE_SELF)}); err != nil {
+		u, s := rusage(unix.RUSAGE_SELF)
+		if err := enc.Encode(peerMsg{UserNs: int64(u * 1e9), SysNs: int64(s * 1e9)}); err != nil {
 			return err
 		}
 	}
 	return sc.Err()
+}
+
+// sendTo reads from c how many bytes to send (8 big-endian bytes) and sends
+// them with write(2) from buf, again and again: the cheapest way to send, so
+// that the other side's receive is what a round measures. Then it shuts down
+// its side and waits for the other to close.
+func sendTo(c *net.TCPConn, buf []byte) {
+	defer c.Close()
+	var req [8]byte
+	if _, err := io.ReadFull(c, req[:]); err != nil {
+		return
+	}
+	for n := int64(binary.BigEndian.Uint64(req[:])); n > 0; {
+		k, err := c.Write(buf[:min(int64(len(buf)), n)])
+		n -= int64(k)
+		if err != nil {
+			return
+		}
+	}
+	c.CloseWrite()
+	io.Copy(io.Discard, c)
 }
 
 // receive takes everything c sends, then answers with the count.
@@ -145,12 +184,6 @@ func receive(c *net.TCPConn, mode ReceiverMode) {
 	c.Write(b[:])
 }
 
-// cpuNs is the user+system CPU time of who (RUSAGE_SELF, RUSAGE_CHILDREN).
-func cpuNs(who int) int64 {
-	u, s := rusage(who)
-	return int64((u + s) * 1e9)
-}
-
 // rusage returns the user and system CPU seconds of who.
 func rusage(who int) (user, sys float64) {
 	var ru unix.Rusage
@@ -160,8 +193,8 @@ func rusage(who int) (user, sys float64) {
 	return float64(ru.Utime.Nano()) / 1e9, float64(ru.Stime.Nano()) / 1e9
 }
 
-// receiver is the parent's handle on the receiver process.
-type receiver struct {
+// peer is the parent's handle on the peer process.
+type peer struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	out    *bufio.Scanner
@@ -171,27 +204,28 @@ type receiver struct {
 	mu sync.Mutex // one mark at a time
 }
 
-// startReceiver starts this program again as the receiver, in the network
-// namespace netnsPath if it is set, listening on host.
-func startReceiver(host, netnsPath string, mode ReceiverMode) (*receiver, error) {
+// startPeer starts this program again as the peer, in the network namespace
+// netnsPath if it is set, listening on host: the receiver (in mode), or with
+// send the sender.
+func startPeer(host, netnsPath string, mode ReceiverMode, send bool) (*peer, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("bench: receiver: %w", err)
+		return nil, fmt.Errorf("bench: peer: %w", err)
 	}
-	spec, _ := json.Marshal(receiverSpec{Addr: net.JoinHostPort(host, "0"), Netns: netnsPath, Mode: mode})
-	r := &receiver{cmd: exec.Command(exe)}
-	r.cmd.Env = append(os.Environ(), receiverEnv+"="+string(spec))
+	spec, _ := json.Marshal(peerSpec{Addr: net.JoinHostPort(host, "0"), Netns: netnsPath, Mode: mode, Send: send})
+	r := &peer{cmd: exec.Command(exe)}
+	r.cmd.Env = append(os.Environ(), peerEnv+"="+string(spec))
 	r.cmd.Stderr = &r.stderr
-	// The receiver dies with the thread that started it: a sender killed
-	// hard leaves no receiver behind. (Its stdin closing stops it too.)
+	// The peer dies with the thread that started it: a bench killed hard
+	// leaves no peer behind. (Its stdin closing stops it too.)
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if r.in, err = r.cmd.StdinPipe(); err != nil {
-		return nil, fmt.Errorf("bench: receiver: %w", err)
+		return nil, fmt.Errorf("bench: peer: %w", err)
 	}
 	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		r.in.Close()
-		return nil, fmt.Errorf("bench: receiver: %w", err)
+		return nil, fmt.Errorf("bench: peer: %w", err)
 	}
 	r.out = bufio.NewScanner(stdout)
 	// Pdeathsig follows the thread that forks: keep it alive while it does.
@@ -200,7 +234,7 @@ func startReceiver(host, netnsPath string, mode ReceiverMode) (*receiver, error)
 	runtime.UnlockOSThread()
 	if err != nil {
 		r.in.Close()
-		return nil, fmt.Errorf("bench: receiver: %w", err)
+		return nil, fmt.Errorf("bench: peer: %w", err)
 	}
 	m, err := r.read()
 	if err == nil && m.Error != "" {
@@ -208,14 +242,14 @@ func startReceiver(host, netnsPath string, mode ReceiverMode) (*receiver, error)
 	}
 	if err != nil {
 		r.stop()
-		return nil, fmt.Errorf("bench: receiver: %w%s", err, r.stderrNote())
+		return nil, fmt.Errorf("bench: peer: %w%s", err, r.stderrNote())
 	}
 	r.addr = m.Addr
 	return r, nil
 }
 
-func (r *receiver) read() (receiverMsg, error) {
-	var m receiverMsg
+func (r *peer) read() (peerMsg, error) {
+	var m peerMsg
 	if !r.out.Scan() {
 		err := r.out.Err()
 		if err == nil {
@@ -226,23 +260,23 @@ func (r *receiver) read() (receiverMsg, error) {
 	return m, json.Unmarshal(r.out.Bytes(), &m)
 }
 
-// cpu returns the receiver's CPU seconds so far.
-func (r *receiver) cpu() (float64, error) {
+// cpu returns the peer's user and system CPU seconds so far.
+func (r *peer) cpu() (user, sys float64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, err := io.WriteString(r.in, "mark\n"); err != nil {
-		return 0, fmt.Errorf("bench: receiver: %w%s", err, r.stderrNote())
+		return 0, 0, fmt.Errorf("bench: peer: %w%s", err, r.stderrNote())
 	}
 	m, err := r.read()
 	if err != nil {
-		return 0, fmt.Errorf("bench: receiver: %w%s", err, r.stderrNote())
+		return 0, 0, fmt.Errorf("bench: peer: %w%s", err, r.stderrNote())
 	}
-	return float64(m.CPUNs) / 1e9, nil
+	return float64(m.UserNs) / 1e9, float64(m.SysNs) / 1e9, nil
 }
 
-// stop closes the receiver's input, which ends it, and waits for it; after a
+// stop closes the peer's input, which ends it, and waits for it; after a
 // few seconds it kills it.
-func (r *receiver) stop() error {
+func (r *peer) stop() error {
 	r.in.Close()
 	done := make(chan error, 1)
 	go func() { done <- r.cmd.Wait() }()
@@ -255,14 +289,14 @@ func (r *receiver) stop() error {
 	}
 }
 
-func (r *receiver) stderrNote() string {
+func (r *peer) stderrNote() string {
 	if s := bytes.TrimSpace(r.stderr.bytes()); len(s) > 0 {
-		return fmt.Sprintf(" (receiver said: %s)", s)
+		return fmt.Sprintf(" (peer said: %s)", s)
 	}
 	return ""
 }
 
-// dial connects to the receiver n times, from the network namespace netnsPath
+// dial connects to the peer n times, from the network namespace netnsPath
 // when it is set.
 func dial(ctx context.Context, addr, netnsPath string, n int) ([]*net.TCPConn, error) {
 	var conns []*net.TCPConn
@@ -287,7 +321,7 @@ func dial(ctx context.Context, addr, netnsPath string, n int) ([]*net.TCPConn, e
 }
 
 // syncBuffer is a bytes.Buffer that exec's copying goroutine and the
-// sender may use at once.
+// bench may use at once.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

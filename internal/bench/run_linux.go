@@ -22,15 +22,19 @@ import (
 // A method that this kernel, process or source cannot run is reported
 // unavailable; one that fails during a round is reported failed and left
 // out of later rounds. Run returns an error only for what stops the whole
-// run: bad settings, the setup (file, namespaces, receiver), or ctx. It
-// removes what it created (file, namespaces, receiver) before it returns,
-// also then.
+// run: bad settings, the setup (file, namespaces, peer process), or ctx. It
+// removes what it created (files, namespaces, peer) before it returns, also
+// then.
+//
+// With Receive, the peer process sends and this process receives each
+// connection with Sender.Receive into a new file, which it removes at the end
+// of the round.
 func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{cfg: cfg}
+	receive := cfg.Direction == Receive
 	rep := &Report{Config: cfg.Settings, Machine: Machine{
 		Kernel:    kernelRelease(),
 		CPUs:      runtime.NumCPU(),
@@ -48,46 +52,62 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	if err := b.prepareSource(dir); err != nil {
-		return nil, err
+	b := &bench{cfg: cfg, dir: dir}
+	if !receive {
+		if err := b.prepareSource(dir); err != nil {
+			return nil, err
+		}
+		defer b.closeSource()
 	}
-	defer b.closeSource()
-	if cfg.Source == FromFile {
+	if cfg.Source == FromFile || receive {
 		rep.Machine.FileSystem = fsName(dir)
 	}
 
 	host := "127.0.0.1"
-	var recvNs string
+	var peerNs string
 	if cfg.Netns {
 		ns, err := setupNetns()
 		if err != nil {
 			return nil, err
 		}
 		defer ns.remove()
-		host, b.senderNs, recvNs = vethReceiverAddr, ns.path(ns.sender), ns.path(ns.receiver)
+		host, b.localNs, peerNs = vethReceiverAddr, ns.path(ns.sender), ns.path(ns.receiver)
 	}
-	b.recv, err = startReceiver(host, recvNs, cfg.Receiver)
+	b.peer, err = startPeer(host, peerNs, cfg.Receiver, receive)
 	if err != nil {
 		return nil, err
 	}
-	defer b.recv.stop()
+	defer b.peer.stop()
 
 	runs := make([]*methodRun, len(cfg.Methods))
 	active := 0
 	for i, m := range cfg.Methods {
 		mr := &methodRun{res: Result{Method: m, Safe: m.Safe(), Rounds: []Round{}}}
 		runs[i] = mr
-		if cfg.Source == FromMemory {
+		scfg := sendfile2.Config{Method: m}
+		switch {
+		case receive:
+			mr.res.Safe = true
+			mr.res.Source = receiveNote(m, rep.Machine.FileSystem, cfg.Sync)
+			if note, ok := ReceiveNote(m); !ok {
+				mr.res.Status, mr.res.Error = StatusUnavailable, note
+				continue
+			}
+			scfg.Sync = cfg.Sync
+			if m == URingDontCache {
+				scfg.Method, scfg.DontCache = sendfile2.URing, true
+			}
+		case cfg.Source == FromMemory:
 			note, ok := MemoryNote(m)
 			mr.res.Source = note
 			if !ok {
 				mr.res.Status, mr.res.Error = StatusUnavailable, note
 				continue
 			}
-		} else {
+		default:
 			mr.res.Source = fileNote(cfg.FileSize, rep.Machine.FileSystem)
 		}
-		s, err := sendfile2.NewSender(sendfile2.Config{Method: m})
+		s, err := sendfile2.NewSender(scfg)
 		if err != nil {
 			mr.res.Status, mr.res.Error = StatusUnavailable, err.Error()
 			if !errors.Is(err, sendfile2.ErrNotSupported) {
@@ -115,7 +135,12 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 			if cfg.Started != nil {
 				cfg.Started(round, mr.res.Method)
 			}
-			rd, err := b.round(ctx, mr.s, round)
+			var rd Round
+			if receive {
+				rd, err = b.receiveRound(ctx, mr.s, round)
+			} else {
+				rd, err = b.round(ctx, mr.s, round)
+			}
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("bench: %w", context.Cause(ctx))
 			}
@@ -141,11 +166,14 @@ type methodRun struct {
 
 // bench is one run's shared state.
 type bench struct {
-	cfg      Config
-	file     *os.File // the file, or with FromMemory an empty file for SendWithHeader
-	mem      []byte   // FromMemory: the anonymous mapping
-	recv     *receiver
-	senderNs string
+	cfg  Config
+	dir  string   // the run's temporary directory
+	file *os.File // Send: the file, or with FromMemory an empty file for SendWithHeader
+	mem  []byte   // Send, FromMemory: the anonymous mapping
+	peer *peer
+	// localNs is the network namespace this process dials from, with
+	// Netns (the "sender" one of the pair, whichever way the bytes go).
+	localNs string
 }
 
 // prepareSource creates the file (and reads it once, so that it is in the
@@ -202,7 +230,7 @@ func fill(p []byte, off int64) {
 // round sends Total bytes with s over Conns fresh connections and measures.
 func (b *bench) round(ctx context.Context, s *sendfile2.Sender, round int) (Round, error) {
 	cfg := b.cfg
-	conns, err := dial(ctx, b.recv.addr, b.senderNs, cfg.Conns)
+	conns, err := dial(ctx, b.peer.addr, b.localNs, cfg.Conns)
 	if err != nil {
 		return Round{}, err
 	}
@@ -212,7 +240,7 @@ func (b *bench) round(ctx context.Context, s *sendfile2.Sender, round int) (Roun
 		}
 	}()
 	st0 := s.Stats()
-	rcpu0, err := b.recv.cpu()
+	ru0, rs0, err := b.peer.cpu()
 	if err != nil {
 		return Round{}, err
 	}
@@ -237,34 +265,170 @@ func (b *bench) round(ctx context.Context, s *sendfile2.Sender, round int) (Roun
 	if err != nil {
 		return Round{}, err
 	}
-	rcpu1, err := b.recv.cpu()
+	ru1, rs1, err := b.peer.cpu()
 	if err != nil {
 		return Round{}, err
 	}
 
 	rd := Round{
-		Round:       round,
-		Bytes:       cfg.Total,
-		Seconds:     elapsed,
-		GBps:        float64(cfg.Total) / elapsed / 1e9,
-		CPUUser:     u1 - u0,
-		CPUSys:      s1 - s0,
-		ReceiverCPU: rcpu1 - rcpu0,
+		Round:           round,
+		Bytes:           cfg.Total,
+		Seconds:         elapsed,
+		GBps:            float64(cfg.Total) / elapsed / 1e9,
+		CPUUser:         u1 - u0,
+		CPUSys:          s1 - s0,
+		ReceiverCPUUser: ru1 - ru0,
+		ReceiverCPUSys:  rs1 - rs0,
 	}
+	rd.ReceiverCPU = rd.ReceiverCPUUser + rd.ReceiverCPUSys
 	rd.CPUSPerGiB = (rd.CPUUser + rd.CPUSys) / (float64(cfg.Total) / gib)
+	rd.count(st0, st1, false)
+	return rd, nil
+}
+
+// count fills in rd's counters from the Sender's Stats before and after the
+// round: those of Send, or with received those of Receive.
+func (rd *Round) count(st0, st1 sendfile2.Stats, received bool) {
 	rd.BytesByMethod = map[sendfile2.Method]int64{}
 	rd.Fallbacks = st1.Fallbacks - st0.Fallbacks
 	for m, a := range st1.Methods {
 		z := st0.Methods[m]
-		rd.ZeroCopyBytes += a.ZeroCopyBytes - z.ZeroCopyBytes
-		rd.CopiedBytes += a.CopiedBytes - z.CopiedBytes
-		rd.Sends += a.Sends - z.Sends
-		if n := a.Bytes - z.Bytes; n > 0 {
+		n := a.Bytes - z.Bytes
+		if received {
+			rd.Sends += a.Receives - z.Receives
+			n = a.Received - z.Received
+		} else {
+			rd.ZeroCopyBytes += a.ZeroCopyBytes - z.ZeroCopyBytes
+			rd.CopiedBytes += a.CopiedBytes - z.CopiedBytes
+			rd.Sends += a.Sends - z.Sends
+		}
+		if n > 0 {
 			rd.BytesByMethod[m] = n
 		}
 	}
 	rd.CopiedFraction = fraction(rd.ZeroCopyBytes, rd.CopiedBytes)
+}
+
+// receiveRound has the peer send Total bytes over Conns fresh connections
+// and receives each into a new file with s.Receive, and measures: the
+// throughput, this process's CPU (the receiver's), the peer's (the
+// sender's) and how much Cached of /proc/meminfo grew from before the first
+// Receive to after the last returned. Then it removes the files.
+func (b *bench) receiveRound(ctx context.Context, s *sendfile2.Sender, round int) (_ Round, err error) {
+	cfg := b.cfg
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+			if rerr := os.Remove(f.Name()); rerr != nil && err == nil {
+				err = rerr
+			}
+		}
+	}()
+	for i := range cfg.Conns {
+		f, err := os.OpenFile(filepath.Join(b.dir, fmt.Sprintf("received-%d", i)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return Round{}, err
+		}
+		files = append(files, f)
+	}
+	conns, err := dial(ctx, b.peer.addr, b.localNs, cfg.Conns)
+	if err != nil {
+		return Round{}, err
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	st0 := s.Stats()
+	pu0, ps0, err := b.peer.cpu()
+	if err != nil {
+		return Round{}, err
+	}
+	cached0, err := cached()
+	if err != nil {
+		return Round{}, err
+	}
+	u0, s0 := rusage(unix.RUSAGE_SELF)
+	start := time.Now()
+
+	g, gctx := errgroup.WithContext(ctx)
+	per, extra := cfg.Total/int64(cfg.Conns), cfg.Total%int64(cfg.Conns)
+	for i, c := range conns {
+		share := per
+		if int64(i) < extra {
+			share++
+		}
+		g.Go(func() error { return b.receiveShare(gctx, s, c, files[i], share) })
+	}
+	err = g.Wait()
+	elapsed := time.Since(start).Seconds()
+	u1, s1 := rusage(unix.RUSAGE_SELF)
+	st1 := s.Stats()
+	cached1, cerr := cached()
+	if err != nil {
+		return Round{}, err
+	}
+	if cerr != nil {
+		return Round{}, cerr
+	}
+	pu1, ps1, err := b.peer.cpu()
+	if err != nil {
+		return Round{}, err
+	}
+
+	rd := Round{
+		Round:           round,
+		Bytes:           cfg.Total,
+		Seconds:         elapsed,
+		GBps:            float64(cfg.Total) / elapsed / 1e9,
+		CPUUser:         pu1 - pu0,
+		CPUSys:          ps1 - ps0,
+		ReceiverCPUUser: u1 - u0,
+		ReceiverCPUSys:  s1 - s0,
+		CacheGrowthMiB:  ptr(float64(cached1-cached0) / (1 << 20)),
+	}
+	rd.ReceiverCPU = rd.ReceiverCPUUser + rd.ReceiverCPUSys
+	rd.CPUSPerGiB = (rd.CPUUser + rd.CPUSys) / (float64(cfg.Total) / gib)
+	rd.count(st0, st1, true)
 	return rd, nil
+}
+
+// receiveShare asks the peer for share bytes on c and receives them into f
+// from offset 0 with one Receive, as a server receives an upload of known
+// length.
+func (b *bench) receiveShare(ctx context.Context, s *sendfile2.Sender, c *net.TCPConn, f *os.File, share int64) error {
+	var req [8]byte
+	binary.BigEndian.PutUint64(req[:], uint64(share))
+	if _, err := c.Write(req[:]); err != nil {
+		return fmt.Errorf("ask the peer: %w", err)
+	}
+	n, err := s.Receive(ctx, c, f, 0, share)
+	if b.cfg.Sent != nil && n > 0 {
+		b.cfg.Sent(n)
+	}
+	if err != nil {
+		return err
+	}
+	if n != share {
+		return fmt.Errorf("received %d of %d bytes without an error", n, share)
+	}
+	return nil
+}
+
+// cached is Cached of /proc/meminfo, in bytes: the page cache, with its
+// dirty pages and those under writeback (and shmem).
+func cached() (int64, error) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	n, err := parseMeminfo(data, "Cached")
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	return n, nil
 }
 
 // sendShare sends share bytes on c, from off in the file (or buffer) on,

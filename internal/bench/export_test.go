@@ -1,0 +1,4 @@
+package bench
+
+// ParseMeminfo exports parseMeminfo to the tests.
+var ParseMeminfo = parseMeminfo
