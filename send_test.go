@@ -66,23 +66,25 @@ func tempFile(t testing.TB, n int) (*os.File, []byte) {
 // receiving end.
 func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return listenPair(t, &net.ListenConfig{})
+}
+
+// listenPair is tcpPair with a listener made by lc.
+func listenPair(t testing.TB, lc *net.ListenConfig) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := <-accepted
-	if s == nil {
-		t.Fatal("accept failed")
+	s, err := ln.Accept()
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(); s.Close() })
 	return c.(*net.TCPConn), s.(*net.TCPConn)
@@ -414,24 +416,9 @@ func TestPackageSend(t *testing.T) {
 // until the receiver reads.
 func smallWindowPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
 	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	return listenPair(t, &net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
+	}})
 }
 
 // TestBufferReuse: with two small registered buffers and a peer that takes
