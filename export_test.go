@@ -45,3 +45,13 @@ func SetMsgZC(chunk int, pread bool) func() {
 	msgzcChunk, msgzcPread = chunk, pread
 	return func() { msgzcChunk, msgzcPread = oldChunk, oldPread }
 }
+
+// URingLoad is the number of requests in flight on s's ring, the number its
+// Loop admits at once, and the CQEs that named no live request: zeros for a
+// Sender without a ring.
+func URingLoad(s *Sender) (inFlight int64, capacity int, stray uint64) {
+	if s.loop == nil {
+		return 0, 0, 0
+	}
+	return s.loop.InFlight(), s.loop.Capacity(), s.loop.Stray()
+}

@@ -126,7 +126,7 @@ func NewSender(cfg Config) (*Sender, error) {
 func (s *Sender) setupURing(buffers bool) error {
 	loop, err := uring.NewLoop(uring.Config{})
 	if err != nil {
-		return fmt.Errorf("sendfile2: io_uring: %w", notSupported(err))
+		return fmt.Errorf("sendfile2: io_uring: %w", memlock(notSupported(err)))
 	}
 	p := loop.Probe()
 	for _, op := range []uint8{uring.OpSendZC, uring.OpReadFixed} {
@@ -139,7 +139,7 @@ func (s *Sender) setupURing(buffers bool) error {
 		pool, err := newBufPool(loop, s.cfg.Buffers, s.cfg.BufferSize)
 		if err != nil {
 			loop.Close()
-			return fmt.Errorf("sendfile2: registered buffers: %w", err)
+			return fmt.Errorf("sendfile2: registered buffers: %w", memlock(err))
 		}
 		s.pool = pool
 	}
@@ -154,6 +154,18 @@ func notSupported(err error) error {
 		return errors.Join(ErrNotSupported, err)
 	}
 	return err
+}
+
+// memlock names RLIMIT_MEMLOCK in an ENOMEM from io_uring: without
+// CAP_IPC_LOCK the kernel charges to that limit the memory io_uring pins (its
+// rings, registered buffers, the pages of a zero-copy send from a mapping),
+// and a low limit is the usual cause.
+func memlock(err error) error {
+	var rl unix.Rlimit
+	if !errors.Is(err, unix.ENOMEM) || unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl) != nil || rl.Cur == unix.RLIM_INFINITY {
+		return err
+	}
+	return fmt.Errorf("RLIMIT_MEMLOCK is %d bytes, and without CAP_IPC_LOCK the memory io_uring pins counts against it: %w", rl.Cur, err)
 }
 
 // Method is the method the Sender uses: its configured one, or what Auto
@@ -302,6 +314,12 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		}
 		ctx, cancel := s.sendContext(ctx)
 		defer cancel()
+		if ctx.Err() != nil {
+			// Done before the send began: send nothing. The copying paths
+			// look at ctx only when they wait for room in the socket.
+			err = context.Cause(ctx)
+			return
+		}
 		if method == URing || method == URingMmap || method == MsgZC {
 			if family != unix.AF_INET && family != unix.AF_INET6 {
 				// Zero-copy send is TCP's; other stream sockets copy anyway.

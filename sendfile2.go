@@ -138,9 +138,10 @@ type Stats struct {
 	// Fallbacks counts the times the Sender took a copying path where its
 	// method could not apply, keeping the guarantee: zero-copy methods on
 	// sockets other than TCP (sent with Copy), MsgZC sends whose send(2)
-	// got ENOBUFS with no notification to wait for (the rest copied), and
-	// reads that the kernel or file system refused with RWF_DONTCACHE (read
-	// without it).
+	// got ENOBUFS with no notification to wait for (the rest copied),
+	// URingMmap sends that could not pin one chunk under RLIMIT_MEMLOCK
+	// (the rest copied), and reads that the kernel or file system refused
+	// with RWF_DONTCACHE (read without it).
 	Fallbacks int64
 	// Demotions counts the times Auto's method failed at run time for a
 	// reason that says "not here" (EPERM, ENOSYS) and was replaced by the next

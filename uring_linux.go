@@ -2,6 +2,7 @@ package sendfile2
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -109,10 +110,12 @@ func (r *request) HandleCQE(c uring.CQE, last bool) {
 			}
 		}
 	}
-	r.in.push(event{r, c, last})
+	// Drop the hold first: once the send sees its last CQE it may return,
+	// and its buffers must be back in the pool by then.
 	if last && r.c != nil {
 		r.c.unref()
 	}
+	r.in.push(event{r, c, last})
 }
 
 func (r *request) account(copied bool) {
@@ -502,18 +505,22 @@ func (t *transfer) uringMmap() (int64, error) {
 		notifs    int
 		err       error
 		cancelled bool
-		hold      bool // wait for a notification before sending again
+		hold      bool       // wait for every notification before sending again
+		depth     = maxDepth // chunks per chain; 1 after an ENOMEM
+		alone     bool       // the last chain went in with nothing of this send pinned
+		copyRest  bool       // not even one chunk could be pinned: copy what is left
 		live      = map[*request]struct{}{}
 		evs       []event
 	)
 	for {
-		if sends == 0 && err == nil && !cancelled && !hold && pos < total && pinned < window {
+		if sends == 0 && err == nil && !cancelled && !hold && !copyRest && pos < total && pinned < window {
+			alone = pinned == 0
 			usage := uint16(uring.SendZCReportUsage)
 			if s.noReportUsage.Load() {
 				usage = 0
 			}
 			var sq []*request
-			for p := pos; p < total && pinned+(p-pos) < window && len(sq) < maxDepth; {
+			for p := pos; p < total && pinned+(p-pos) < window && len(sq) < depth; {
 				if p < hdr {
 					// The header: a copying send, corked, leading the chain.
 					sq = append(sq, &request{in: in, kind: reqSend, pos: p, n: int(hdr - p), plain: true})
@@ -557,7 +564,7 @@ func (t *transfer) uringMmap() (int64, error) {
 		if err != nil && !cancelled && t.ctx.Err() != nil {
 			cancelled = true
 		}
-		if sends == 0 && notifs == 0 && (err != nil || cancelled || pos == total) {
+		if sends == 0 && notifs == 0 && (err != nil || cancelled || pos == total || copyRest) {
 			break
 		}
 		if !in.wait(t.ctx, cancelled) {
@@ -576,7 +583,6 @@ func (t *transfer) uringMmap() (int64, error) {
 			}
 			if e.cqe.Notif() {
 				notifs--
-				hold = false
 				continue
 			}
 			sends--
@@ -597,11 +603,24 @@ func (t *transfer) uringMmap() (int64, error) {
 				pos = min(pos, r.pos)
 			case retryable(res) || errnoOf(res) == unix.ECANCELED:
 				pos = min(pos, r.pos)
-			case errnoOf(res) == unix.ENOMEM && notifs > 0:
-				// Pages pinned past RLIMIT_MEMLOCK: send again once a
-				// notification has released some.
+			case errnoOf(res) == unix.ENOMEM && !(alone && depth == 1):
+				// Pages pinned past RLIMIT_MEMLOCK (without CAP_IPC_LOCK).
+				// The kernel charges a chain's pages when it is submitted
+				// and fails the whole chain, whose requests still post
+				// notifications: retrying it as it was would spin. Send
+				// one chunk per chain from here on, once every
+				// notification of this send has released its pages.
 				pos = min(pos, r.pos)
+				depth = 1
 				hold = true
+			case errnoOf(res) == unix.ENOMEM:
+				// Not one chunk fits, with nothing of this send pinned
+				// that a notification would release (other sends, or
+				// the pages of a failed chain that the kernel releases
+				// later, may hold the limit). Copy the rest, which pins
+				// nothing, once every notification has come.
+				pos = min(pos, r.pos)
+				copyRest = true
 			case errnoOf(res) == unix.EFAULT:
 				if err == nil {
 					err = shrunk(t.file, t.off+t.count, fmt.Errorf("send zc: %w", errnoOf(res)))
@@ -613,6 +632,24 @@ func (t *transfer) uringMmap() (int64, error) {
 			}
 		}
 		clear(evs)
+		hold = hold && notifs > 0
+	}
+	if copyRest && err == nil && !cancelled && pos < total {
+		s.fallbacks.Add(1)
+		sw := &sockWait{fd: t.sock}
+		defer sw.close()
+		if pos < hdr {
+			n, herr := sendAllFlags(t.ctx, sw, t.hdr[pos:], t.more())
+			sent, pos, err = sent+int64(n), pos+int64(n), herr
+		}
+		if err == nil {
+			n, cerr := sendAll(t.ctx, sw, data[pos-hdr:])
+			sent += int64(n)
+			if errors.Is(cerr, unix.EFAULT) {
+				cerr = shrunk(t.file, t.off+t.count, cerr)
+			}
+			err = cerr
+		}
 	}
 	return t.result(sent, total, cancelled, err)
 }
