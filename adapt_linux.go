@@ -54,7 +54,7 @@ func (r *route) learn(zc, copied int64) {
 // adapt picks the method for one send of n bytes on sock when the Sender was
 // configured with Auto, and returns the route to teach when the send is a
 // zero-copy one.
-func (s *Sender) adapt(m Method, sock int, peer unix.Sockaddr, n int64) (Method, *route) {
+func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, *route) {
 	if s.cfg.Method != Auto || !m.zeroCopy() {
 		return m, nil
 	}
@@ -62,11 +62,14 @@ func (s *Sender) adapt(m Method, sock int, peer unix.Sockaddr, n int64) (Method,
 		s.smallSends.Add(1)
 		return Copy, nil
 	}
-	local, err := unix.Getsockname(sock)
-	if err != nil {
-		return m, nil
+	if sock.local == nil {
+		local, err := unix.Getsockname(sock.fd)
+		if err != nil {
+			return m, nil
+		}
+		sock.local = local
 	}
-	key := routeKey{addrOf(local), addrOf(peer)}
+	key := routeKey{addrOf(sock.local), addrOf(sock.peer)}
 	s.routesMu.Lock()
 	r := s.routes[key]
 	if r == nil {

@@ -3,6 +3,7 @@ package sendfile2
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -117,8 +118,12 @@ func newConn(c net.Conn, s *Sender) net.Conn {
 // conn is an accepted connection whose ReadFrom sends files with a Sender.
 type conn struct {
 	net.Conn
-	raw syscall.Conn // the accepted conn, whose descriptor the Sender dups
+	raw syscall.Conn // the accepted conn, whose descriptor the Sender sends on
 	s   *Sender
+
+	// Checked at the first ReadFrom that sends a file, under wsem.
+	rc   syscall.RawConn
+	sock *socket
 
 	wsem chan struct{} // held by Write and ReadFrom: one writer at a time
 
@@ -154,7 +159,7 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 		c.unlock()
 		return 0, c.opError(context.Cause(ctx))
 	}
-	n, err := c.s.SendFrom(ctx, c.raw, src.file, src.off, src.count)
+	n, err := c.send(ctx, src)
 	c.unlock()
 	if n > 0 {
 		src.advance(n)
@@ -171,6 +176,24 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 		return n, nil
 	}
 	return n, c.opError(sendError{err})
+}
+
+// send sends src with the Sender on the conn's own descriptor, checked once
+// per conn rather than at every send (see Sender.sendChecked). The caller
+// holds wsem.
+func (c *conn) send(ctx context.Context, src fileSource) (int64, error) {
+	if c.sock == nil {
+		rc, err := c.raw.SyscallConn()
+		if err != nil {
+			return 0, err
+		}
+		sock, err := inspectConn(c.raw)
+		if err != nil {
+			return 0, fmt.Errorf("sendfile2: send: dst: %w", err)
+		}
+		c.rc, c.sock = rc, &sock
+	}
+	return c.s.sendChecked(ctx, c.rc, c.sock, src.file, src.off, src.count)
 }
 
 // copy copies r to the conn with Write, through a buffer.

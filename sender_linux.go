@@ -277,30 +277,75 @@ func (s *Sender) SendFrom(ctx context.Context, dst, src syscall.Conn, offset, co
 
 // send sends hdr, then count bytes of src from offset.
 func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src syscall.Conn, offset, count int64) (int64, error) {
+	method, err := s.enter(dst, src, offset, count)
+	if err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	sock, err := dupSocketPeer(dst)
+	if err != nil {
+		return 0, fmt.Errorf("sendfile2: send: dst: %w", err)
+	}
+	defer unix.Close(sock.fd)
+	return s.sendOn(ctx, method, &sock, hdr, src, offset, count)
+}
+
+// sendChecked is send for a socket that was checked once, by a listener's
+// conn (see NewListener): it sends on rc's own descriptor, which Control
+// keeps open for the whole send, instead of a duplicate, and skips the checks
+// of the socket that send makes every time.
+func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *socket, src syscall.Conn, offset, count int64) (int64, error) {
+	method, err := s.enter(sock, src, offset, count)
+	if err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	var n int64
+	cerr := rc.Control(func(fd uintptr) {
+		sock.fd = int(fd)
+		n, err = s.sendOn(ctx, method, sock, nil, src, offset, count)
+		sock.fd = -1
+	})
+	if err == nil && cerr != nil {
+		err = fmt.Errorf("sendfile2: send: dst: %w", cerr)
+	}
+	return n, err
+}
+
+// enter registers a send with the Sender, unless it is closed or the
+// arguments are wrong, and returns the method to start with. leave ends it.
+func (s *Sender) enter(dst any, src syscall.Conn, offset, count int64) (Method, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return 0, fmt.Errorf("sendfile2: send: %w", ErrClosed)
+		return "", fmt.Errorf("sendfile2: send: %w", ErrClosed)
 	}
 	s.sends.Add(1)
 	method := s.method
 	s.mu.Unlock()
-	defer s.sends.Done()
 	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
-
-	if offset < 0 || count < 0 {
-		return 0, fmt.Errorf("sendfile2: send: offset %d, count %d: %w", offset, count, ErrRange)
+	var err error
+	switch {
+	case offset < 0 || count < 0:
+		err = fmt.Errorf("sendfile2: send: offset %d, count %d: %w", offset, count, ErrRange)
+	case isNil(src) || isNil(dst):
+		err = fmt.Errorf("sendfile2: send: nil src or dst: %w", os.ErrInvalid)
 	}
-	if isNil(src) || isNil(dst) {
-		return 0, fmt.Errorf("sendfile2: send: nil src or dst: %w", os.ErrInvalid)
-	}
-	sock, family, peer, err := dupSocketPeer(dst)
 	if err != nil {
-		return 0, fmt.Errorf("sendfile2: send: dst: %w", err)
+		s.leave()
+		return "", err
 	}
-	defer unix.Close(sock)
+	return method, nil
+}
 
+func (s *Sender) leave() {
+	s.inFlight.Add(-1)
+	s.sends.Done()
+}
+
+// sendOn sends hdr, then count bytes of src from offset, on sock, starting
+// with method.
+func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []byte, src syscall.Conn, offset, count int64) (int64, error) {
 	srcConn, err := src.SyscallConn()
 	if err != nil {
 		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
@@ -321,15 +366,15 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 			return
 		}
 		if method == URing || method == URingMmap || method == MsgZC {
-			if family != unix.AF_INET && family != unix.AF_INET6 {
+			if sock.family != unix.AF_INET && sock.family != unix.AF_INET6 {
 				// Zero-copy send is TCP's; other stream sockets copy anyway.
 				s.fallbacks.Add(1)
 				method = Copy
 			}
 		}
 		var r *route
-		method, r = s.adapt(method, sock, peer, int64(len(hdr))+count)
-		t := transfer{s: s, ctx: ctx, sock: sock, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
+		method, r = s.adapt(method, sock, int64(len(hdr))+count)
+		t := transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
 		n, err = t.run()
 		if n == 0 && method.zeroCopy() && errors.Is(err, unix.EOPNOTSUPP) {
 			// This socket cannot send zero-copy: a TCP socket accepted from
@@ -337,13 +382,13 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 			// SOCK_SUPPORT_ZC. Copy, which keeps the guarantee.
 			s.fallbacks.Add(1)
 			method = Copy
-			t = transfer{s: s, ctx: ctx, sock: sock, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
+			t = transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
 			n, err = t.run()
 		}
 		if n == 0 && err != nil {
 			if next, ok := s.demote(method, err); ok {
 				method = next
-				t = transfer{s: s, ctx: ctx, sock: sock, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
+				t = transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
 				n, err = t.run()
 				r = nil
 			}
@@ -410,38 +455,72 @@ func (s *Sender) Close() error {
 	return err
 }
 
+// socket is a connected stream socket to send on, with what the checks of
+// inspect learned about it.
+type socket struct {
+	fd     int
+	family int           // AF_INET, AF_INET6, AF_UNIX...
+	peer   unix.Sockaddr // the peer's address
+	local  unix.Sockaddr // the local address, once adapt has looked it up
+}
+
+// inspect checks that fd is a connected stream socket (getsockopt(2) with
+// SO_TYPE and SO_DOMAIN, getpeername(2)).
+func inspect(fd int) (socket, error) {
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return socket{}, os.NewSyscallError("getsockopt", err) // ENOTSOCK for files and pipes
+	}
+	if typ != unix.SOCK_STREAM {
+		return socket{}, fmt.Errorf("not a stream socket: %w", unix.EPROTOTYPE)
+	}
+	peer, err := unix.Getpeername(fd)
+	if err != nil {
+		return socket{}, os.NewSyscallError("getpeername", err) // ENOTCONN
+	}
+	family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return socket{}, os.NewSyscallError("getsockopt", err)
+	}
+	return socket{fd: fd, family: family, peer: peer}, nil
+}
+
+// inspectConn is inspect for the descriptor of c.
+func inspectConn(c syscall.Conn) (socket, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return socket{fd: -1}, err
+	}
+	var sock socket
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { sock, ierr = inspect(int(fd)) }); err != nil {
+		return socket{fd: -1}, err
+	}
+	sock.fd = -1
+	return sock, ierr
+}
+
 // dupSocket duplicates dst's descriptor after checking that it is a
 // connected stream socket, and returns the duplicate and its address family.
 func dupSocket(dst syscall.Conn) (int, int, error) {
-	fd, family, _, err := dupSocketPeer(dst)
-	return fd, family, err
+	sock, err := dupSocketPeer(dst)
+	return sock.fd, sock.family, err
 }
 
-// dupSocketPeer is dupSocket that also returns the peer's address.
-func dupSocketPeer(dst syscall.Conn) (int, int, unix.Sockaddr, error) {
-	var peer unix.Sockaddr
+// dupSocketPeer is dupSocket that returns the socket with what the checks
+// learned; its fd is the duplicate, which the caller closes.
+func dupSocketPeer(dst syscall.Conn) (socket, error) {
 	rc, err := dst.SyscallConn()
 	if err != nil {
-		return -1, 0, nil, err
+		return socket{fd: -1}, err
 	}
-	fd := -1
+	var sock socket
 	var derr error
 	err = rc.Control(func(sfd uintptr) {
-		typ, err := unix.GetsockoptInt(int(sfd), unix.SOL_SOCKET, unix.SO_TYPE)
-		if err != nil {
-			derr = os.NewSyscallError("getsockopt", err) // ENOTSOCK for files and pipes
+		if sock, derr = inspect(int(sfd)); derr != nil {
 			return
 		}
-		if typ != unix.SOCK_STREAM {
-			derr = fmt.Errorf("not a stream socket: %w", unix.EPROTOTYPE)
-			return
-		}
-		var err2 error
-		if peer, err2 = unix.Getpeername(int(sfd)); err2 != nil {
-			derr = os.NewSyscallError("getpeername", err2) // ENOTCONN
-			return
-		}
-		fd, derr = unix.FcntlInt(sfd, unix.F_DUPFD_CLOEXEC, 0)
+		sock.fd, derr = unix.FcntlInt(sfd, unix.F_DUPFD_CLOEXEC, 0)
 		if derr != nil {
 			derr = os.NewSyscallError("fcntl", derr)
 		}
@@ -450,14 +529,9 @@ func dupSocketPeer(dst syscall.Conn) (int, int, unix.Sockaddr, error) {
 		err = derr
 	}
 	if err != nil {
-		return -1, 0, nil, err
+		return socket{fd: -1}, err
 	}
-	family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err != nil {
-		unix.Close(fd)
-		return -1, 0, nil, os.NewSyscallError("getsockopt", err)
-	}
-	return fd, family, peer, nil
+	return sock, nil
 }
 
 // checkRange checks that fd is a regular file that holds [off, off+count).
