@@ -20,9 +20,10 @@ import (
 // connection cannot take every buffer of a shared Sender.
 const maxDepth = 8
 
-// inbox carries CQEs from the Loop's reaper goroutine to the goroutine of a
-// send. push never blocks: the reaper must not wait for a send that has
-// stopped listening (a cancelled send leaves notifications behind).
+// inbox carries CQEs from the goroutine that drains the Loop's completion
+// queue to the goroutine of a send. push never blocks: a drain must not wait
+// for a send that has stopped listening (a cancelled send leaves
+// notifications behind).
 type inbox struct {
 	mu   sync.Mutex
 	q    []event
@@ -81,13 +82,14 @@ type request struct {
 	start     time.Time
 	seen      bool // its result was processed (the send's goroutine only)
 
-	// Touched by the reaper goroutine only.
+	// Touched only by the goroutine draining the completion queue (one at
+	// a time, see uring.Handler).
 	res          int32
 	copiedEarly  int8 // a notification came before the result: 1 copied, 2 not
 	resultPosted bool
 }
 
-// HandleCQE runs on the reaper goroutine. It accounts zero-copy usage (also
+// HandleCQE runs on the goroutine draining the completion queue. It accounts zero-copy usage (also
 // for sends that were abandoned) and drops the request's hold on its buffer
 // with its last CQE.
 func (r *request) HandleCQE(c uring.CQE, last bool) {

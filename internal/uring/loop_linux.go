@@ -42,10 +42,14 @@ type Loop struct {
 	admit   *semaphore.Weighted // slots for requests
 	cancels *semaphore.Weighted // slots kept for ASYNC_CANCEL, never blocked by requests
 
-	mu      sync.Mutex // guards ring submission, table, closing, closed
-	table   *table
-	closing bool // no new requests; cancels still go through
-	closed  bool // the ring is gone
+	mu       sync.Mutex // guards ring submission, table, closing, closed
+	reapMu   sync.Mutex // one drain of the completion queue at a time; guards released
+	released bool       // the ring is unmapped: no more drains
+	cqes     []CQE      // drain's scratch, under reapMu
+	calls    []call
+	table    *table
+	closing  bool // no new requests; cancels still go through
+	closed   bool // the ring is gone
 
 	efd        *os.File
 	efdConn    syscall.RawConn
@@ -196,7 +200,21 @@ func (b *Batch) Add(h Handler) (*SQE, uint64) {
 // error, the requests the kernel did not take are withdrawn: their handlers are
 // never called. It returns how many of the batch's requests, in the order
 // added, the kernel took; those will complete through their handlers.
+//
+// Requests that the kernel completes inside io_uring_enter (a send that finds
+// room in the socket buffer) have their CQEs in the queue when it returns:
+// Submit delivers them itself, on the caller's goroutine, rather than leave
+// them to the reaper, whose wake-up through the eventfd and the netpoller
+// costs two goroutine switches before the submitter sees the result.
 func (b *Batch) Submit() (int, error) {
+	n, err := b.submit()
+	if n > 0 {
+		b.l.poll()
+	}
+	return n, err
+}
+
+func (b *Batch) submit() (int, error) {
 	l := b.l
 	defer l.mu.Unlock()
 	if unused := b.reserved - b.added; unused > 0 {
@@ -265,8 +283,6 @@ type call struct {
 
 func (l *Loop) reap() {
 	defer close(l.reaperDone)
-	var cqes []CQE
-	var calls []call
 	var buf [8]byte
 	for {
 		err := l.efdConn.Read(func(fd uintptr) bool {
@@ -276,25 +292,41 @@ func (l *Loop) reap() {
 		if err != nil {
 			return // the eventfd was closed by Close
 		}
-		cqes, calls = l.drain(cqes, calls)
+		l.reapMu.Lock()
+		l.drain()
+		l.reapMu.Unlock()
 	}
 }
 
+// poll delivers the CQEs already in the completion queue, unless another
+// goroutine is delivering them now (that one, or the reaper woken by the
+// eventfd the kernel signals with every CQE, delivers them instead).
+func (l *Loop) poll() {
+	if !l.reapMu.TryLock() {
+		return
+	}
+	if !l.released {
+		l.drain()
+	}
+	l.reapMu.Unlock()
+}
+
 // drain delivers every available CQE, including ones the kernel had to hold
-// back after an overflow.
-func (l *Loop) drain(cqes []CQE, calls []call) ([]CQE, []call) {
+// back after an overflow. The caller holds reapMu.
+func (l *Loop) drain() {
 	for {
-		cqes = l.ring.Reap(cqes[:0])
+		cqes := l.ring.Reap(l.cqes[:0])
+		l.cqes = cqes
 		if len(cqes) == 0 {
 			if !l.ring.Overflowed() {
-				return cqes, calls
+				return
 			}
 			l.overflow.Add(1)
 			l.ring.FlushOverflow()
 			continue
 		}
 		done, finished := 0, 0
-		calls = calls[:0]
+		calls := l.calls[:0]
 		l.mu.Lock()
 		for _, c := range cqes {
 			h, fin := l.table.complete(c)
@@ -311,6 +343,7 @@ func (l *Loop) drain(cqes []CQE, calls []call) ([]CQE, []call) {
 			}
 		}
 		l.mu.Unlock()
+		l.calls = calls
 		for i := range calls {
 			calls[i].h.HandleCQE(calls[i].c, calls[i].last)
 			calls[i] = call{}
@@ -349,7 +382,10 @@ func (l *Loop) Close() error {
 		l.mu.Unlock()
 		l.efd.Close()
 		<-l.reaperDone
+		l.reapMu.Lock()
+		l.released = true
 		l.closeErr = l.ring.Close()
+		l.reapMu.Unlock()
 	})
 	return l.closeErr
 }

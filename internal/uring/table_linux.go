@@ -3,8 +3,10 @@ package uring
 // Handler receives the CQEs of one request, in the order the kernel posted
 // them; last is set on the CQE after which the request holds nothing (its
 // result without IORING_CQE_F_MORE, or the later of its result and its
-// notification). HandleCQE runs on the Loop's reaper goroutine: it must not block and
-// must not submit to the Loop; record the event and hand it on.
+// notification). HandleCQE runs on the goroutine that drains the completion
+// queue, one at a time: the Loop's reaper, or a submitter right after its
+// io_uring_enter (see Batch.Submit). It must not block and must not submit
+// to the Loop; record the event and hand it on.
 type Handler interface {
 	HandleCQE(c CQE, last bool)
 }
