@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -40,6 +41,30 @@ func (f sizeFlag) Set(s string) error {
 }
 
 func (sizeFlag) Type() string { return "size" }
+
+// intSizeFlag is sizeFlag for an int.
+type intSizeFlag struct{ p *int }
+
+func (f intSizeFlag) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return bench.FormatSize(int64(*f.p))
+}
+
+func (f intSizeFlag) Set(s string) error {
+	n, err := bench.ParseSize(s)
+	if err != nil {
+		return err
+	}
+	if n > math.MaxInt32 {
+		return fmt.Errorf("size %s is too large", s)
+	}
+	*f.p = int(n)
+	return nil
+}
+
+func (intSizeFlag) Type() string { return "size" }
 
 func benchCommand() *cobra.Command {
 	var (
@@ -175,6 +200,7 @@ a method failed during the run, 2 for bad flags or a failed setup.`,
 	f.Var(sizeFlag{&cfg.Total}, "total", "bytes per method per round, split among the connections (units: 64KiB, 1MiB, 1GiB, 1e6)")
 	f.Var(sizeFlag{&cfg.FileSize}, "file-size", "size of the file (or of the buffer with --source memory), sent again and again")
 	f.Var(sizeFlag{&cfg.SendSize}, "send-size", "bytes per Send call at most (default: the file size)")
+	f.Var(intSizeFlag{&cfg.BufferSize}, "buffer-size", "size of each registered buffer, and so of each SEND_ZC of uring (Config.BufferSize; default: the Sender's)")
 	f.IntVar(&cfg.Conns, "conns", bench.DefaultConns, "connections, each sending total/conns bytes at once")
 	f.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "rounds; each runs every method once")
 	f.StringVar(&source, "source", string(bench.FromFile), "where the bytes come from: file (a cached file) or memory (an anonymous buffer)")

@@ -83,6 +83,10 @@ type Settings struct {
 	// SendSize bounds the bytes of each Send call; FileSize if zero. Send
 	// only: zero with Receive.
 	SendSize int64 `json:"send_size"`
+	// BufferSize is sendfile2.Config.BufferSize for every Sender: the size
+	// of each registered buffer, and so of each READ_FIXED and SEND_ZC of
+	// the uring method. Zero leaves the Sender's default.
+	BufferSize int `json:"buffer_size,omitempty"`
 	// Conns is the number of connections, each sending Total/Conns bytes.
 	Conns  int `json:"conns"`
 	Rounds int `json:"rounds"`
@@ -416,6 +420,8 @@ func (c Config) checkCommon() error {
 		return fmt.Errorf("bench: total %d bytes is less than one byte per connection (%d)", c.Total, c.Conns)
 	case c.Rounds < 1:
 		return fmt.Errorf("bench: %d rounds: want at least 1", c.Rounds)
+	case c.BufferSize != 0 && (c.BufferSize < 4096 || c.BufferSize%4096 != 0):
+		return fmt.Errorf("bench: buffer size %d: want a multiple of 4 KiB", c.BufferSize)
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 	for i, m := range cfg.Methods {
 		mr := &methodRun{res: Result{Method: m, Safe: m.Safe(), Rounds: []Round{}}}
 		runs[i] = mr
-		scfg := sendfile2.Config{Method: m}
+		scfg := sendfile2.Config{Method: m, BufferSize: cfg.BufferSize}
 		switch {
 		case receive:
 			mr.res.Safe = true
