@@ -236,6 +236,8 @@ func TestBadSettings(t *testing.T) {
 		"receive from a file":      {Direction: bench.Receive, Source: bench.FromFile},
 		"receive with a receiver":  {Direction: bench.Receive, Receiver: bench.Read},
 		"receive, no rounds":       {Direction: bench.Receive, Rounds: -1},
+		"buffer size not pages":    {BufferSize: 5000},
+		"buffer size negative":     {BufferSize: -4096},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := bench.Run(context.Background(), bench.Config{Settings: s}); err == nil {
