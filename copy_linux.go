@@ -83,7 +83,35 @@ var copyMmapMin int64 = 1 << 20
 // copyWindow bounds how much of the file Copy maps at once.
 const copyWindow = 64 << 20
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+// copyBufs hold the buffers of Copy's pread(2) path and of Receive's copy,
+// in three sizes, so that a small send holds a small buffer: with a thousand
+// connections each sending a 16 KiB body, that is 16 MiB of buffers rather
+// than 256 MiB.
+var copyBufs = [...]sync.Pool{
+	{New: func() any { b := make([]byte, 16<<10); return &b }},
+	{New: func() any { b := make([]byte, 64<<10); return &b }},
+	{New: func() any { b := make([]byte, 256<<10); return &b }},
+}
+
+// getCopyBuf returns a buffer for n bytes from copyBufs: the smallest that
+// holds them, or the largest. putCopyBuf gives it back.
+func getCopyBuf(n int64) *[]byte {
+	for i := range copyBufs[:len(copyBufs)-1] {
+		if n <= 16<<(10+2*i) {
+			return copyBufs[i].Get().(*[]byte)
+		}
+	}
+	return copyBufs[len(copyBufs)-1].Get().(*[]byte)
+}
+
+func putCopyBuf(bp *[]byte) {
+	for i := range copyBufs {
+		if len(*bp) == 16<<(10+2*i) {
+			copyBufs[i].Put(bp)
+			return
+		}
+	}
+}
 
 // copy is the Copy method: send(2) from a mapping of the file for large
 // ranges, pread(2) into a buffer and send(2) for small ones. Safe by
@@ -107,8 +135,8 @@ func (t *transfer) copy() (int64, error) {
 // header that fits shares the buffer, and the send, with the first bytes of
 // the file.
 func (t *transfer) copyRead(sw *sockWait) (int64, error) {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
+	bp := getCopyBuf(int64(len(t.hdr)) + t.count)
+	defer putCopyBuf(bp)
 	buf := *bp
 	var sent, h int64
 	if len(t.hdr) > len(buf)/2 {

@@ -571,8 +571,8 @@ func pwriteAll(fd int, p []byte, off int64) (int, error) {
 func (r *receiver) copy() (int64, error) {
 	rw := &readWait{fd: r.sock}
 	defer rw.close()
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
+	bp := getCopyBuf(math.MaxInt64)
+	defer putCopyBuf(bp)
 	buf := *bp
 	var written int64
 	for {
