@@ -45,8 +45,13 @@ func (r *route) learn(zc, copied int64) {
 		r.streak++
 		if r.streak >= copiedStreak {
 			r.streak = 0
-			r.copying = time.Now().Add(reprobe)
-			r.s.adaptSwitches.Add(1)
+			now := time.Now()
+			if !now.Before(r.copying) {
+				// Sends that were in flight when the route switched
+				// report after it: they do not switch it again.
+				r.s.adaptSwitches.Add(1)
+			}
+			r.copying = now.Add(reprobe)
 		}
 	}
 }

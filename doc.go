@@ -47,7 +47,8 @@
 // # Cancellation
 //
 // When the context ends (or the Sender is closed), Send returns the bytes
-// sent so far with context.Cause(ctx) (or an error matching ErrClosed):
+// sent so far with context.Cause(ctx) (or an error matching ErrClosed). If
+// ctx has already ended when Send is called, nothing is sent. Otherwise:
 //
 //   - URing cancels its reads and sends in flight (IORING_OP_ASYNC_CANCEL)
 //     and returns once they have completed. The file is no longer read; the
@@ -63,7 +64,18 @@
 //     socket buffer.
 //
 // Send uses a duplicate of the socket's descriptor: deadlines set on dst do
-// not apply, and closing dst does not interrupt it. Use ctx.
+// not apply, and closing dst does not interrupt it. Use ctx. (The conns of
+// NewListener differ: their deadlines and Close do stop a send.)
+//
+// # Files that change during a send
+//
+// A file truncated during a send ends it with the bytes sent and an error
+// matching io.ErrUnexpectedEOF, never with SIGBUS. The methods that send from
+// a mapping of the file (URingMmap, MsgZC, and Copy for large ranges) may
+// count, and send, the zeros that the mapping shows from the new end to the
+// end of its page before they see the error. A file extended during a send
+// does not lengthen it; a file renamed over the path is not seen at all: the
+// descriptor's file is sent.
 //
 // # Receiving
 //

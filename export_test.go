@@ -55,3 +55,11 @@ func URingLoad(s *Sender) (inFlight int64, capacity int, stray uint64) {
 	}
 	return s.loop.InFlight(), s.loop.Capacity(), s.loop.Stray()
 }
+
+// URingOverflows is the number of times s's completion queue overflowed.
+func URingOverflows(s *Sender) uint64 {
+	if s.loop == nil {
+		return 0
+	}
+	return s.loop.Overflows()
+}

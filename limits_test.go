@@ -552,6 +552,9 @@ func TestLimitManyInFlight(t *testing.T) {
 			if stray != 0 || inFlight != 0 {
 				t.Errorf("%d stray CQEs, %d requests in flight after the sends", stray, inFlight)
 			}
+			if n := sendfile2.URingOverflows(s); n != 0 {
+				t.Errorf("the completion queue overflowed %d times", n)
+			}
 		})
 	}
 }

@@ -82,9 +82,14 @@ func setupReason(errno syscall.Errno, f setupFacts) string {
 			}
 			return fmt.Sprintf("the memlock limit (RLIMIT_MEMLOCK = %d bytes) is too small for the ring; raise it with ulimit -l", f.Memlock)
 		}
-		// Since 5.12 the rings are charged to the memory cgroup, not to RLIMIT_MEMLOCK.
-		return "not enough memory for the ring (ENOMEM): since Linux 5.12 it is charged to the memory cgroup, " +
-			"not RLIMIT_MEMLOCK; raise the cgroup's memory limit"
+		if f.Memlock == math.MaxUint64 {
+			return "not enough memory for the ring (ENOMEM): its memory is charged to the memory cgroup; raise the cgroup's memory limit"
+		}
+		// 5.12 moved the rings' charge to the memory cgroup; recent kernels
+		// (6.18 measured) charge them to RLIMIT_MEMLOCK again as well,
+		// without CAP_IPC_LOCK: a 64 KiB limit refuses a 256-entry ring.
+		return fmt.Sprintf("not enough memory for the ring (ENOMEM): without CAP_IPC_LOCK the ring counts against "+
+			"RLIMIT_MEMLOCK (%d bytes; raise it with ulimit -l), and against the memory cgroup's limit", f.Memlock)
 	}
 	return "io_uring_setup failed: " + errnoText(errno)
 }

@@ -80,6 +80,8 @@ func TestSetupReason(t *testing.T) {
 		{"enomem old kernel unlimited", unix.ENOMEM, with(func(f *probe.SetupFacts) { f.Kernel = k(5, 10); f.Memlock = math.MaxUint64 }),
 			[]string{"ENOMEM", "unlimited"}},
 		{"enomem memcg", unix.ENOMEM, modern,
+			[]string{"ENOMEM", "memory cgroup", "RLIMIT_MEMLOCK (8388608 bytes"}},
+		{"enomem memcg unlimited", unix.ENOMEM, with(func(f *probe.SetupFacts) { f.Memlock = math.MaxUint64 }),
 			[]string{"ENOMEM", "memory cgroup"}},
 		{"other errno", unix.EINVAL, modern,
 			[]string{"io_uring_setup failed: invalid argument (EINVAL)"}},

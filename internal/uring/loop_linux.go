@@ -134,6 +134,11 @@ func (l *Loop) MaxBatch() int { return int(l.ring.SQEntries()) }
 // InFlight is the number of requests submitted whose last CQE has not arrived.
 func (l *Loop) InFlight() int64 { return l.inflight.Load() }
 
+// Overflows is the number of times the completion queue was found
+// overflowed (IORING_SQ_CQ_OVERFLOW) and flushed: zero while admission
+// control works.
+func (l *Loop) Overflows() uint64 { return l.overflow.Load() }
+
 // Stray is the number of CQEs that named no live request.
 func (l *Loop) Stray() uint64 { return l.stray.Load() }
 
