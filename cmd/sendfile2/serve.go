@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,9 +33,16 @@ import (
 // by a connection deadline (Sender.Send works on a duplicate of the socket),
 // and a large file to a slow client may rightly take long.
 const (
+	// The defaults of --read-header-timeout and --idle-timeout.
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
+	// maxRanges is the most ranges a Range header may ask for: a header
+	// with more is ignored and the whole file served (RFC 9110 section 14.2
+	// allows it; Apache's MaxRanges is 200 too). Each range is a part of a
+	// multipart response with its own header, seek and read: 10000 one-byte
+	// ranges, 40 KB of request, cost net/http about 100 ms of CPU.
+	maxRanges = 200
 
 	// replyTimeout bounds the write of a response on a hijacked upload
 	// conn, whose client may have stopped reading.
@@ -60,6 +68,10 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	upload          bool
 	maxUpload       byteSize
+	allowHardlinks  bool
+	// 0: readHeaderTimeout, idleTimeout.
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
 }
 
 // byteSize is a flag holding a byte count: a plain number of bytes, or one
@@ -94,9 +106,13 @@ to the file's pages, so files may be rewritten while they are being served.
 DIR (default: the current directory) is opened as an os.Root: no path, ".."
 or symbolic link can reach a file outside it. Only regular files are served; a
 directory serves its index.html (and redirects to the path with a trailing
-slash), else 404; FIFOs, devices and sockets give 404. GET and HEAD, and PUT
-with --upload. ETag ("<mtime ns>-<size>" in hex), Last-Modified, Range,
-multiple ranges and conditional requests are handled.
+slash), else 404; FIFOs, devices and sockets give 404, and are never opened.
+A regular file with more than one hard link gives 403 unless
+--allow-hardlinks: a hard link in DIR may name a file that also lives outside
+it, and nothing tells which of its names is the real one. GET and HEAD, and
+PUT with --upload. ETag ("<mtime ns>-<size>" in hex), Last-Modified, Range,
+multiple ranges (up to 200; more are ignored) and conditional requests are
+handled.
 
 With --upload, PUT stores the request body at the path (201 Created, or 204 No
 Content for a file replaced), under the same rules: the parent directory must
@@ -152,6 +168,9 @@ waits for the kernel's last notification.`,
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long to wait for responses and uploads in flight before closing their connections")
 	f.BoolVar(&o.upload, "upload", false, "accept PUT: store the request body at the path, atomically")
 	f.Var(&o.maxUpload, "max-upload", "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
+	f.BoolVar(&o.allowHardlinks, "allow-hardlinks", false, "serve regular files that have more than one hard link (by default 403: a hard link in DIR can name a file outside it)")
+	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", readHeaderTimeout, "how long a client may take to send a request's header; the connection is closed after it")
+	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")
 	return cmd
 }
 
@@ -167,6 +186,12 @@ func (o *serveOptions) validate() error {
 	}
 	if o.maxUpload < 0 {
 		return fmt.Errorf("--max-upload %d: want 0 or more", o.maxUpload)
+	}
+	if o.readHeaderTimeout < 0 {
+		return fmt.Errorf("--read-header-timeout %v: want 0 (the default) or more", o.readHeaderTimeout)
+	}
+	if o.idleTimeout < 0 {
+		return fmt.Errorf("--idle-timeout %v: want 0 (the default) or more", o.idleTimeout)
 	}
 	return nil
 }
@@ -236,12 +261,13 @@ func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.
 		accessLog = log
 	}
 	var handlers sync.WaitGroup // outlive srv.Close; waited for before returning
-	h := &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), sender: sender, uploads: newUploadGroup()}
+	h := &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
+		sender: sender, uploads: newUploadGroup()}
 	defer h.uploads.cancel(errors.New("serve returned"))
 	srv := &http.Server{
 		Handler:           instrument(h, &handlers, m, accessLog),
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: cmp.Or(o.readHeaderTimeout, readHeaderTimeout),
+		IdleTimeout:       cmp.Or(o.idleTimeout, idleTimeout),
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ConnState:         m.connState,
@@ -317,11 +343,12 @@ func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.
 // fileHandler serves the regular files under root, and stores PUT bodies
 // there when upload is set.
 type fileHandler struct {
-	root      *os.Root
-	upload    bool
-	maxUpload int64
-	sender    *sendfile2.Sender
-	uploads   *uploadGroup
+	root           *os.Root
+	upload         bool
+	maxUpload      int64
+	allowHardlinks bool
+	sender         *sendfile2.Sender
+	uploads        *uploadGroup
 }
 
 func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -386,27 +413,128 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Content-Type", ct)
 	} // else ServeContent sniffs the first 512 bytes
 	hdr.Set("X-Content-Type-Options", "nosniff")
+	if rng := r.Header.Get("Range"); rng != "" {
+		if rng = fixRange(rng, fi.Size()); rng == "" {
+			r.Header.Del("Range")
+		} else {
+			r.Header.Set("Range", rng)
+		}
+	}
 	// ServeContent copies the body with io.CopyN: net/http hands the
 	// *os.File, or an *io.LimitedReader around it, to the ReadFrom of the
 	// conn that NewListener made, which sends it with the Sender.
 	http.ServeContent(w, r, name, fi.ModTime(), f)
 }
 
-// open opens name under the root without blocking, whatever it is: a FIFO
-// opened O_RDONLY would wait for a writer, so it is opened O_NONBLOCK and
-// checked with fstat on the descriptor itself (no race with a rename between
-// a stat and the open). O_NONBLOCK changes nothing for regular files.
+// invalidRange is a Range value that ServeContent refuses with 416.
+const invalidRange = "bytes=-"
+
+var (
+	// errNotServed refuses what is neither a regular file nor a directory.
+	errNotServed = errors.New("neither a regular file nor a directory")
+	// errHardLinked refuses a regular file with more than one hard link.
+	errHardLinked = errors.New("a regular file with more than one hard link (see --allow-hardlinks)")
+)
+
+// open opens name under the root if it is a directory or a regular file
+// (with a single hard link, unless allowHardlinks), without blocking. It
+// looks before it opens: open(2) of a FIFO waits for a writer, and open(2)
+// of a device runs its driver's open, which may act (a watchdog starts its
+// timer, a tape rewinds), so neither is ever opened. What the descriptor
+// itself is (fstat) decides, so that a rename between the look and the open
+// changes nothing; should a FIFO take the file's place there, O_NONBLOCK
+// keeps the open from waiting (it changes nothing for regular files).
 func (h *fileHandler) open(name string) (*os.File, fs.FileInfo, error) {
+	if fi, err := h.root.Stat(name); err != nil {
+		return nil, nil, err
+	} else if !fi.Mode().IsRegular() && !fi.IsDir() {
+		return nil, nil, fmt.Errorf("%s (%v): %w", name, fi.Mode().Type(), errNotServed)
+	}
 	f, err := h.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, nil, err
 	}
 	fi, err := f.Stat()
+	if err == nil && fi.Mode().IsRegular() && !h.allowHardlinks && links(fi) > 1 {
+		err = fmt.Errorf("%s: %w", name, errHardLinked)
+	}
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
 	return f, fi, nil
+}
+
+// links is the number of hard links of the file that fi describes. A hard
+// link in DIR to a file outside it is that file, which no path check can
+// tell: it is refused as any file with more than one link is.
+func links(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}
+
+// fixRange returns the Range header value that ServeContent should see for a
+// file of size bytes, or "" to ignore the header. It corrects where
+// net/http departs from RFC 9110 section 14, and bounds the work:
+//
+//   - a unit other than "bytes" (in any case) is ignored, not refused (416);
+//   - on an empty file, the header is ignored: ServeContent answers a suffix
+//     range there 206 with "Content-Range: bytes 0--1/0", and ignores the
+//     others itself;
+//   - with more than maxRanges ranges, the header is ignored;
+//   - a suffix range of length 0 ("-0") is unsatisfiable and dropped
+//     (ServeContent answers it 206 with "Content-Range: bytes 10-9/10");
+//   - a position too large for an int64 is still a position: a last-pos
+//     means the end of the file, a suffix the whole file, and a first-pos
+//     makes its range unsatisfiable (ServeContent refuses all three: 416).
+//
+// A range outside the grammar (digits only, around one "-") makes it return
+// invalidRange, which ServeContent refuses (416): its own reading is lenient
+// ("-+0" is a suffix of 0). When it has dropped every range, it asks for one
+// that starts at the end of the file, which ServeContent answers 416 with
+// "Content-Range: bytes */size". Either way ServeContent still checks the
+// request's preconditions first (If-Range).
+func fixRange(h string, size int64) string {
+	unit, set, ok := strings.Cut(h, "=")
+	if !ok || !strings.EqualFold(unit, "bytes") || size == 0 {
+		return ""
+	}
+	digits := func(s string) bool { return strings.Trim(s, "0123456789") == "" }
+	fits := func(s string) bool { _, err := strconv.ParseInt(s, 10, 64); return err == nil }
+	var specs []string
+	n, dropped := 0, false
+	for spec := range strings.SplitSeq(set, ",") {
+		spec = strings.Trim(spec, " \t")
+		if spec == "" {
+			continue
+		}
+		if n++; n > maxRanges {
+			return ""
+		}
+		first, last, ok := strings.Cut(spec, "-")
+		first, last = strings.Trim(first, " \t"), strings.Trim(last, " \t")
+		switch {
+		case !ok || !digits(first) || !digits(last) || first == "" && last == "":
+			return invalidRange
+		case first == "" && strings.Trim(last, "0") == "":
+			dropped = true
+			continue
+		case first == "" && !fits(last):
+			spec = "0-"
+		case first != "" && !fits(first):
+			dropped = true
+			continue
+		case last != "" && !fits(last):
+			spec = first + "-"
+		}
+		specs = append(specs, spec)
+	}
+	if len(specs) == 0 && dropped {
+		return "bytes=" + strconv.FormatInt(size, 10) + "-"
+	}
+	return "bytes=" + strings.Join(specs, ",")
 }
 
 // etag is the entity tag of a file: its modification time in nanoseconds
@@ -416,11 +544,12 @@ func etag(fi fs.FileInfo) string {
 }
 
 // httpError answers for a failed open. Whatever hides a file (missing, a
-// path that escapes the root, a symbolic link out of it) is 404.
+// path that escapes the root, a symbolic link out of it, a FIFO, device or
+// socket) is 404; a file with more than one hard link is 403.
 func httpError(w http.ResponseWriter, err error) {
 	code := http.StatusNotFound
 	switch {
-	case errors.Is(err, fs.ErrPermission):
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, errHardLinked):
 		code = http.StatusForbidden
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ENOMEM):
 		code = http.StatusServiceUnavailable

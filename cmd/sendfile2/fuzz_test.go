@@ -1,0 +1,238 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dustin/go-humanize"
+)
+
+// rangeSeeds are Range headers for FuzzServeRange to start from. They are
+// short: the fuzzer minimizes every new input it keeps, which takes long on
+// long ones (TestHostileRanges has the headers with hundreds of ranges).
+func rangeSeeds() []string {
+	return []string{"bytes=5-1", "bytes=-0", "bytes=-000", "bytes=0-0,-0", "bytes=999999999999-", "bytes=a-b",
+		"bytes=0-99999999999999999999999", "bytes=-99999999999999999999999", "bytes=99999999999999999999999-,1-2",
+		"items=0-5", "Bytes=0-5", "bytes=", "bytes=,,,", "bytes=0-5,10-20", "bytes=0-10,5-20", "bytes=0-,0-",
+		"bytes=-1", "BYtes=-1", "bytes=0-5,-+0", "bytes=+0-5", "bytes=0-+5", "bytes=0-", "bytes= 0 - 5 , 7-", "bytes=+5-10", "bytes=0-0x10", "bytes=1-1,-1,0-",
+		"bytes=" + strings.Repeat("0-0,", 10)}
+}
+
+// FuzzServeRange: for any Range header, on files of a few sizes, the
+// handler answers 200 with the whole file, 206 with valid Content-Ranges and
+// exactly their bytes, or 416 (checkRangeResponse); fixRange's answer
+// names at most maxRanges ranges and is its own fixed point.
+func FuzzServeRange(f *testing.F) {
+	dir := f.TempDir()
+	sizes := []int{0, 1, 2, 10, 1000, 70000}
+	data := make([][]byte, len(sizes))
+	for i, n := range sizes {
+		data[i] = make([]byte, n)
+		rand.NewChaCha8([32]byte{byte(i)}).Read(data[i])
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d.bin", n)), data[i], 0o644); err != nil {
+			f.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { root.Close() })
+	h := &fileHandler{root: root}
+	for i, s := range rangeSeeds() {
+		f.Add(s, uint8(i))
+		f.Add(s, uint8(0)) // the empty file
+	}
+	f.Fuzz(func(t *testing.T, rng string, which uint8) {
+		i := int(which) % len(sizes)
+		req := httptest.NewRequest("GET", fmt.Sprintf("/f%d.bin", sizes[i]), nil)
+		req.Header.Set("Range", rng)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if _, err := checkRangeResponse(rec.Result(), rec.Body.Bytes(), data[i]); err != nil {
+			t.Fatalf("Range %q on a %d-byte file: %v", rng, sizes[i], err)
+		}
+		fixed := fixRange(rng, int64(sizes[i]))
+		if fixed == "" {
+			return
+		}
+		if !strings.HasPrefix(fixed, "bytes=") || strings.Count(fixed, ",") >= maxRanges {
+			t.Fatalf("fixRange(%q, %d) = %q", rng, sizes[i], fixed)
+		}
+		if again := fixRange(fixed, int64(sizes[i])); again != fixed {
+			t.Fatalf("fixRange(%q, %d) = %q, and again %q", rng, sizes[i], fixed, again)
+		}
+	})
+}
+
+// FuzzServePath: no request-target makes the handler answer with a file
+// outside DIR, through "..", encodings, or links (symbolic, or hard under
+// the default policy); every 200 carries a file inside DIR.
+func FuzzServePath(f *testing.F) {
+	base := f.TempDir()
+	marker := secretMarker()
+	dir := linkTree(f, base, marker)
+	for name, content := range map[string]string{
+		filepath.Join(base, "www2", "secret.txt"): marker,
+		filepath.Join(dir, "secret.txt"):          "the one inside",
+		filepath.Join(dir, "sub", "index.html"):   "index",
+	} {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			f.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			f.Fatal(err)
+		}
+	}
+	inside := map[string]bool{"inner": true, "x": true, "the one inside": true, "index": true}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { root.Close() })
+	h := &fileHandler{root: root}
+	// A sample of the targets TestHostileTraversal sends: a fuzz run whose
+	// -fuzztime ends while it still runs its seeds fails.
+	ts := traversalTargets(base)
+	for i, s := range ts {
+		if i%10 == 0 || i >= len(ts)-20 {
+			f.Add(s)
+		}
+	}
+	for _, s := range []string{"/abs", "/rel", "/chain", "/dirlink/secret2.txt", "/sub/up", "/slash" + base + "/secret.txt",
+		"/hard", "/idx/", "/ok", "/subok/x.txt", "/sub/", "/sub", "/twin1.txt"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		if strings.ContainsAny(target, " \r\n") {
+			return // not one request-target on the wire
+		}
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: test\r\n\r\n")))
+		if err != nil {
+			return // net/http answers 400
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var all bytes.Buffer
+		rec.Result().Header.Write(&all)
+		all.Write(rec.Body.Bytes())
+		if bytes.Contains(all.Bytes(), []byte(marker)) {
+			t.Fatalf("GET %q (path %q): status %d with the secret from outside DIR", target, req.URL.Path, rec.Code)
+		}
+		if rec.Code == http.StatusOK && !inside[rec.Body.String()] {
+			t.Fatalf("GET %q (path %q): 200 with %.40q, no file inside DIR", target, req.URL.Path, rec.Body.String())
+		}
+	})
+}
+
+// FuzzByteSize: --max-upload accepts what go-humanize reads as a byte count
+// up to 2^63-1, as exactly that count; decimal digits read exactly, as the
+// integer they write; and the text String gives for a count reads back
+// within the rounding of its one decimal (5%).
+func FuzzByteSize(f *testing.F) {
+	for _, s := range []string{"1GiB", "500MB", "64KiB", "0", "1", "-1", "lots", "9EiB", "8EiB", "7.9EiB",
+		"9223372036854775807", "9223372036854775808", "9007199254740993", "1.5 GiB", " 1k", "1e3"} {
+		f.Add(s, uint64(len(s)))
+	}
+	f.Add("", uint64(math.MaxInt64))
+	f.Add("", uint64(1<<53+1))
+	f.Fuzz(func(t *testing.T, s string, n uint64) {
+		var b byteSize
+		err := b.Set(s)
+		want, herr := humanize.ParseBytes(s)
+		switch {
+		case herr != nil || want > math.MaxInt64:
+			if err == nil {
+				t.Fatalf("Set(%q) = %d, want an error", s, b)
+			}
+			return
+		case err != nil || uint64(b) != want:
+			t.Fatalf("Set(%q) = %d, %v; want %d", s, b, err, want)
+		}
+		if d, derr := strconv.ParseUint(s, 10, 64); derr == nil && uint64(b) != d {
+			t.Fatalf("Set(%q) = %d", s, b)
+		}
+		if b <= 1<<62 {
+			var c byteSize
+			text := b.String()
+			if err := c.Set(text); err != nil || math.Abs(float64(c)-float64(b)) > float64(b)/20+1 {
+				t.Fatalf("Set(%q) = %d, String %q, which sets %d, %v", s, b, text, c, err)
+			}
+		}
+		if n <= math.MaxInt64 {
+			var c byteSize
+			if err := c.Set(strconv.FormatUint(n, 10)); err != nil || uint64(c) != n {
+				t.Fatalf("Set(%d) = %d, %v", n, c, err)
+			}
+		}
+	})
+}
+
+// listHas reports whether one of the comma-separated lists in values has an
+// element that is token, ASCII case-insensitively, with optional spaces and
+// tabs around it (RFC 9110 section 5.6.1).
+func listHas(values []string, token string) bool {
+	lower := func(s string) string {
+		b := []byte(s)
+		for i, c := range b {
+			if 'A' <= c && c <= 'Z' {
+				b[i] = c + 'a' - 'A'
+			}
+		}
+		return string(b)
+	}
+	for _, v := range values {
+		start := 0
+		for i := 0; i <= len(v); i++ {
+			if i < len(v) && v[i] != ',' {
+				continue
+			}
+			e := v[start:i]
+			for len(e) > 0 && (e[0] == ' ' || e[0] == '\t') {
+				e = e[1:]
+			}
+			for len(e) > 0 && (e[len(e)-1] == ' ' || e[len(e)-1] == '\t') {
+				e = e[:len(e)-1]
+			}
+			if lower(e) == token {
+				return true
+			}
+			start = i + 1
+		}
+	}
+	return false
+}
+
+// FuzzExpectsContinue: a PUT waits for "100 Continue" exactly when it is
+// HTTP/1.1 or later and an Expect value lists the 100-continue expectation
+// (listHas).
+func FuzzExpectsContinue(f *testing.F) {
+	for _, s := range []string{"100-continue", "100-Continue", " 100-continue ", "foo, 100-continue", "100-continue\nfoo",
+		"foo\n100-continue", "100-continuex", "x100-continue", "100-continue;q=1", "", ",", "\t100-continue\t,"} {
+		f.Add(s, uint8(1))
+		f.Add(s, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, values string, minor uint8) {
+		r := &http.Request{Proto: fmt.Sprintf("HTTP/1.%d", minor), ProtoMajor: 1, ProtoMinor: int(minor), Header: http.Header{}}
+		vs := strings.Split(values, "\n")
+		for _, v := range vs {
+			r.Header.Add("Expect", v)
+		}
+		want := minor >= 1 && listHas(vs, "100-continue")
+		if got := expectsContinue(r); got != want {
+			t.Fatalf("HTTP/1.%d, Expect %q: %v, want %v", minor, vs, got, want)
+		}
+	})
+}
