@@ -297,6 +297,13 @@ func ParseMethods(s string) ([]sendfile2.Method, error) {
 func ParseSize(s string) (int64, error) {
 	bad := fmt.Errorf("bench: size %q: want a whole number of bytes from 1 to 2^62, such as 1000, 1e6, 64KiB, 1MiB, 1GiB", s)
 	t := strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(t, 10, 64); err == nil {
+		// Digits only: exact, where float64 would round above 2^53.
+		if n < 1 || n > 1<<62 {
+			return 0, bad
+		}
+		return n, nil
+	}
 	numEnd := strings.IndexFunc(t, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
 	if numEnd < 0 {
 		numEnd = len(t)
