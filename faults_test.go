@@ -707,7 +707,7 @@ func faultCloseSender(t *testing.T, m sendfile2.Method, f *os.File, data []byte)
 			cs[i].rest = receive(cs[i].b)
 		}
 	}
-	if pinsFile(m) {
+	if pinsFile(s.Method()) {
 		read() // they return once what they queued is acknowledged
 	}
 	rs := make([]sendResult, conns)
@@ -717,7 +717,7 @@ func faultCloseSender(t *testing.T, m sendfile2.Method, f *os.File, data []byte)
 			t.Errorf("send %d interrupted by Close = %d, %v; want fewer than %d bytes and ErrClosed", i, rs[i].n, rs[i].err, faultSize)
 		}
 	}
-	if !pinsFile(m) {
+	if !pinsFile(s.Method()) {
 		read() // URing's parked buffers come back, and Close returns, as the peers read
 	}
 	for i, c := range cs {

@@ -3,6 +3,7 @@ package sendfile2_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -110,6 +111,9 @@ func TestRefusedChild(t *testing.T) {
 // uring fails before sending anything; the Sender demotes itself to msgzc,
 // once, says so in Stats, and the send goes through.
 func TestDemotion(t *testing.T) {
+	s := newSender(t, sendfile2.Config{Method: sendfile2.Auto})
+	testutil.RequireFeature(t, "io_uring with SEND_ZC, where Auto starts", "6.0",
+		s.Method() == sendfile2.URing, fmt.Errorf("auto resolved to %s", s.Method()))
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDemotionChild$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), "SENDFILE2_TEST_DEMOTION=1")
 	out, err := cmd.CombinedOutput()
@@ -123,9 +127,8 @@ func TestDemotionChild(t *testing.T) {
 		t.Skip("runs only as the child of TestDemotion")
 	}
 	s := newSender(t, sendfile2.Config{Method: sendfile2.Auto})
-	if s.Method() != sendfile2.URing {
-		t.Skipf("auto resolved to %s", s.Method())
-	}
+	testutil.RequireFeature(t, "io_uring with SEND_ZC, where Auto starts", "6.0",
+		s.Method() == sendfile2.URing, fmt.Errorf("auto resolved to %s", s.Method()))
 	if err := testutil.RefuseSyscall(unix.SYS_IO_URING_ENTER, unix.EPERM); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package uring_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sendfile2/sendfile2/internal/testutil"
 	"github.com/sendfile2/sendfile2/internal/uring"
 )
 
@@ -41,7 +43,12 @@ func TestRecvWaitAll(t *testing.T) {
 	if err := l.Cancel(ud); err != nil {
 		t.Fatal(err)
 	}
-	if c := next(t, e); c.Res != 3 || string(buf[:3]) != "abc" {
+	// Before Linux 6.1 the cancelled RECV completes with -ECANCELED and the
+	// bytes it took are lost to the count.
+	c := next(t, e)
+	testutil.RequireFeature(t, "IORING_OP_RECV reporting the bytes it took when cancelled", "6.1",
+		c.Res >= 0, fmt.Errorf("cancelled RECV = %+v", c))
+	if c.Res != 3 || string(buf[:3]) != "abc" {
 		t.Fatalf("cancelled RECV = %+v, %q; want the 3 bytes it took", c, buf[:3])
 	}
 
