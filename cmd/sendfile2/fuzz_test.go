@@ -220,7 +220,7 @@ func listHas(values []string, token string) bool {
 // (listHas).
 func FuzzExpectsContinue(f *testing.F) {
 	for _, s := range []string{"100-continue", "100-Continue", " 100-continue ", "foo, 100-continue", "100-continue\nfoo",
-		"foo\n100-continue", "100-continuex", "x100-continue", "100-continue;q=1", "", ",", "\t100-continue\t,"} {
+		"foo\n100-continue", "100-continuex", "x100-continue", "100-continue;q=1", "", ",", "\t100-continue\t,", "100-Continue\f", "\v100-continue"} {
 		f.Add(s, uint8(1))
 		f.Add(s, uint8(0))
 	}

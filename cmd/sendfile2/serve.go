@@ -823,7 +823,9 @@ func expectsContinue(r *http.Request) bool {
 	}
 	for _, v := range r.Header.Values("Expect") {
 		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "100-continue") {
+			// Optional whitespace around list elements is spaces and tabs
+			// only (RFC 9110, section 5.6.1).
+			if strings.EqualFold(strings.Trim(tok, " \t"), "100-continue") {
 				return true
 			}
 		}
