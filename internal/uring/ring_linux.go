@@ -280,13 +280,20 @@ func (r *Ring) Probe() (*Probe, error) {
 	if err := r.register(registerProbe, unsafe.Pointer(&p), probeOpsLen); err != nil {
 		return nil, os.NewSyscallError("io_uring_register probe", err)
 	}
+	return decodeProbe(&p), nil
+}
+
+// decodeProbe reads the opcode list the kernel wrote into p: the first
+// OpsLen entries (no more than p holds), each supported when it carries
+// IO_URING_OP_SUPPORTED.
+func decodeProbe(p *probeBuf) *Probe {
 	pr := &Probe{lastOp: p.LastOp}
-	for _, op := range p.Ops[:p.OpsLen] {
+	for _, op := range p.Ops[:min(int(p.OpsLen), len(p.Ops))] {
 		if op.Flags&ioUringOpSupported != 0 {
 			pr.ops[op.Op/64] |= 1 << (op.Op % 64)
 		}
 	}
-	return pr, nil
+	return pr
 }
 
 // Close unmaps the rings and closes the ring's descriptor. The kernel cancels
