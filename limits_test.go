@@ -403,26 +403,16 @@ func TestLimitRegisterENOMEMChild(t *testing.T) {
 // limit is in force. The test runs itself again in a network namespace of its
 // own, like TestMsgzcNoBufs.
 func TestLimitOptmem(t *testing.T) {
-	const sysctl = "/proc/sys/net/core/optmem_max"
 	if os.Getenv(limitChildEnv) != "optmem" {
 		if os.Geteuid() != 0 {
 			t.Skip("creating a network namespace needs root")
 		}
-		before, err := os.ReadFile(sysctl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if now, err := os.ReadFile(sysctl); err == nil && !bytes.Equal(now, before) {
-				t.Logf("optmem_max is not per network namespace on this kernel: restoring %s", bytes.TrimSpace(before))
-				os.WriteFile(sysctl, before, 0)
-			}
-		})
+		restoreOptmem(t)
 		runLimitChild(t, "", "TestLimitOptmem", "optmem", &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET})
 		return
 	}
 	setupNetns(t)
-	if err := os.WriteFile(sysctl, []byte("0"), 0); err != nil {
+	if err := os.WriteFile(optmemSysctl, []byte("0"), 0); err != nil {
 		t.Fatal(err)
 	}
 	f, data := tempFile(t, 8<<20+12345)

@@ -123,6 +123,25 @@ func TestMsgzcForeignNotification(t *testing.T) {
 	}
 }
 
+const optmemSysctl = "/proc/sys/net/core/optmem_max"
+
+// restoreOptmem puts net.core.optmem_max back at the end of t if a child
+// process changed it from a network namespace of its own: on kernels where the
+// sysctl is not per namespace, that changed it for the whole machine.
+func restoreOptmem(t *testing.T) {
+	t.Helper()
+	before, err := os.ReadFile(optmemSysctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if now, err := os.ReadFile(optmemSysctl); err == nil && !bytes.Equal(now, before) {
+			t.Logf("optmem_max is not per network namespace on this kernel: restoring %s", bytes.TrimSpace(before))
+			os.WriteFile(optmemSysctl, before, 0)
+		}
+	})
+}
+
 // TestMsgzcNoBufs: with net.core.optmem_max too small for the notifications
 // of many calls, send(MSG_ZEROCOPY) fails with ENOBUFS. MsgZC then waits for
 // notifications and sends again, or, with nothing to wait for, copies the
@@ -131,21 +150,11 @@ func TestMsgzcForeignNotification(t *testing.T) {
 // where optmem_max is its own on recent kernels; where the sysctl turns out
 // to be global, the test restores it.
 func TestMsgzcNoBufs(t *testing.T) {
-	const sysctl = "/proc/sys/net/core/optmem_max"
 	if os.Getenv("SENDFILE2_NETNS_CHILD") == "" {
 		if os.Geteuid() != 0 {
 			t.Skip("creating a network namespace needs root")
 		}
-		before, err := os.ReadFile(sysctl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if now, err := os.ReadFile(sysctl); err == nil && !bytes.Equal(now, before) {
-				t.Logf("optmem_max is not per network namespace on this kernel: restoring %s", bytes.TrimSpace(before))
-				os.WriteFile(sysctl, before, 0)
-			}
-		})
+		restoreOptmem(t)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestMsgzcNoBufs$", "-test.v", "-test.count=1", "-test.timeout=120s")
 		cmd.Env = append(os.Environ(), "SENDFILE2_NETNS_CHILD=1")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
@@ -171,7 +180,7 @@ func TestMsgzcNoBufs(t *testing.T) {
 		{"fallback", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := os.WriteFile(sysctl, []byte(fmt.Sprint(tt.optmem)), 0); err != nil {
+			if err := os.WriteFile(optmemSysctl, []byte(fmt.Sprint(tt.optmem)), 0); err != nil {
 				t.Fatal(err)
 			}
 			s := newSender(t, sendfile2.Config{Method: sendfile2.MsgZC})
