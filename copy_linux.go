@@ -83,30 +83,32 @@ var copyMmapMin int64 = 1 << 20
 // copyWindow bounds how much of the file Copy maps at once.
 const copyWindow = 64 << 20
 
-// copyBufs hold the buffers of Copy's pread(2) path and of Receive's copy,
-// in three sizes, so that a small send holds a small buffer: with a thousand
-// connections each sending a 16 KiB body, that is 16 MiB of buffers rather
-// than 256 MiB.
-var copyBufs = [...]sync.Pool{
-	{New: func() any { b := make([]byte, 16<<10); return &b }},
-	{New: func() any { b := make([]byte, 64<<10); return &b }},
-	{New: func() any { b := make([]byte, 256<<10); return &b }},
-}
+// copyBufSizes are the sizes of the buffers of Copy's pread(2) path and of
+// Receive's copy, smallest first, so that a small send holds a small buffer:
+// with a thousand connections each sending a 16 KiB body, that is 16 MiB of
+// buffers rather than 256 MiB. copyBufs pools each size.
+var (
+	copyBufSizes = [...]int{16 << 10, 64 << 10, 256 << 10}
+	copyBufs     [len(copyBufSizes)]sync.Pool
+)
 
-// getCopyBuf returns a buffer for n bytes from copyBufs: the smallest that
-// holds them, or the largest. putCopyBuf gives it back.
+// getCopyBuf returns a buffer for n bytes: the smallest that holds them, or
+// the largest. putCopyBuf gives it back.
 func getCopyBuf(n int64) *[]byte {
-	for i := range copyBufs[:len(copyBufs)-1] {
-		if n <= 16<<(10+2*i) {
-			return copyBufs[i].Get().(*[]byte)
-		}
+	i := 0
+	for i < len(copyBufSizes)-1 && n > int64(copyBufSizes[i]) {
+		i++
 	}
-	return copyBufs[len(copyBufs)-1].Get().(*[]byte)
+	if bp, ok := copyBufs[i].Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, copyBufSizes[i])
+	return &b
 }
 
 func putCopyBuf(bp *[]byte) {
-	for i := range copyBufs {
-		if len(*bp) == 16<<(10+2*i) {
+	for i, size := range copyBufSizes {
+		if len(*bp) == size {
 			copyBufs[i].Put(bp)
 			return
 		}
