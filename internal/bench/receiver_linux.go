@@ -82,7 +82,12 @@ func servePeer(spec peerSpec, in io.Reader, out io.Writer) error {
 			return err
 		}
 	}
-	ln, err := net.Listen("tcp", spec.Addr)
+	// Plain TCP, as the sender dials: a listener that takes MPTCP (Go's
+	// default since 1.24) accepts MPTCP sockets even from TCP clients, and
+	// every receive then goes through MPTCP's fallback layer.
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", spec.Addr)
 	if err != nil {
 		enc.Encode(peerMsg{Error: err.Error()})
 		return err
