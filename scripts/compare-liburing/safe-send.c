@@ -1,0 +1,157 @@
+// safe-send: liburing's zero-copy send held to sendfile2's contract, as the C
+// reference for scripts/compare-liburing.sh. liburing's examples/send-zerocopy
+// reuses its one registered buffer as soon as a send's result arrives, without
+// waiting for the notification that the kernel has let go of the data; a safe
+// send must wait for it before the buffer (or the file behind it) may change.
+//
+//   safe-send single SIZE PORT SECONDS
+//       one IORING_OP_SEND_ZC of SIZE bytes from a registered buffer at a
+//       time; the next only after both the result and the notification
+//       (one sendfile2 Send of SIZE bytes).
+//   safe-send pipe SIZE BUFFERS PORT SECONDS
+//       BUFFERS registered buffers of SIZE bytes, each filled with memcpy from
+//       a 64 MiB source before it is sent; while no send is in flight, the
+//       free buffers (up to 8) go out as one IOSQE_IO_LINK chain with
+//       MSG_WAITALL; a buffer is free again after its notification (the
+//       design of sendfile2's uring engine for one large Send).
+//
+// It connects to 127.0.0.1:PORT (send-zerocopy's receiver, -R), sets up its
+// ring as send-zerocopy does (COOP_TASKRUN, SINGLE_ISSUER, 512 entries) and
+// prints MB/s=N as send-zerocopy does (bytes sent / elapsed, MB = 1e6).
+#include <arpa/inet.h>
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "safe-send: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: safe-send single SIZE PORT SECONDS\n"
+			"       safe-send pipe SIZE BUFFERS PORT SECONDS\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int pipe_mode, size, nbufs = 1, port, seconds, fd, ret;
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	struct io_uring ring;
+	struct iovec iov;
+	char *buf, *src = NULL;
+	size_t src_len = 64 << 20, src_off = 0;
+	int free_bufs[256], nfree, sending = 0, pending = 0;
+	long long bytes = 0;
+	double start;
+
+	if (argc < 2)
+		usage();
+	pipe_mode = !strcmp(argv[1], "pipe");
+	if (argc != (pipe_mode ? 6 : 5) || (!pipe_mode && strcmp(argv[1], "single")))
+		usage();
+	size = atoi(argv[2]);
+	if (pipe_mode)
+		nbufs = atoi(argv[3]);
+	port = atoi(argv[argc - 2]);
+	seconds = atoi(argv[argc - 1]);
+	if (size <= 0 || nbufs <= 0 || nbufs > 256 || port <= 0 || seconds <= 0)
+		usage();
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		die("socket", errno);
+	addr.sin_port = htons(port);
+	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+	if (connect(fd, (void *)&addr, sizeof(addr)))
+		die("connect", errno);
+	ret = io_uring_queue_init(512, &ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER);
+	if (ret)
+		die("io_uring_queue_init", ret);
+	buf = aligned_alloc(4096, (size_t)size * nbufs);
+	if (!buf)
+		die("aligned_alloc", ENOMEM);
+	memset(buf, 'x', (size_t)size * nbufs);
+	if (pipe_mode) {
+		src = malloc(src_len);
+		if (!src)
+			die("malloc", ENOMEM);
+		memset(src, 'y', src_len);
+	}
+	iov.iov_base = buf;
+	iov.iov_len = (size_t)size * nbufs;
+	ret = io_uring_register_buffers(&ring, &iov, 1);
+	if (ret)
+		die("io_uring_register_buffers", ret);
+	for (nfree = 0; nfree < nbufs; nfree++)
+		free_bufs[nfree] = nfree;
+
+	start = now();
+	while (now() - start < seconds || pending) {
+		struct io_uring_cqe *cqe;
+		int b;
+
+		if (!sending && nfree && now() - start < seconds) {
+			int n = nfree < 8 ? nfree : 8;
+
+			for (int i = 0; i < n; i++) {
+				struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+				char *p;
+
+				b = free_bufs[--nfree];
+				p = buf + (size_t)b * size;
+				if (src) {
+					memcpy(p, src + src_off, size);
+					src_off = (src_off + size) % (src_len - size);
+				}
+				io_uring_prep_send_zc_fixed(sqe, fd, p, size, MSG_WAITALL, 0, 0);
+				sqe->user_data = b;
+				if (i < n - 1)
+					sqe->flags |= IOSQE_IO_LINK;
+			}
+			ret = io_uring_submit(&ring);
+			if (ret != n)
+				die("io_uring_submit", ret < 0 ? ret : EAGAIN);
+			sending = n;
+			pending += n;
+		}
+		ret = io_uring_wait_cqe(&ring, &cqe);
+		if (ret)
+			die("io_uring_wait_cqe", ret);
+		b = (int)cqe->user_data;
+		if (cqe->flags & IORING_CQE_F_NOTIF) {
+			free_bufs[nfree++] = b;
+			pending--;
+		} else {
+			if (cqe->res < 0)
+				die("send zc", cqe->res);
+			if (cqe->res != size)
+				die("send zc: short send", EIO);
+			bytes += cqe->res;
+			sending--;
+			if (!(cqe->flags & IORING_CQE_F_MORE)) {
+				free_bufs[nfree++] = b;
+				pending--;
+			}
+		}
+		io_uring_cqe_seen(&ring, cqe);
+	}
+	printf("MB/s=%lld\n", (long long)(bytes / (now() - start) / 1e6));
+	return 0;
+}
