@@ -240,50 +240,82 @@ func (b *bench) round(ctx context.Context, s *sendfile2.Sender, round int) (Roun
 		}
 	}()
 	st0 := s.Stats()
-	ru0, rs0, err := b.peer.cpu()
+	m, err := b.measure(ctx, func(ctx context.Context, i int, share int64) error {
+		// Connections start at different places in the file, page aligned.
+		off := (int64(i) * cfg.FileSize / int64(cfg.Conns)) &^ 4095
+		return b.sendShare(ctx, s, conns[i], off, share)
+	})
+	st1 := s.Stats()
 	if err != nil {
 		return Round{}, err
+	}
+	rd := m.round(round, cfg.Total, m.self, m.peer)
+	rd.count(st0, st1, false)
+	return rd, nil
+}
+
+// measurement is what measure saw: the seconds a round took, and the CPU
+// seconds this process and the peer used meanwhile.
+type measurement struct {
+	seconds    float64
+	self, peer cpuTime
+}
+
+type cpuTime struct{ user, sys float64 }
+
+// measure runs fn for every connection at once, each with its share of
+// Total (the first Total%Conns connections one byte more), and measures.
+func (b *bench) measure(ctx context.Context, fn func(ctx context.Context, i int, share int64) error) (measurement, error) {
+	cfg := b.cfg
+	pu0, ps0, err := b.peer.cpu()
+	if err != nil {
+		return measurement{}, err
 	}
 	u0, s0 := rusage(unix.RUSAGE_SELF)
 	start := time.Now()
 
 	g, gctx := errgroup.WithContext(ctx)
 	per, extra := cfg.Total/int64(cfg.Conns), cfg.Total%int64(cfg.Conns)
-	for i, c := range conns {
+	for i := range cfg.Conns {
 		share := per
 		if int64(i) < extra {
 			share++
 		}
-		// Connections start at different places in the file, page aligned.
-		off := (int64(i) * cfg.FileSize / int64(cfg.Conns)) &^ 4095
-		g.Go(func() error { return b.sendShare(gctx, s, c, off, share) })
+		g.Go(func() error { return fn(gctx, i, share) })
 	}
 	err = g.Wait()
 	elapsed := time.Since(start).Seconds()
 	u1, s1 := rusage(unix.RUSAGE_SELF)
-	st1 := s.Stats()
 	if err != nil {
-		return Round{}, err
+		return measurement{}, err
 	}
-	ru1, rs1, err := b.peer.cpu()
+	pu1, ps1, err := b.peer.cpu()
 	if err != nil {
-		return Round{}, err
+		return measurement{}, err
 	}
+	return measurement{
+		seconds: elapsed,
+		self:    cpuTime{u1 - u0, s1 - s0},
+		peer:    cpuTime{pu1 - pu0, ps1 - ps0},
+	}, nil
+}
 
+// round is the Round of bytes moved in m, with the CPU of the sending and
+// the receiving side.
+func (m measurement) round(round int, bytes int64, sender, receiver cpuTime) Round {
 	rd := Round{
 		Round:           round,
-		Bytes:           cfg.Total,
-		Seconds:         elapsed,
-		GBps:            float64(cfg.Total) / elapsed / 1e9,
-		CPUUser:         u1 - u0,
-		CPUSys:          s1 - s0,
-		ReceiverCPUUser: ru1 - ru0,
-		ReceiverCPUSys:  rs1 - rs0,
+		Bytes:           bytes,
+		Seconds:         m.seconds,
+		GBps:            float64(bytes) / m.seconds / 1e9,
+		CPUUser:         sender.user,
+		CPUSys:          sender.sys,
+		ReceiverCPUUser: receiver.user,
+		ReceiverCPUSys:  receiver.sys,
 	}
 	rd.ReceiverCPU = rd.ReceiverCPUUser + rd.ReceiverCPUSys
-	rd.CPUSPerGiB = (rd.CPUUser + rd.CPUSys) / (float64(cfg.Total) / gib)
-	rd.count(st0, st1, false)
-	return rd, nil
+	rd.CPUSPerGiB = (rd.CPUUser + rd.CPUSys) / (float64(bytes) / gib)
+	return rd
 }
 
 // count fills in rd's counters from the Sender's Stats before and after the
@@ -342,55 +374,23 @@ func (b *bench) receiveRound(ctx context.Context, s *sendfile2.Sender, round int
 		}
 	}()
 	st0 := s.Stats()
-	pu0, ps0, err := b.peer.cpu()
-	if err != nil {
-		return Round{}, err
-	}
 	cached0, err := cached()
 	if err != nil {
 		return Round{}, err
 	}
-	u0, s0 := rusage(unix.RUSAGE_SELF)
-	start := time.Now()
-
-	g, gctx := errgroup.WithContext(ctx)
-	per, extra := cfg.Total/int64(cfg.Conns), cfg.Total%int64(cfg.Conns)
-	for i, c := range conns {
-		share := per
-		if int64(i) < extra {
-			share++
-		}
-		g.Go(func() error { return b.receiveShare(gctx, s, c, files[i], share) })
-	}
-	err = g.Wait()
-	elapsed := time.Since(start).Seconds()
-	u1, s1 := rusage(unix.RUSAGE_SELF)
+	m, err := b.measure(ctx, func(ctx context.Context, i int, share int64) error {
+		return b.receiveShare(ctx, s, conns[i], files[i], share)
+	})
 	st1 := s.Stats()
-	cached1, cerr := cached()
 	if err != nil {
 		return Round{}, err
 	}
-	if cerr != nil {
-		return Round{}, cerr
-	}
-	pu1, ps1, err := b.peer.cpu()
+	cached1, err := cached()
 	if err != nil {
 		return Round{}, err
 	}
-
-	rd := Round{
-		Round:           round,
-		Bytes:           cfg.Total,
-		Seconds:         elapsed,
-		GBps:            float64(cfg.Total) / elapsed / 1e9,
-		CPUUser:         pu1 - pu0,
-		CPUSys:          ps1 - ps0,
-		ReceiverCPUUser: u1 - u0,
-		ReceiverCPUSys:  s1 - s0,
-		CacheGrowthMiB:  ptr(float64(cached1-cached0) / (1 << 20)),
-	}
-	rd.ReceiverCPU = rd.ReceiverCPUUser + rd.ReceiverCPUSys
-	rd.CPUSPerGiB = (rd.CPUUser + rd.CPUSys) / (float64(cfg.Total) / gib)
+	rd := m.round(round, cfg.Total, m.peer, m.self)
+	rd.CacheGrowthMiB = ptr(float64(cached1-cached0) / (1 << 20))
 	rd.count(st0, st1, true)
 	return rd, nil
 }
