@@ -101,7 +101,14 @@ func newConn(c net.Conn, s *Sender) net.Conn {
 	}
 	w := &conn{Conn: c, raw: sc, s: s, wsem: make(chan struct{}, 1)}
 	w.life, w.kill = context.WithCancelCause(context.Background())
-	w.wctx, w.wcancel = context.WithCancelCause(w.life)
+	w.sends = w.life
+	if s != nil {
+		// Registered once per conn, not at every send: see sendChecked.
+		var end context.CancelCauseFunc
+		w.sends, end = context.WithCancelCause(w.life)
+		w.unwatch = context.AfterFunc(s.ctx, func() { end(ErrClosed) })
+	}
+	w.wctx, w.wcancel = context.WithCancelCause(w.sends)
 	_, cr := c.(interface{ CloseRead() error })
 	_, cw := c.(interface{ CloseWrite() error })
 	switch {
@@ -130,8 +137,12 @@ type conn struct {
 	life context.Context // ends with Close, cause net.ErrClosed
 	kill context.CancelCauseFunc
 
+	// sends ends with life or when the Sender closes (cause ErrClosed).
+	sends   context.Context
+	unwatch func() bool // stops the Sender's Close from ending sends
+
 	mu      sync.Mutex
-	wctx    context.Context // ends when the write deadline passes, cause os.ErrDeadlineExceeded
+	wctx    context.Context // child of sends; ends when the write deadline passes, cause os.ErrDeadlineExceeded
 	wcancel context.CancelCauseFunc
 	timer   *time.Timer // ends wctx at the write deadline
 }
@@ -167,12 +178,9 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	switch {
 	case err == nil:
 		return n, nil
-	case n == 0 && errors.Is(err, ErrRange):
-		// The file shrank between our look at it and the send, which sent
-		// nothing and left every position alone: read it as it is now.
-		return c.copy(r)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		// The file shrank during the send: to a reader, that is EOF.
+		// The file shrank after our look at it: the send went up to its new
+		// end, as a reader would have.
 		return n, nil
 	}
 	return n, c.opError(sendError{err})
@@ -193,7 +201,7 @@ func (c *conn) send(ctx context.Context, src fileSource) (int64, error) {
 		}
 		c.rc, c.sock = rc, &sock
 	}
-	return c.s.sendChecked(ctx, c.rc, c.sock, src.file, src.off, src.count)
+	return c.s.sendChecked(ctx, c.rc, c.sock, nil, src.file, src.off, src.count)
 }
 
 // copy copies r to the conn with Write, through a buffer.
@@ -241,6 +249,9 @@ func (e sendError) Timeout() bool { return errors.Is(e.err, os.ErrDeadlineExceed
 // Close closes the conn and stops a ReadFrom in flight.
 func (c *conn) Close() error {
 	c.kill(net.ErrClosed)
+	if c.unwatch != nil {
+		c.unwatch()
+	}
 	c.mu.Lock()
 	if c.timer != nil {
 		c.timer.Stop()
@@ -286,7 +297,7 @@ func (c *conn) setWriteDeadline(t time.Time) {
 		if c.life.Err() != nil || !t.IsZero() && d <= 0 {
 			return // closed, or still past
 		}
-		c.wctx, c.wcancel = context.WithCancelCause(c.life)
+		c.wctx, c.wcancel = context.WithCancelCause(c.sends)
 	}
 	switch {
 	case t.IsZero():

@@ -998,6 +998,53 @@ func TestListenerCloseStopsReadFrom(t *testing.T) {
 	}
 }
 
+// TestListenerSenderCloseStopsReadFrom: closing the Sender stops a ReadFrom
+// in flight on a conn of its listener, which returns an error matching
+// ErrClosed, as do later ReadFroms of a file; the conn itself stays open for
+// Write.
+func TestListenerSenderCloseStopsReadFrom(t *testing.T) {
+	for _, m := range listenerMethods {
+		t.Run(string(m), func(t *testing.T) {
+			s, err := sendfile2.NewSender(sendfile2.Config{Method: m})
+			if err != nil {
+				t.Skip(err)
+			}
+			f, data := tempFile(t, 64<<20)
+			a, b := wrappedPair(t, s, nil)
+			done := make(chan error, 1)
+			var n int64
+			go func() {
+				var err error
+				n, err = a.(io.ReaderFrom).ReadFrom(f)
+				done <- err
+			}()
+			waitInFlight(t, s)
+			closed := make(chan error, 1)
+			go func() { closed <- s.Close() }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, sendfile2.ErrClosed) || n >= int64(len(data)) {
+					t.Fatalf("ReadFrom stopped by the Sender's Close = %d, %v", n, err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("ReadFrom went on after the Sender's Close")
+			}
+			// Drain what was sent, so that the Close's wait for the
+			// notifications of the sends it cancelled can end.
+			go io.Copy(io.Discard, b)
+			if err := <-closed; err != nil {
+				t.Fatalf("Sender.Close = %v", err)
+			}
+			if _, err := a.(io.ReaderFrom).ReadFrom(f); !errors.Is(err, sendfile2.ErrClosed) {
+				t.Errorf("ReadFrom after the Sender's Close = %v", err)
+			}
+			if _, err := a.Write([]byte("x")); err != nil {
+				t.Errorf("Write after the Sender's Close = %v", err)
+			}
+		})
+	}
+}
+
 // TestListenerReadFromShrinking: a file truncated during ReadFrom ends the
 // send as EOF ends (*net.TCPConn).ReadFrom: the bytes sent, no error, and the
 // offset after them.

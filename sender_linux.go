@@ -287,14 +287,16 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		return 0, fmt.Errorf("sendfile2: send: dst: %w", err)
 	}
 	defer unix.Close(sock.fd)
-	return s.sendOn(ctx, method, &sock, hdr, src, offset, count)
+	return s.sendOn(ctx, method, &sock, hdr, src, offset, count, false)
 }
 
 // sendChecked is send for a socket that was checked once, by a listener's
 // conn (see NewListener): it sends on rc's own descriptor, which Control
 // keeps open for the whole send, instead of a duplicate, and skips the checks
-// of the socket that send makes every time.
-func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *socket, src syscall.Conn, offset, count int64) (int64, error) {
+// of the socket that send makes every time. The conn has checked src too (a
+// regular file holding the range, by fstat(2) just before), and ctx already
+// ends when the Sender closes, so neither is done again.
+func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *socket, hdr []byte, src syscall.Conn, offset, count int64) (int64, error) {
 	method, err := s.enter(sock, src, offset, count)
 	if err != nil {
 		return 0, err
@@ -303,7 +305,7 @@ func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *sock
 	var n int64
 	cerr := rc.Control(func(fd uintptr) {
 		sock.fd = int(fd)
-		n, err = s.sendOn(ctx, method, sock, nil, src, offset, count)
+		n, err = s.sendOn(ctx, method, sock, hdr, src, offset, count, true)
 		sock.fd = -1
 	})
 	if err == nil && cerr != nil {
@@ -344,8 +346,9 @@ func (s *Sender) leave() {
 }
 
 // sendOn sends hdr, then count bytes of src from offset, on sock, starting
-// with method.
-func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []byte, src syscall.Conn, offset, count int64) (int64, error) {
+// with method. Unless checked (see sendChecked), it checks the range with
+// fstat(2) and makes the send stop when the Sender closes.
+func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []byte, src syscall.Conn, offset, count int64, checked bool) (int64, error) {
 	srcConn, err := src.SyscallConn()
 	if err != nil {
 		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
@@ -354,11 +357,17 @@ func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []
 	// Control holds a reference on src's descriptor for the whole send, so
 	// that a concurrent Close cannot let the number be reused under us.
 	cerr := srcConn.Control(func(fd uintptr) {
-		if err = checkRange(int(fd), offset, count); err != nil || count == 0 && len(hdr) == 0 {
+		if !checked {
+			if err = checkRange(int(fd), offset, count); err != nil {
+				return
+			}
+			var cancel context.CancelFunc
+			ctx, cancel = s.sendContext(ctx)
+			defer cancel()
+		}
+		if count == 0 && len(hdr) == 0 {
 			return
 		}
-		ctx, cancel := s.sendContext(ctx)
-		defer cancel()
 		if ctx.Err() != nil {
 			// Done before the send began: send nothing. The copying paths
 			// look at ctx only when they wait for room in the socket.
