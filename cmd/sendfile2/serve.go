@@ -421,9 +421,12 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// ServeContent copies the body with io.CopyN: net/http hands the
-	// *os.File, or an *io.LimitedReader around it, to the ReadFrom of the
-	// conn that NewListener made, which sends it with the Sender.
-	http.ServeContent(w, r, name, fi.ModTime(), f)
+	// reader, or an *io.LimitedReader around it, to the ReadFrom of the
+	// conn that NewListener made, which sends it with the Sender. An
+	// io.SectionReader of the size fstat gave answers ServeContent's seeks
+	// (to learn the size, to a range) without lseek(2), and reads with
+	// pread(2); the conn's ReadFrom recognises it as the file.
+	http.ServeContent(w, r, name, fi.ModTime(), io.NewSectionReader(f, 0, fi.Size()))
 }
 
 // invalidRange is a Range value that ServeContent refuses with 416.
