@@ -2,8 +2,10 @@ package sendfile2_test
 
 import (
 	"context"
+	"io"
 	"log"
 	"net"
+	"net/http"
 	"os"
 
 	"github.com/sendfile2/sendfile2"
@@ -39,4 +41,37 @@ func ExampleNewSender() {
 	}
 	defer s.Close()
 	log.Printf("sending with %s", s.Method())
+}
+
+// Serve files with the response head in the same send as the body: the
+// listener's conns send file bodies with the Sender, and ConnContext lets
+// ServeContent find the conn of a request.
+func ExampleServeContent() {
+	s, err := sendfile2.NewSender(sendfile2.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:8080")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{
+		ConnContext: sendfile2.ConnContext,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f, err := os.Open("index.html")
+			if err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			sendfile2.ServeContent(w, r, st.Name(), st.ModTime(), io.NewSectionReader(f, 0, st.Size()))
+		}),
+	}
+	log.Fatal(srv.Serve(sendfile2.NewListener(ln, s)))
 }

@@ -1,6 +1,9 @@
 package sendfile2
 
-import "fmt"
+import (
+	"fmt"
+	"net"
+)
 
 // CheckNoLeaks closes the package's default Sender and reports mappings or
 // registered buffers still held. TestMain runs it after the tests.
@@ -62,4 +65,14 @@ func URingOverflows(s *Sender) uint64 {
 		return 0
 	}
 	return s.loop.Overflows()
+}
+
+// HoldWrite makes the next Write of c, a conn of NewListener, hold its bytes
+// as ServeContent does, and returns the function that ends the hold.
+func HoldWrite(c net.Conn) (release func() error) {
+	h := heldConn(c)
+	if h == nil || !h.holdWrite() {
+		return func() error { return nil }
+	}
+	return h.release
 }

@@ -72,6 +72,10 @@ import (
 // ReadFrom and encrypts into its own buffers, which is safe already, so
 // wrapping the TCP listener under tls.NewListener gains nothing.
 //
+// With ServeContent (and ConnContext on the http.Server), a conn also holds
+// the response head that net/http writes before the file, and sends it with
+// the file, in the same send.
+//
 // If s is nil, file bodies are copied with Write: safe, without Sender.
 // Closing s makes later sends fail with an error matching ErrClosed.
 func NewListener(ln net.Listener, s *Sender) net.Listener {
@@ -134,6 +138,12 @@ type conn struct {
 
 	wsem chan struct{} // held by Write and ReadFrom: one writer at a time
 
+	// Under wsem: hold makes the next Write keep its bytes in held, to go
+	// out with the file of the ReadFrom that follows (see ServeContent).
+	hold    bool
+	held    []byte // nil when nothing is held; else heldBuf[:n]
+	heldBuf []byte
+
 	life context.Context // ends with Close, cause net.ErrClosed
 	kill context.CancelCauseFunc
 
@@ -170,8 +180,16 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 		c.unlock()
 		return 0, c.opError(context.Cause(ctx))
 	}
-	n, err := c.send(ctx, src)
+	// Bytes held from the Write before go out ahead of the file, in the
+	// same send; n counts them too.
+	hdr := c.held
+	c.held = nil
+	n, err := c.send(ctx, hdr, src)
+	if n == 0 {
+		c.held = hdr // not sent: still ahead of whatever comes next
+	}
 	c.unlock()
+	n = max(0, n-int64(len(hdr)))
 	if n > 0 {
 		src.advance(n)
 	}
@@ -189,7 +207,7 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 // send sends src with the Sender on the conn's own descriptor, checked once
 // per conn rather than at every send (see Sender.sendChecked). The caller
 // holds wsem.
-func (c *conn) send(ctx context.Context, src fileSource) (int64, error) {
+func (c *conn) send(ctx context.Context, hdr []byte, src fileSource) (int64, error) {
 	if c.sock == nil {
 		rc, err := c.raw.SyscallConn()
 		if err != nil {
@@ -201,7 +219,7 @@ func (c *conn) send(ctx context.Context, src fileSource) (int64, error) {
 		}
 		c.rc, c.sock = rc, &sock
 	}
-	return c.s.sendChecked(ctx, c.rc, c.sock, nil, src.file, src.off, src.count)
+	return c.s.sendChecked(ctx, c.rc, c.sock, hdr, src.file, src.off, src.count)
 }
 
 // copy copies r to the conn with Write, through a buffer.
@@ -219,7 +237,86 @@ func (c *conn) Write(b []byte) (int, error) {
 		return 0, c.opError(err)
 	}
 	defer c.unlock()
+	if c.hold {
+		c.hold = false
+		if len(b) <= maxHeld && c.writable() {
+			c.held = append(c.heldBuf[:0], b...)
+			c.heldBuf = c.held
+			return len(b), nil
+		}
+	}
+	if c.held != nil {
+		return c.writeHeld(b)
+	}
 	return c.Conn.Write(b)
+}
+
+// maxHeld bounds the bytes of a held Write: a response head, with the first
+// 512 bytes of the body that net/http writes with it.
+const maxHeld = 16 << 10
+
+// writable reports whether a Write could still succeed: the conn is open and
+// its write deadline has not passed. A Write is held only then, so that it
+// never reports success where sending would have failed.
+func (c *conn) writable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wctx.Err() == nil
+}
+
+// writeHeld sends the held bytes, then b, and returns how many of b's went
+// out. The caller holds wsem.
+func (c *conn) writeHeld(b []byte) (int, error) {
+	held := len(c.held)
+	bufs := net.Buffers{c.held, b}
+	n, err := bufs.WriteTo(c.Conn)
+	if n < int64(held) {
+		c.held = c.held[n:]
+		return 0, err
+	}
+	c.held = nil
+	return int(n) - held, err
+}
+
+// holdWrite makes the next Write hold its bytes, until a ReadFrom of a file
+// sends them ahead of the file or release sends them. It reports false if
+// the conn is closed.
+func (c *conn) holdWrite() bool {
+	if c.lock() != nil {
+		return false
+	}
+	c.hold = true
+	c.unlock()
+	return true
+}
+
+// release ends holdWrite, and sends what is still held.
+func (c *conn) release() error {
+	if c.lock() != nil {
+		return nil // closed: nothing is sent any more
+	}
+	defer c.unlock()
+	c.hold = false
+	if c.held == nil {
+		return nil
+	}
+	_, err := c.writeHeld(nil)
+	return err
+}
+
+// heldConn returns the conn under c if NewListener made c.
+func heldConn(c net.Conn) *conn {
+	switch v := c.(type) {
+	case *conn:
+		return v
+	case halfCloseConn:
+		return v.conn
+	case closeWriteConn:
+		return v.conn
+	case closeReadConn:
+		return v.conn
+	}
+	return nil
 }
 
 func (c *conn) lock() error {
@@ -344,15 +441,23 @@ func (c halfCloseConn) CloseRead() error {
 	return c.Conn.(interface{ CloseRead() error }).CloseRead()
 }
 
-// CloseWrite shuts down the writing side of the connection.
+// CloseWrite shuts down the writing side of the connection, after sending
+// what a Write still holds.
 func (c halfCloseConn) CloseWrite() error {
+	if err := c.release(); err != nil {
+		return err
+	}
 	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
 }
 
 type closeWriteConn struct{ *conn }
 
-// CloseWrite shuts down the writing side of the connection.
+// CloseWrite shuts down the writing side of the connection, after sending
+// what a Write still holds.
 func (c closeWriteConn) CloseWrite() error {
+	if err := c.release(); err != nil {
+		return err
+	}
 	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
 }
 

@@ -67,3 +67,9 @@ type closeReadConn struct{ conn }
 func (c closeReadConn) CloseRead() error {
 	return c.Conn.(interface{ CloseRead() error }).CloseRead()
 }
+
+// heldConn is nil: outside Linux, conns hold no write (see ServeContent).
+func heldConn(net.Conn) *conn { return nil }
+
+func (conn) holdWrite() bool { return false }
+func (conn) release() error  { return nil }

@@ -271,6 +271,7 @@ func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ConnState:         m.connState,
+		ConnContext:       sendfile2.ConnContext, // for sendfile2.ServeContent
 	}
 	// The limit sits beneath NewListener, so that the conns net/http gets
 	// are the Sender's (with ReadFrom) and a closed conn frees its slot.
@@ -422,11 +423,12 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// ServeContent copies the body with io.CopyN: net/http hands the
 	// reader, or an *io.LimitedReader around it, to the ReadFrom of the
-	// conn that NewListener made, which sends it with the Sender. An
+	// conn that NewListener made, which sends it with the Sender, the
+	// response head in the same send (sendfile2.ServeContent). An
 	// io.SectionReader of the size fstat gave answers ServeContent's seeks
 	// (to learn the size, to a range) without lseek(2), and reads with
 	// pread(2); the conn's ReadFrom recognises it as the file.
-	http.ServeContent(w, r, name, fi.ModTime(), io.NewSectionReader(f, 0, fi.Size()))
+	sendfile2.ServeContent(w, r, name, fi.ModTime(), io.NewSectionReader(f, 0, fi.Size()))
 }
 
 // invalidRange is a Range value that ServeContent refuses with 416.
