@@ -19,11 +19,17 @@ import (
 var httpBenchServers = []struct {
 	name   string
 	method sendfile2.Method // "": no Sender, no wrapper
+	// The handler: http.FileServer, or one that calls
+	// sendfile2.ServeContent with an io.SectionReader of the file, on a
+	// server with ConnContext when held is set.
+	serveContent, held bool
 }{
-	{"net-http", ""},
-	{"sendfile2-auto", sendfile2.Auto},
-	{"sendfile2-uring", sendfile2.URing},
-	{"sendfile2-copy", sendfile2.Copy},
+	{"net-http", "", false, false},
+	{"sendfile2-auto", sendfile2.Auto, false, false},
+	{"sendfile2-uring", sendfile2.URing, false, false},
+	{"sendfile2-copy", sendfile2.Copy, false, false},
+	{"sendfile2-auto-servecontent", sendfile2.Auto, true, false},
+	{"sendfile2-auto-servecontent-held", sendfile2.Auto, true, true},
 }
 
 // BenchmarkHTTP serves one file with http.FileServer over loopback and GETs
@@ -38,16 +44,20 @@ func BenchmarkHTTP(b *testing.B) {
 				if srv.method != "" {
 					s = newSender(b, sendfile2.Config{Method: srv.method})
 				}
-				benchHTTP(b, s, size)
+				benchHTTP(b, s, size, srv.serveContent, srv.held)
 			})
 		}
 	}
 }
 
-func benchHTTP(b *testing.B, s *sendfile2.Sender, size int) {
+func benchHTTP(b *testing.B, s *sendfile2.Sender, size int, serveContent, held bool) {
 	f, _ := tempFile(b, size)
 	dir, name := filepath.Split(f.Name())
-	url := serveBench(b, s, http.FileServer(http.Dir(dir))) + "/" + name
+	var h http.Handler = http.FileServer(http.Dir(dir))
+	if serveContent {
+		h = serveContentHandler(dir, true)
+	}
+	url := serveBench(b, s, h, held) + "/" + name
 	c, dials := newClient(b)
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -79,10 +89,10 @@ func benchHTTP(b *testing.B, s *sendfile2.Sender, size int) {
 }
 
 // serveBench serves h on 127.0.0.1 until the end of the benchmark, on a
-// listener wrapped with NewListener for s, or unwrapped if s is nil, and
-// returns its base URL. Not MPTCP (net.Listen's default), whose sockets
-// refuse zero-copy sends.
-func serveBench(b *testing.B, s *sendfile2.Sender, h http.Handler) string {
+// listener wrapped with NewListener for s, or unwrapped if s is nil, with
+// sendfile2.ConnContext if held, and returns its base URL. Not MPTCP
+// (net.Listen's default), whose sockets refuse zero-copy sends.
+func serveBench(b *testing.B, s *sendfile2.Sender, h http.Handler, held bool) string {
 	b.Helper()
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(false)
@@ -95,6 +105,9 @@ func serveBench(b *testing.B, s *sendfile2.Sender, h http.Handler) string {
 		ln = sendfile2.NewListener(ln, s)
 	}
 	srv := &http.Server{Handler: h}
+	if held {
+		srv.ConnContext = sendfile2.ConnContext
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	b.Cleanup(func() {
