@@ -474,7 +474,9 @@ type socket struct {
 }
 
 // inspect checks that fd is a connected stream socket (getsockopt(2) with
-// SO_TYPE and SO_DOMAIN, getpeername(2)).
+// SO_TYPE, getpeername(2)). The peer's address gives the family; for a
+// family whose addresses x/sys/unix cannot decode, getsockopt(2) with
+// SO_DOMAIN does.
 func inspect(fd int) (socket, error) {
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil {
@@ -484,12 +486,21 @@ func inspect(fd int) (socket, error) {
 		return socket{}, fmt.Errorf("not a stream socket: %w", unix.EPROTOTYPE)
 	}
 	peer, err := unix.Getpeername(fd)
-	if err != nil {
+	if err != nil && err != unix.EAFNOSUPPORT {
 		return socket{}, os.NewSyscallError("getpeername", err) // ENOTCONN
 	}
-	family, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	if err != nil {
-		return socket{}, os.NewSyscallError("getsockopt", err)
+	family := unix.AF_UNSPEC
+	switch peer.(type) {
+	case *unix.SockaddrInet4:
+		family = unix.AF_INET
+	case *unix.SockaddrInet6:
+		family = unix.AF_INET6
+	case *unix.SockaddrUnix:
+		family = unix.AF_UNIX
+	default:
+		if family, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil {
+			return socket{}, os.NewSyscallError("getsockopt", err)
+		}
 	}
 	return socket{fd: fd, family: family, peer: peer}, nil
 }
