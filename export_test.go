@@ -1,6 +1,7 @@
 package sendfile2
 
 import (
+	"context"
 	"fmt"
 	"net"
 )
@@ -75,4 +76,10 @@ func HoldWrite(c net.Conn) (release func() error) {
 		return func() error { return nil }
 	}
 	return h.release
+}
+
+// SendContext is the context a send of s runs under: ctx, ended also by s's
+// Close.
+func SendContext(s *Sender, ctx context.Context) (context.Context, func()) {
+	return s.sendContext(ctx)
 }

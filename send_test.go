@@ -549,3 +549,54 @@ func newWrongEnds(t testing.TB, dir string) wrongEnds {
 	t.Cleanup(func() { w.unconnected.Close() })
 	return w
 }
+
+// TestSendContext: a send's context ends when the caller's does, with its
+// cause, or when the Sender closes, with ErrClosed, whether or not anything
+// waited on it first.
+func TestSendContext(t *testing.T) {
+	errMine := errors.New("mine")
+	t.Run("caller", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		parent, cancel := context.WithCancelCause(context.Background())
+		ctx, end := sendfile2.SendContext(s, parent)
+		defer end()
+		if ctx.Err() != nil {
+			t.Fatalf("Err before any end = %v", ctx.Err())
+		}
+		cancel(errMine)
+		if !errors.Is(ctx.Err(), context.Canceled) || !errors.Is(context.Cause(ctx), errMine) {
+			t.Errorf("after the caller's cancel: Err %v, Cause %v", ctx.Err(), context.Cause(ctx))
+		}
+		select {
+		case <-ctx.Done():
+		default:
+			t.Error("Done is open after the caller's cancel")
+		}
+	})
+	for _, waited := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sender-closed/waited=%v", waited), func(t *testing.T) {
+			s, err := sendfile2.NewSender(sendfile2.Config{Method: sendfile2.Copy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, end := sendfile2.SendContext(s, context.Background())
+			var done <-chan struct{}
+			if waited {
+				done = ctx.Done()
+			}
+			s.Close()
+			if !errors.Is(ctx.Err(), context.Canceled) || !errors.Is(context.Cause(ctx), sendfile2.ErrClosed) {
+				t.Errorf("after the Sender's Close: Err %v, Cause %v", ctx.Err(), context.Cause(ctx))
+			}
+			if !waited {
+				done = ctx.Done()
+			}
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Error("Done is open after the Sender's Close")
+			}
+			end()
+		})
+	}
+}

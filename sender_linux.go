@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,8 +28,9 @@ type Sender struct {
 	loop   *uring.Loop // nil for methods without io_uring
 	pool   *bufPool    // registered buffers of URing
 
-	ctx    context.Context // cancelled by Close
-	cancel context.CancelCauseFunc
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelCauseFunc
+	closing atomic.Bool // set by Close before it cancels ctx
 
 	mu     sync.Mutex
 	closed bool
@@ -432,11 +434,64 @@ func isNil(v any) bool {
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
-// sendContext ends when ctx does or when the Sender closes.
+// sendContext returns a context that ends when ctx does or when the Sender
+// closes (cause ErrClosed), and the function that releases it.
 func (s *Sender) sendContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(s.ctx, func() { cancel(ErrClosed) })
-	return ctx, func() { stop(); cancel(context.Canceled) }
+	c := &sendCtx{parent: ctx, s: s}
+	return c, c.end
+}
+
+// sendCtx is the context of one send. A context derived from the caller's
+// that the Sender's Close cancels costs allocations and a lock that every
+// send shares (the AfterFunc on the Sender's context); sendCtx derives it
+// only when it is needed: when the send waits (Done), asks for the cause, or
+// finds either context ended. A send that never waits, as a copy that the
+// socket buffer takes at once, only checks the caller's context and a flag.
+type sendCtx struct {
+	parent context.Context
+	s      *Sender
+	once   sync.Once
+	merged context.Context // set by merge, under once
+	cancel context.CancelCauseFunc
+	stop   func() // releases merged
+}
+
+// merge derives the context that ends with either.
+func (c *sendCtx) merge() context.Context {
+	c.once.Do(func() {
+		ctx, cancel := context.WithCancelCause(c.parent)
+		stop := context.AfterFunc(c.s.ctx, func() { cancel(ErrClosed) })
+		if c.s.closing.Load() {
+			cancel(ErrClosed) // now, not later from AfterFunc's goroutine
+		}
+		c.merged, c.cancel = ctx, cancel
+		c.stop = func() { stop(); cancel(context.Canceled) }
+	})
+	return c.merged
+}
+
+func (c *sendCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+func (c *sendCtx) Done() <-chan struct{}       { return c.merge().Done() }
+func (c *sendCtx) Value(key any) any           { return c.merge().Value(key) } // context.Cause asks here
+
+func (c *sendCtx) Err() error {
+	if c.parent.Err() == nil && !c.s.closing.Load() {
+		return nil
+	}
+	m := c.merge()
+	if c.s.closing.Load() {
+		// Merged before Close: its AfterFunc may not have run yet.
+		c.cancel(ErrClosed)
+	}
+	return m.Err()
+}
+
+// end releases what merge made. The send is over: nothing uses c any more.
+func (c *sendCtx) end() {
+	c.once.Do(func() {}) // orders the read of stop after a merge
+	if c.stop != nil {
+		c.stop()
+	}
 }
 
 // Close stops the Sender: new sends fail with ErrClosed, sends in flight are
@@ -452,6 +507,7 @@ func (s *Sender) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.closing.Store(true)
 	s.cancel(ErrClosed)
 	s.sends.Wait()
 	var err error
