@@ -19,7 +19,8 @@
 #                     a buffer reused only after its notification; "single"
 #                     is one Send of 64 KiB at a time, "pipe" the uring
 #                     engine's design for one large Send (8 buffers, memcpy in,
-#                     linked chains).
+#                     linked chains); "pipe" once more on a ring set up
+#                     without flags, as sendfile2's is.
 #   sendfile2         scripts/compare-liburing/sender: Sender.SendWithHeader
 #                     of memory, one Send after another (what `sendfile2 bench
 #                     --source memory` does), with the method named.
@@ -53,6 +54,7 @@ rx() { # liburing's receiver, for one connection
 mbs() { grep -o 'MB/s=[0-9]*' | cut -d= -f2; }
 c() { rx; "$C" tcp -4 -D 127.0.0.1 -p "$port" -s 65536 "$@" -t 3 2>&1 | mbs; wait "$rxpid" || true; }
 s() { rx; "$scratch/safe-send" "$@" "$port" 3 | mbs; wait "$rxpid" || true; }
+sp() { rx; SAFE_SEND_PLAIN_RING=1 "$scratch/safe-send" "$@" "$port" 3 | mbs; wait "$rxpid" || true; }
 g() { rx; "$scratch/sender" -port "$port" -t 3 "$@" | mbs; wait "$rxpid" || true; }
 g1() { rx; GOMAXPROCS=1 "$scratch/sender" -port "$port" -t 3 "$@" | mbs; wait "$rxpid" || true; }
 b() {
@@ -65,6 +67,7 @@ runs=(
 	"sendfile2 uring: Send of 64KiB|g -method uring -size 64KiB -buffer-size 64KiB"
 	"sendfile2 uring: Send of 64KiB, GOMAXPROCS=1|g1 -method uring -size 64KiB -buffer-size 64KiB"
 	"C safe pipe: 8 buffers of 64KiB, memcpy in|s pipe 65536 8"
+	"C safe pipe, ring without COOP_TASKRUN and SINGLE_ISSUER|sp pipe 65536 8"
 	"sendfile2 uring: Send of 64MiB, 64KiB buffers|g -method uring -size 64MiB -buffer-size 64KiB"
 	"liburing copy (IORING_OP_SEND), 1 in flight|c -n 1 -z 0 -b 0"
 	"sendfile2 copy: Send of 64KiB|g -method copy -size 64KiB"
@@ -94,5 +97,6 @@ ratio "C safe single / liburing zc" "C safe single: Send of 64KiB" "liburing zc,
 ratio "uring Send 64KiB / C safe single" "sendfile2 uring: Send of 64KiB" "C safe single: Send of 64KiB"
 ratio "uring Send 64KiB, GOMAXPROCS=1 / C safe single" "sendfile2 uring: Send of 64KiB, GOMAXPROCS=1" "C safe single: Send of 64KiB"
 ratio "uring Send 64MiB / C safe pipe" "sendfile2 uring: Send of 64MiB, 64KiB buffers" "C safe pipe: 8 buffers of 64KiB, memcpy in"
+ratio "C safe pipe, plain ring / C safe pipe" "C safe pipe, ring without COOP_TASKRUN and SINGLE_ISSUER" "C safe pipe: 8 buffers of 64KiB, memcpy in"
 ratio "uring Send 64MiB / liburing zc" "sendfile2 uring: Send of 64MiB, 64KiB buffers" "liburing zc, 1 in flight, no notification wait"
 ratio "copy Send 64KiB / liburing copy" "sendfile2 copy: Send of 64KiB" "liburing copy (IORING_OP_SEND), 1 in flight"

@@ -18,6 +18,10 @@
 // It connects to 127.0.0.1:PORT (send-zerocopy's receiver, -R), sets up its
 // ring as send-zerocopy does (COOP_TASKRUN, SINGLE_ISSUER, 512 entries) and
 // prints MB/s=N as send-zerocopy does (bytes sent / elapsed, MB = 1e6).
+// With the environment variable SAFE_SEND_PLAIN_RING=1 the ring is set up
+// without flags, as sendfile2's is (a Go program cannot promise either: its
+// sends come from many threads, and an idle thread sleeps in futex(2), where
+// COOP_TASKRUN's task work would not wake it).
 #include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
@@ -81,7 +85,7 @@ int main(int argc, char **argv)
 	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
 	if (connect(fd, (void *)&addr, sizeof(addr)))
 		die("connect", errno);
-	ret = io_uring_queue_init(512, &ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER);
+	ret = io_uring_queue_init(512, &ring, getenv("SAFE_SEND_PLAIN_RING") ? 0 : IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER);
 	if (ret)
 		die("io_uring_queue_init", ret);
 	buf = aligned_alloc(4096, (size_t)size * nbufs);
