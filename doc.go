@@ -67,6 +67,13 @@
 // not apply, and closing dst does not interrupt it. Use ctx. (The conns of
 // NewListener differ: their deadlines and Close do stop a send.)
 //
+// # HTTP servers
+//
+// NewListener wraps a net.Listener so that net/http sends file bodies with a
+// Sender (http.FileServer, http.ServeFile, http.ServeContent). A handler that
+// calls ServeContent on a server whose ConnContext is ConnContext also sends
+// the response head with the file, in one send.
+//
 // # Files that change during a send
 //
 // A file truncated during a send ends it with the bytes sent and an error
