@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,24 +29,7 @@ func (c *countingConn) Read(p []byte) (int, error) {
 // serveContentHandler serves the files of dir with sendfile2.ServeContent,
 // from the *os.File or from an io.SectionReader of it.
 func serveContentHandler(dir string, section bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		f, err := os.Open(filepath.Join(dir, path.Base(r.URL.Path)))
-		if err != nil {
-			http.NotFound(w, r)
-			return
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			http.Error(w, err.Error(), 500)
-			return
-		}
-		var content io.ReadSeeker = f
-		if section {
-			content = io.NewSectionReader(f, 0, st.Size())
-		}
-		sendfile2.ServeContent(w, r, st.Name(), st.ModTime(), content)
-	}
+	return contentHandler(dir, section, sendfile2.ServeContent)
 }
 
 // rawGet sends GET path on c and returns the response, its body and the

@@ -92,24 +92,7 @@ func fileHandlers(dir string) []struct {
 	h    http.Handler
 } {
 	serveContent := func(section bool) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			f, err := os.Open(filepath.Join(dir, path.Base(r.URL.Path)))
-			if err != nil {
-				http.NotFound(w, r)
-				return
-			}
-			defer f.Close()
-			st, err := f.Stat()
-			if err != nil {
-				http.Error(w, err.Error(), 500)
-				return
-			}
-			var content io.ReadSeeker = f
-			if section {
-				content = io.NewSectionReader(f, 0, st.Size())
-			}
-			http.ServeContent(w, r, st.Name(), st.ModTime(), content)
-		}
+		return contentHandler(dir, section, http.ServeContent)
 	}
 	return []struct {
 		name string
@@ -121,6 +104,30 @@ func fileHandlers(dir string) []struct {
 		})},
 		{"ServeContent", serveContent(false)},
 		{"ServeContentSection", serveContent(true)},
+	}
+}
+
+// contentHandler serves the files of dir with serve (http.ServeContent or
+// sendfile2.ServeContent), from the *os.File or from an io.SectionReader of
+// it.
+func contentHandler(dir string, section bool, serve func(http.ResponseWriter, *http.Request, string, time.Time, io.ReadSeeker)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.Open(filepath.Join(dir, path.Base(r.URL.Path)))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		var content io.ReadSeeker = f
+		if section {
+			content = io.NewSectionReader(f, 0, st.Size())
+		}
+		serve(w, r, st.Name(), st.ModTime(), content)
 	}
 }
 
@@ -925,30 +932,45 @@ func TestListenerDeadline(t *testing.T) {
 			if err := a.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan error, 1)
-			var n int64
-			go func() {
-				var err error
-				n, err = a.(io.ReaderFrom).ReadFrom(f)
-				done <- err
-			}()
-			waitInFlight(t, s)
-			if err := a.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case err := <-done:
-				if !errors.Is(err, os.ErrDeadlineExceeded) || n >= int64(len(data)) {
-					t.Fatalf("ReadFrom stopped by the deadline = %d, %v", n, err)
+			n := stoppedReadFrom(t, s, a, f, len(data), os.ErrDeadlineExceeded, func() {
+				if err := a.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+					t.Fatal(err)
 				}
-				if off := fileOffset(f); off != n {
-					t.Errorf("file offset %d after sending %d bytes", off, n)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("ReadFrom went on past its write deadline")
+			})
+			if off := fileOffset(f); off != n {
+				t.Errorf("file offset %d after sending %d bytes", off, n)
 			}
 		})
 	}
+}
+
+// stoppedReadFrom starts a.ReadFrom(f) of a file of size bytes, calls stop
+// once s has the send in flight, and returns the bytes ReadFrom sent. It
+// fails the test unless ReadFrom returns within 30 s with fewer than size
+// bytes and an error matching want.
+func stoppedReadFrom(t *testing.T, s *sendfile2.Sender, a net.Conn, f *os.File, size int, want error, stop func()) int64 {
+	t.Helper()
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := a.(io.ReaderFrom).ReadFrom(f)
+		done <- result{n, err}
+	}()
+	waitInFlight(t, s)
+	stop()
+	select {
+	case r := <-done:
+		if !errors.Is(r.err, want) || r.n >= int64(size) {
+			t.Fatalf("ReadFrom stopped = %d, %v; want fewer than %d bytes and an error matching %v", r.n, r.err, size, want)
+		}
+		return r.n
+	case <-time.After(30 * time.Second):
+		t.Fatal("ReadFrom went on after it was stopped")
+	}
+	return 0
 }
 
 // waitInFlight waits until s has a send in flight.
@@ -971,23 +993,7 @@ func TestListenerCloseStopsReadFrom(t *testing.T) {
 			f, data := tempFile(t, 64<<20)
 			a, b := wrappedPair(t, s, nil)
 			defer b.Close()
-			done := make(chan error, 1)
-			var n int64
-			go func() {
-				var err error
-				n, err = a.(io.ReaderFrom).ReadFrom(f)
-				done <- err
-			}()
-			waitInFlight(t, s)
-			a.Close()
-			select {
-			case err := <-done:
-				if !errors.Is(err, net.ErrClosed) || n >= int64(len(data)) {
-					t.Fatalf("ReadFrom stopped by Close = %d, %v", n, err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("ReadFrom went on after Close")
-			}
+			stoppedReadFrom(t, s, a, f, len(data), net.ErrClosed, func() { a.Close() })
 			if _, err := a.(io.ReaderFrom).ReadFrom(f); !errors.Is(err, net.ErrClosed) {
 				t.Errorf("ReadFrom after Close = %v", err)
 			}
@@ -1011,24 +1017,8 @@ func TestListenerSenderCloseStopsReadFrom(t *testing.T) {
 			}
 			f, data := tempFile(t, 64<<20)
 			a, b := wrappedPair(t, s, nil)
-			done := make(chan error, 1)
-			var n int64
-			go func() {
-				var err error
-				n, err = a.(io.ReaderFrom).ReadFrom(f)
-				done <- err
-			}()
-			waitInFlight(t, s)
 			closed := make(chan error, 1)
-			go func() { closed <- s.Close() }()
-			select {
-			case err := <-done:
-				if !errors.Is(err, sendfile2.ErrClosed) || n >= int64(len(data)) {
-					t.Fatalf("ReadFrom stopped by the Sender's Close = %d, %v", n, err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("ReadFrom went on after the Sender's Close")
-			}
+			stoppedReadFrom(t, s, a, f, len(data), sendfile2.ErrClosed, func() { go func() { closed <- s.Close() }() })
 			// Drain what was sent, so that the Close's wait for the
 			// notifications of the sends it cancelled can end.
 			go io.Copy(io.Discard, b)
