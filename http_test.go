@@ -3,6 +3,7 @@ package sendfile2_test
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -105,48 +106,56 @@ func TestServeContentHoldsHead(t *testing.T) {
 }
 
 // TestServeContentReleases: responses that hand no file to the conn's
-// ReadFrom (HEAD, 304, 416, multiple ranges, a body that is not a file)
-// arrive whole and at once on a kept-alive conn: what the conn held goes out
-// when ServeContent returns, or at the next write.
+// ReadFrom (HEAD, 304, 416, multiple ranges, a body that is not a file, any
+// body on a listener without Sender) arrive whole and at once on a
+// kept-alive conn: what the conn held goes out when ServeContent returns, or
+// at the next write.
 func TestServeContentReleases(t *testing.T) {
 	const size = 100 << 10
 	fs := newFileSet(t, size)
 	data := fs.data[fs.name(size)]
-	s := newSender(t, sendfile2.Config{})
-	mux := http.NewServeMux()
-	mux.Handle("/", serveContentHandler(fs.dir, true))
-	mux.HandleFunc("/memory/", func(w http.ResponseWriter, r *http.Request) {
-		sendfile2.ServeContent(w, r, "m.bin", time.Time{}, bytes.NewReader(data))
-	})
-	url := startServer(t, s, mux, func(srv *http.Server) { srv.ConnContext = sendfile2.ConnContext })
-	c, dials := newClient(t)
-	c.Timeout = 20 * time.Second // a held head that never left would stall here
-	file := url + "/" + fs.name(size)
-	resp, _ := get(t, c, "GET", file)
-	modified := resp.Header.Get("Last-Modified")
-	for _, tc := range []struct {
-		method, url string
-		header      []string
-		status      int
-		body        func([]byte) bool
-	}{
-		{"HEAD", file, nil, 200, func(b []byte) bool { return len(b) == 0 }},
-		{"GET", file, []string{"If-Modified-Since", modified}, 304, func(b []byte) bool { return len(b) == 0 }},
-		{"GET", file, []string{"Range", "bytes=999999-"}, 416, func([]byte) bool { return true }},
-		{"GET", file, []string{"Range", "bytes=0-9,100-199"}, 206, func(b []byte) bool {
-			return bytes.Contains(b, data[:10]) && bytes.Contains(b, data[100:200])
-		}},
-		{"GET", file, []string{"Range", "bytes=1000-"}, 206, func(b []byte) bool { return bytes.Equal(b, data[1000:]) }},
-		{"GET", url + "/memory/", nil, 200, func(b []byte) bool { return bytes.Equal(b, data) }},
-		{"GET", file, nil, 200, func(b []byte) bool { return bytes.Equal(b, data) }},
-	} {
-		resp, body := get(t, c, tc.method, tc.url, tc.header...)
-		if resp.StatusCode != tc.status || !tc.body(body) {
-			t.Errorf("%s %s %q: status %d, %d bytes", tc.method, tc.url, tc.header, resp.StatusCode, len(body))
-		}
-	}
-	if n := dials.Load(); n != 1 {
-		t.Errorf("%d connections for the requests, want 1", n)
+	for _, withSender := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sender=%v", withSender), func(t *testing.T) {
+			var s *sendfile2.Sender // nil: the conns copy file bodies with Write
+			if withSender {
+				s = newSender(t, sendfile2.Config{})
+			}
+			mux := http.NewServeMux()
+			mux.Handle("/", serveContentHandler(fs.dir, true))
+			mux.HandleFunc("/memory/", func(w http.ResponseWriter, r *http.Request) {
+				sendfile2.ServeContent(w, r, "m.bin", time.Time{}, bytes.NewReader(data))
+			})
+			url := startServer(t, s, mux, func(srv *http.Server) { srv.ConnContext = sendfile2.ConnContext })
+			c, dials := newClient(t)
+			c.Timeout = 20 * time.Second // a held head that never left would stall here
+			file := url + "/" + fs.name(size)
+			resp, _ := get(t, c, "GET", file)
+			modified := resp.Header.Get("Last-Modified")
+			for _, tc := range []struct {
+				method, url string
+				header      []string
+				status      int
+				body        func([]byte) bool
+			}{
+				{"HEAD", file, nil, 200, func(b []byte) bool { return len(b) == 0 }},
+				{"GET", file, []string{"If-Modified-Since", modified}, 304, func(b []byte) bool { return len(b) == 0 }},
+				{"GET", file, []string{"Range", "bytes=999999-"}, 416, func([]byte) bool { return true }},
+				{"GET", file, []string{"Range", "bytes=0-9,100-199"}, 206, func(b []byte) bool {
+					return bytes.Contains(b, data[:10]) && bytes.Contains(b, data[100:200])
+				}},
+				{"GET", file, []string{"Range", "bytes=1000-"}, 206, func(b []byte) bool { return bytes.Equal(b, data[1000:]) }},
+				{"GET", url + "/memory/", nil, 200, func(b []byte) bool { return bytes.Equal(b, data) }},
+				{"GET", file, nil, 200, func(b []byte) bool { return bytes.Equal(b, data) }},
+			} {
+				resp, body := get(t, c, tc.method, tc.url, tc.header...)
+				if resp.StatusCode != tc.status || !tc.body(body) {
+					t.Errorf("%s %s %q: status %d, %d bytes", tc.method, tc.url, tc.header, resp.StatusCode, len(body))
+				}
+			}
+			if n := dials.Load(); n != 1 {
+				t.Errorf("%d connections for the requests, want 1", n)
+			}
+		})
 	}
 }
 
