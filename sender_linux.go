@@ -451,9 +451,10 @@ type sendCtx struct {
 	parent context.Context
 	s      *Sender
 	once   sync.Once
-	merged context.Context // set by merge, under once
-	cancel context.CancelCauseFunc
-	stop   func() // releases merged
+	// Set by merge, under once.
+	merged  context.Context
+	cancel  context.CancelCauseFunc
+	unwatch func() bool // the AfterFunc on the Sender's context
 }
 
 // merge derives the context that ends with either.
@@ -464,8 +465,7 @@ func (c *sendCtx) merge() context.Context {
 		if c.s.closing.Load() {
 			cancel(ErrClosed) // now, not later from AfterFunc's goroutine
 		}
-		c.merged, c.cancel = ctx, cancel
-		c.stop = func() { stop(); cancel(context.Canceled) }
+		c.merged, c.cancel, c.unwatch = ctx, cancel, stop
 	})
 	return c.merged
 }
@@ -488,9 +488,10 @@ func (c *sendCtx) Err() error {
 
 // end releases what merge made. The send is over: nothing uses c any more.
 func (c *sendCtx) end() {
-	c.once.Do(func() {}) // orders the read of stop after a merge
-	if c.stop != nil {
-		c.stop()
+	c.once.Do(func() {}) // orders the reads below after a merge
+	if c.cancel != nil {
+		c.unwatch()
+		c.cancel(context.Canceled)
 	}
 }
 
