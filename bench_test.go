@@ -53,17 +53,23 @@ func BenchmarkSend(b *testing.B) {
 	}
 }
 
-// BenchmarkCopyVariants measures the two ways Copy can read the file: from a
-// mapping, or with pread(2) into a buffer. copyMmapMin follows from it.
+// BenchmarkCopyVariants measures the ways Copy can read the file: with
+// pread(2) into a buffer, from a mapping of its own made and unmade at each
+// send, or from a mapping the Sender keeps (the same file is sent again and
+// again: every send after the second finds it mapped). copyKeepMin and
+// copyMmapMin follow from it.
 func BenchmarkCopyVariants(b *testing.B) {
-	for _, variant := range []string{"mmap", "pread"} {
-		for _, size := range []int{4 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20} {
+	for _, variant := range []string{"pread", "mmap", "kept"} {
+		for _, size := range []int{4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20} {
 			b.Run(fmt.Sprintf("variant=%s/size=%s", variant, sizeName(size)), func(b *testing.B) {
-				min := int64(0)
-				if variant == "pread" {
-					min = math.MaxInt64
+				keep, own := int64(math.MaxInt64), int64(math.MaxInt64)
+				switch variant {
+				case "mmap":
+					own = 0
+				case "kept":
+					keep = 0
 				}
-				defer sendfile2.SetCopyMmapMin(min)()
+				defer sendfile2.SetCopyMmapMin(keep, own)()
 				benchSend(b, newSender(b, sendfile2.Config{Method: sendfile2.Copy}), size)
 			})
 		}

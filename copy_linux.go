@@ -75,10 +75,15 @@ func sendAllFlags(ctx context.Context, sw *sockWait, p []byte, flags int) (int, 
 	return done, nil
 }
 
-// copyMmapMin is the size from which Copy sends from a mapping of the file
-// rather than from a buffer filled by pread(2): below it, mmap and munmap cost
-// more than the copy they save (BenchmarkCopyVariants).
-var copyMmapMin int64 = 1 << 20
+// Copy sends from a mapping of the file rather than from a buffer filled by
+// pread(2) from copyKeepMin bytes when the Sender keeps a mapping of the file
+// (see fileMaps: from its second send), and from copyMmapMin bytes always:
+// below them, mmap(2) and munmap(2) cost more than the copy they save
+// (BenchmarkCopyVariants).
+var (
+	copyKeepMin int64 = 64 << 10
+	copyMmapMin int64 = 1 << 20
+)
 
 // copyWindow bounds how much of the file Copy maps at once.
 const copyWindow = 64 << 20
@@ -121,16 +126,33 @@ func putCopyBuf(bp *[]byte) {
 func (t *transfer) copy() (int64, error) {
 	sw := &sockWait{fd: t.sock}
 	defer sw.close()
-	if t.count >= copyMmapMin {
-		// The header goes first, corked with MSG_MORE.
-		h, err := sendAllFlags(t.ctx, sw, t.hdr, t.more())
-		if err != nil {
-			return int64(h), err
-		}
-		n, err := t.copyMapped(sw)
-		return int64(h) + n, err
+	if t.count < copyKeepMin {
+		return t.copyRead(sw)
 	}
-	return t.copyRead(sw)
+	var st unix.Stat_t
+	if err := unix.Fstat(t.file, &st); err != nil {
+		return 0, os.NewSyscallError("fstat", err)
+	}
+	var fm *fileMap
+	if t.off < st.Size {
+		var err error
+		if fm, err = t.s.maps.acquire(t.file, &st, t.off); err != nil {
+			return 0, os.NewSyscallError("mmap", err)
+		}
+	}
+	if fm == nil && t.count < copyMmapMin {
+		return t.copyRead(sw)
+	}
+	// The header goes first, corked with MSG_MORE.
+	h, err := sendAllFlags(t.ctx, sw, t.hdr, t.more())
+	if err != nil {
+		if fm != nil {
+			t.s.maps.release(fm)
+		}
+		return int64(h), err
+	}
+	n, err := t.copyMapped(sw, &st, fm)
+	return int64(h) + n, err
 }
 
 // copyRead sends the header and the range through a pread(2) buffer; a
@@ -176,19 +198,45 @@ func (t *transfer) copyRead(sw *sockWait) (int64, error) {
 	return sent, nil
 }
 
-func (t *transfer) copyMapped(sw *sockWait) (int64, error) {
+// copyMapped sends the range from mappings of the file, whose fstat(2) is
+// st: the Sender's kept mappings (see fileMaps), starting with fm if it is
+// not nil, else mappings of its own, one per window. It releases fm.
+func (t *transfer) copyMapped(sw *sockWait, st *unix.Stat_t, fm *fileMap) (int64, error) {
 	var sent int64
 	end := t.off + t.count
 	for sent < t.count {
 		pos := t.off + sent
-		base := pos &^ int64(os.Getpagesize()-1)
-		n := min(end-base, copyWindow)
-		mem, err := mmap(t.file, base, int(n), unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return sent, os.NewSyscallError("mmap", err)
+		if pos >= st.Size {
+			t.unmap(fm, nil)
+			return sent, shrunk(t.file, end, fmt.Errorf("fstat: end of file at %d", st.Size))
+		}
+		if sent > 0 {
+			var err error
+			if fm, err = t.s.maps.acquire(t.file, st, pos); err != nil {
+				return sent, os.NewSyscallError("mmap", err)
+			}
+		}
+		var mem []byte
+		var base int64
+		if fm != nil {
+			base = fm.key.window * copyWindow
+			mem = fm.mem[:min(int64(len(fm.mem)), end-base)]
+		} else {
+			base = pos &^ int64(os.Getpagesize()-1)
+			var err error
+			if mem, err = mmap(t.file, base, int(min(end-base, copyWindow)), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+				return sent, os.NewSyscallError("mmap", err)
+			}
+		}
+		if pos-base >= int64(len(mem)) {
+			// The range goes past the size the file had at the fstat: it
+			// shrank since the range was checked.
+			t.unmap(fm, mem)
+			return sent, shrunk(t.file, end, fmt.Errorf("fstat: end of file at %d", base+int64(len(mem))))
 		}
 		m, err := sendAll(t.ctx, sw, mem[pos-base:])
-		munmap(mem)
+		t.unmap(fm, mem)
+		fm = nil
 		sent += int64(m)
 		if err != nil {
 			if errors.Is(err, unix.EFAULT) {
@@ -199,7 +247,19 @@ func (t *transfer) copyMapped(sw *sockWait) (int64, error) {
 			return sent, err
 		}
 	}
+	t.unmap(fm, nil)
 	return sent, nil
+}
+
+// unmap gives back a kept mapping fm, or unmaps mem, which copyMapped mapped
+// for itself.
+func (t *transfer) unmap(fm *fileMap, mem []byte) {
+	switch {
+	case fm != nil:
+		t.s.maps.release(fm)
+	case mem != nil:
+		munmap(mem)
+	}
 }
 
 // sendfile is the Sendfile baseline: UNSAFE, it returns while the socket

@@ -25,7 +25,11 @@
 //     every call. The zero-copy path where io_uring is refused (container
 //     seccomp profiles, kernel.io_uring_disabled).
 //   - Copy (any Linux): send(2) from a mapping or a pread(2) buffer. The
-//     kernel copies the data before send(2) returns.
+//     kernel copies the data before send(2) returns. A Sender keeps the
+//     mappings of files it sends again (from the second send of 64 KiB or
+//     more within 5 s) and unmaps those unused for 5 s: a removed file's
+//     blocks may stay allocated for up to 10 s after its last send, or
+//     until Close.
 //   - Sendfile and Splice: the unsafe system calls, kept only as baselines to
 //     measure against and to show unsafe (sendfile2 check). Never chosen
 //     automatically.
@@ -78,7 +82,7 @@
 //
 // A file truncated during a send ends it with the bytes sent and an error
 // matching io.ErrUnexpectedEOF, never with SIGBUS. The methods that send from
-// a mapping of the file (URingMmap, MsgZC, and Copy for large ranges) may
+// a mapping of the file (URingMmap, MsgZC, and Copy from 64 KiB) may
 // count, and send, the zeros that the mapping shows from the new end to the
 // end of its page before they see the error. A file extended during a send
 // does not lengthen it; a file renamed over the path is not seen at all: the

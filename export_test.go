@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 )
 
 // CheckNoLeaks closes the package's default Sender and reports mappings or
@@ -29,12 +30,24 @@ func BuffersOut(s *Sender) int64 {
 	return s.pool.out.Load()
 }
 
-// SetCopyMmapMin sets the size from which Copy sends from a mapping, for
-// BenchmarkCopyVariants, and returns a function that restores it.
-func SetCopyMmapMin(n int64) func() {
-	old := copyMmapMin
-	copyMmapMin = n
-	return func() { copyMmapMin = old }
+// SetCopyMmapMin sets the sizes from which Copy sends from a kept mapping
+// and from a mapping of its own, for BenchmarkCopyVariants, and returns a
+// function that restores them.
+func SetCopyMmapMin(keep, own int64) func() {
+	oldKeep, oldOwn := copyKeepMin, copyMmapMin
+	copyKeepMin, copyMmapMin = keep, own
+	return func() { copyKeepMin, copyMmapMin = oldKeep, oldOwn }
+}
+
+// FileMaps is the number of mappings of files s keeps now, the number it
+// has made, and the number of sends that found theirs kept.
+func FileMaps(s *Sender) (kept int, mapped, hits int64) { return s.maps.counts() }
+
+// SetMapIdle sets how long a kept mapping may go unused, for tests, and
+// returns a function that restores it.
+func SetMapIdle(d time.Duration) func() {
+	old := mapIdle.Swap(int64(d))
+	return func() { mapIdle.Store(old) }
 }
 
 // MsgZCNoBufs is the number of times s's MsgZC sends got ENOBUFS from

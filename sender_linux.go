@@ -27,6 +27,7 @@ type Sender struct {
 	method Method
 	loop   *uring.Loop // nil for methods without io_uring
 	pool   *bufPool    // registered buffers of URing
+	maps   fileMaps    // Copy's mappings of the files it sends
 
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelCauseFunc
@@ -511,6 +512,7 @@ func (s *Sender) Close() error {
 	s.closing.Store(true)
 	s.cancel(ErrClosed)
 	s.sends.Wait()
+	s.maps.close()
 	var err error
 	if s.loop != nil {
 		err = s.loop.Close() // waits for the notifications of cancelled sends

@@ -1,0 +1,251 @@
+package sendfile2
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fileMaps keeps the read-only shared mappings of files that Copy sends
+// from, so that a file sent again and again (the hot files of a file server)
+// is mapped once rather than at every send: a send from a kept mapping makes
+// no mmap(2), no munmap(2) and no page faults, and copies the file's bytes
+// once, inside send(2), where a pread(2) buffer copies them twice. Go code
+// never reads a mapping; the kernel does, inside send(2), so a page past the
+// end of a file that shrank gives EFAULT there, never SIGBUS.
+//
+// A mapping is a window of copyWindow bytes of one version of one file: the
+// key is the file's device and inode and the window's index, the version its
+// size and ctime, from the fstat(2) of the send. A file written, truncated or
+// extended has a new ctime, so its next send maps it again; the mapping of
+// the old version goes when no send uses it. (A shared mapping shows the
+// file's current bytes anyway; the version makes an inode number reused for
+// another file, as NFS may, never find the old file's mapping.)
+//
+// A mapping holds a reference to its file, which keeps a removed file's
+// blocks allocated. Mappings that no send has used for mapIdle are unmapped,
+// and at most maxMapped windows of maxMappedBytes in all are kept: the least
+// recently used idle one makes room. Close unmaps them all.
+type fileMaps struct {
+	mu     sync.Mutex
+	m      map[mapKey]*fileMap
+	bytes  int64       // the length of all mappings in m
+	sweep  *time.Timer // runs sweepIdle while m is not empty; nil otherwise
+	closed bool
+
+	mapped, hits int64 // mappings made, and sends that found one
+}
+
+const (
+	maxMapped      = 1024
+	maxMappedBytes = 1 << 30
+)
+
+// mapIdle is how long, in nanoseconds, a kept mapping may go unused.
+var mapIdle atomic.Int64
+
+func init() { mapIdle.Store(int64(5 * time.Second)) }
+
+func idle() time.Duration { return time.Duration(mapIdle.Load()) }
+
+type mapKey struct {
+	dev, ino uint64
+	window   int64 // offset / copyWindow
+}
+
+type mapVersion struct {
+	size  int64
+	ctime unix.Timespec
+}
+
+// fileMap is a mapping of [key.window*copyWindow, +len(mem)) of one version of
+// a file, or, with mem nil, the note that a send of it went without one.
+type fileMap struct {
+	key     mapKey
+	version mapVersion
+	mem     []byte    // nil until the window's second send
+	refs    int       // sends using it, under fileMaps.mu
+	used    time.Time // when the last send took it
+	gone    bool      // out of fileMaps.m: unmapped by the last release
+}
+
+// acquire returns the kept mapping of the window of the file fd (whose
+// fstat(2) is st) that holds offset pos, for one send; release gives it back.
+// A window is mapped at its second send within mapIdle, not at its first: a
+// file sent once, as most files of a large cold set are, would pay mmap(2)
+// and munmap(2) for one send, which costs more than the pread(2) copy it
+// saves (BenchmarkCopyVariants). acquire returns nil, nil for a first send,
+// and when the file cannot share a kept mapping: its descriptor is not open
+// for reading (a mapping made through another descriptor must not read it
+// for one that may not), or the Sender is closed. The caller then reads or
+// maps for itself.
+func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) (*fileMap, error) {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil || fl&unix.O_PATH != 0 || fl&unix.O_ACCMODE == unix.O_WRONLY {
+		return nil, nil
+	}
+	key := mapKey{dev: st.Dev, ino: st.Ino, window: pos / copyWindow}
+	version := mapVersion{size: st.Size, ctime: st.Ctim}
+	now := time.Now()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, nil
+	}
+	fm := c.m[key]
+	if fm != nil && fm.version == version {
+		fm.used = now
+		if fm.mem != nil {
+			fm.refs++
+			c.hits++
+			c.mu.Unlock()
+			return fm, nil
+		}
+	} else {
+		// First send of this version: note it, map at the next.
+		if fm != nil {
+			c.drop(fm) // an older version of the file
+		}
+		c.insert(&fileMap{key: key, version: version, used: now})
+		c.mu.Unlock()
+		return nil, nil
+	}
+	c.mu.Unlock()
+	base := key.window * copyWindow
+	mem, err := mmap(fd, base, int(min(st.Size-base, copyWindow)), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fm = c.m[key]
+	switch {
+	case c.closed:
+		// Unmapped at its release.
+		return &fileMap{key: key, version: version, mem: mem, refs: 1, gone: true}, nil
+	case fm != nil && fm.version == version && fm.mem != nil:
+		// Another send mapped it while we did: share that mapping.
+		munmap(mem)
+	case fm != nil && fm.version == version:
+		c.bytes += int64(len(mem))
+		fm.mem = mem
+		c.mapped++
+	default:
+		// A newer version replaced the one we mapped, or it was swept:
+		// keep ours, as the one this send's fstat saw.
+		if fm != nil {
+			c.drop(fm)
+		}
+		fm = &fileMap{key: key, version: version, mem: mem}
+		c.insert(fm)
+		c.mapped++
+	}
+	fm.refs++
+	fm.used = now
+	for c.bytes > maxMappedBytes && c.dropOldestIdle(true) {
+	}
+	return fm, nil
+}
+
+// insert adds fm to the map, making room if the map is full. The caller
+// holds mu.
+func (c *fileMaps) insert(fm *fileMap) {
+	for len(c.m) >= maxMapped && c.dropOldestIdle(false) {
+	}
+	if c.m == nil {
+		c.m = map[mapKey]*fileMap{}
+	}
+	c.m[fm.key] = fm
+	c.bytes += int64(len(fm.mem))
+	if c.sweep == nil {
+		c.sweep = time.AfterFunc(idle(), c.sweepIdle)
+	}
+}
+
+// release ends a send's use of fm.
+func (c *fileMaps) release(fm *fileMap) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fm.refs--
+	if fm.refs == 0 && fm.gone && fm.mem != nil {
+		munmap(fm.mem)
+	}
+}
+
+// drop takes fm out of the map; it is unmapped now if no send uses it, else
+// by the last release. The caller holds mu.
+func (c *fileMaps) drop(fm *fileMap) {
+	delete(c.m, fm.key)
+	c.bytes -= int64(len(fm.mem))
+	fm.gone = true
+	if fm.refs == 0 && fm.mem != nil {
+		munmap(fm.mem)
+	}
+}
+
+// dropOldestIdle drops the least recently used entry that no send uses (a
+// mapping, if mapped is set), and reports whether there was one. The caller
+// holds mu.
+func (c *fileMaps) dropOldestIdle(mapped bool) bool {
+	var oldest *fileMap
+	for _, fm := range c.m {
+		if fm.refs == 0 && (fm.mem != nil || !mapped) && (oldest == nil || fm.used.Before(oldest.used)) {
+			oldest = fm
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	c.drop(oldest)
+	return true
+}
+
+// sweepIdle unmaps the mappings unused for mapIdle, and runs again while
+// any are left.
+func (c *fileMaps) sweepIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweep = nil
+	if c.closed {
+		return
+	}
+	now := time.Now()
+	for _, fm := range c.m {
+		if fm.refs == 0 && now.Sub(fm.used) >= idle() {
+			c.drop(fm)
+		}
+	}
+	if len(c.m) > 0 {
+		c.sweep = time.AfterFunc(idle(), c.sweepIdle)
+	}
+}
+
+// close unmaps every mapping (those in use by their last release) and keeps
+// new ones from being kept.
+func (c *fileMaps) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.sweep != nil {
+		c.sweep.Stop()
+		c.sweep = nil
+	}
+	for _, fm := range c.m {
+		c.drop(fm)
+	}
+}
+
+// counts returns the mappings kept now, the mappings made, and the sends
+// that found theirs kept.
+func (c *fileMaps) counts() (kept int, mapped, hits int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, fm := range c.m {
+		if fm.mem != nil {
+			kept++
+		}
+	}
+	return kept, c.mapped, c.hits
+}

@@ -1,0 +1,245 @@
+package sendfile2_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sendfile2/sendfile2"
+)
+
+// sendWhole sends the whole of f with s over a new connection and returns
+// what the peer received.
+func sendWhole(t *testing.T, s *sendfile2.Sender, f *os.File) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	a, b := tcpPair(t)
+	got := receive(b)
+	n, err := s.Send(context.Background(), a, f, 0, st.Size())
+	a.Close()
+	body := <-got
+	if err == nil && n != st.Size() {
+		err = fmt.Errorf("Send = %d, nil; want %d", n, st.Size())
+	}
+	return body, err
+}
+
+// mapsOf lists the lines of /proc/self/maps that map path.
+func mapsOf(t *testing.T, path string) []string {
+	t.Helper()
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(maps), "\n") {
+		if strings.Contains(l, path) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// TestKeptMappings: Copy keeps a mapping of a file it sends again and
+// again, and what the peer gets is still the file's bytes at the time of
+// each send, whatever happens to the file between sends.
+func TestKeptMappings(t *testing.T) {
+	const size = 256 << 10
+	mustSend := func(t *testing.T, s *sendfile2.Sender, f *os.File, want []byte) {
+		t.Helper()
+		got, err := sendWhole(t, s, f)
+		if err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("the peer received %d bytes that differ from the file's %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
+		}
+	}
+	rewrite := func(t *testing.T, path string, data []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("mapped at the second send", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		f, data := tempFile(t, size)
+		for i, want := range []struct {
+			kept         int
+			mapped, hits int64
+		}{{0, 0, 0}, {1, 1, 0}, {1, 1, 1}, {1, 1, 2}} {
+			mustSend(t, s, f, data)
+			kept, mapped, hits := sendfile2.FileMaps(s)
+			if kept != want.kept || mapped != want.mapped || hits != want.hits {
+				t.Fatalf("after send %d: %d kept, %d made, %d found; want %d, %d, %d", i+1, kept, mapped, hits, want.kept, want.mapped, want.hits)
+			}
+		}
+		if got := mapsOf(t, f.Name()); len(got) != 1 {
+			t.Fatalf("/proc/self/maps has %d mappings of the file, want 1: %q", len(got), got)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := mapsOf(t, f.Name()); len(got) != 0 {
+			t.Fatalf("after Close, /proc/self/maps still maps the file: %q", got)
+		}
+	})
+
+	t.Run("small sends read", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		f, data := tempFile(t, 16<<10)
+		for range 3 {
+			mustSend(t, s, f, data)
+		}
+		if kept, mapped, _ := sendfile2.FileMaps(s); kept != 0 || mapped != 0 {
+			t.Fatalf("16 KiB sends: %d mappings kept, %d made; want none", kept, mapped)
+		}
+	})
+
+	// The kept mapping shows each version of the file as it is.
+	t.Run("rewritten between sends", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		f, data := tempFile(t, size)
+		mustSend(t, s, f, data)
+		mustSend(t, s, f, data)
+		versions := [][]byte{
+			bytes.Repeat([]byte{'B'}, size),     // overwritten in place
+			bytes.Repeat([]byte{'C'}, size-100), // shorter
+			bytes.Repeat([]byte{'D'}, 2*size),   // longer
+			data,
+		}
+		for _, v := range versions {
+			rewrite(t, f.Name(), v)
+			mustSend(t, s, f, v)
+			mustSend(t, s, f, v)
+		}
+	})
+
+	t.Run("replaced between sends", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		f, data := tempFile(t, size)
+		mustSend(t, s, f, data)
+		mustSend(t, s, f, data)
+		other := filepath.Join(filepath.Dir(f.Name()), "other")
+		next := bytes.Repeat([]byte{'E'}, size)
+		rewrite(t, other, next)
+		if err := os.Rename(other, f.Name()); err != nil {
+			t.Fatal(err)
+		}
+		g, err := os.Open(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		mustSend(t, s, g, next)
+		mustSend(t, s, g, next)
+		mustSend(t, s, f, data) // the descriptor's file, removed from the directory
+	})
+
+	// A descriptor that may not read the file must not read it through the
+	// mapping that a readable descriptor of the same file left.
+	t.Run("write-only descriptor", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		f, data := tempFile(t, size)
+		mustSend(t, s, f, data)
+		mustSend(t, s, f, data)
+		w, err := os.OpenFile(f.Name(), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		got, err := sendWhole(t, s, w)
+		if err == nil || len(got) != 0 {
+			t.Fatalf("Send from a write-only descriptor = %v, and the peer got %d bytes; want an error and nothing", err, len(got))
+		}
+	})
+
+	t.Run("truncated during a send", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		data := bytes.Repeat([]byte{'F'}, 16<<20)
+		f, path := faultFile(t, data)
+		mustSend(t, s, f, data)
+		mustSend(t, s, f, data)
+		a, b := smallWindowPair(t)
+		if err := a.SetWriteBuffer(256 << 10); err != nil {
+			t.Fatal(err)
+		}
+		const peerRead, newSize = 1 << 20, 6 << 20
+		first := readPrefix(b, peerRead)
+		res := goSend(context.Background(), s, a, f, 0, int64(len(data)))
+		head := await(t, first, "the peer's first bytes")
+		if err := os.Truncate(path, newSize); err != nil {
+			t.Fatal(err)
+		}
+		rest := receive(b)
+		r := await(t, res, "Send of a file that shrank")
+		a.Close()
+		got := append(head, await(t, rest, "the peer's bytes")...)
+		if !errors.Is(r.err, io.ErrUnexpectedEOF) || r.n != newSize {
+			t.Fatalf("Send = %d, %v; want %d and an error matching io.ErrUnexpectedEOF", r.n, r.err, newSize)
+		}
+		checkPrefix(t, got, data, r.n)
+		if _, _, hits := sendfile2.FileMaps(s); hits != 1 {
+			t.Fatalf("%d sends found a kept mapping, want 1 (the one that saw the file shrink)", hits)
+		}
+	})
+
+	// A mapping keeps a removed file's blocks: it must not outlive its use.
+	t.Run("idle mappings go", func(t *testing.T) {
+		defer sendfile2.SetMapIdle(50 * time.Millisecond)()
+		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		f, data := tempFile(t, size)
+		mustSend(t, s, f, data)
+		mustSend(t, s, f, data)
+		if err := os.Remove(f.Name()); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); len(mapsOf(t, f.Name())) > 0; {
+			if time.Now().After(deadline) {
+				kept, _, _ := sendfile2.FileMaps(s)
+				t.Fatalf("a removed file idle for 10 s is still mapped (%d kept): %q", kept, mapsOf(t, f.Name()))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if kept, _, _ := sendfile2.FileMaps(s); kept != 0 {
+			t.Fatalf("%d mappings kept after the sweep, want 0", kept)
+		}
+	})
+
+	t.Run("concurrent", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		f1, d1 := tempFile(t, size)
+		f2, d2 := tempFile(t, 3<<20)
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				f, d := f1, d1
+				if i%2 == 1 {
+					f, d = f2, d2
+				}
+				for range 10 {
+					got, err := sendWhole(t, s, f)
+					if err != nil || !bytes.Equal(got, d) {
+						t.Errorf("Send = %v, and %d bytes that differ from the file's %d", err, len(got), len(d))
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if kept, _, _ := sendfile2.FileMaps(s); kept != 2 {
+			t.Fatalf("%d mappings kept, want 2 (one per file)", kept)
+		}
+	})
+}
