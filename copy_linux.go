@@ -135,10 +135,7 @@ func (t *transfer) copy() (int64, error) {
 	}
 	var fm *fileMap
 	if t.off < st.Size {
-		var err error
-		if fm, err = t.s.maps.acquire(t.file, &st, t.off); err != nil {
-			return 0, os.NewSyscallError("mmap", err)
-		}
+		fm = t.s.maps.acquire(t.file, &st, t.off)
 	}
 	if fm == nil && t.count < copyMmapMin {
 		return t.copyRead(sw)
@@ -211,10 +208,7 @@ func (t *transfer) copyMapped(sw *sockWait, st *unix.Stat_t, fm *fileMap) (int64
 			return sent, shrunk(t.file, end, fmt.Errorf("fstat: end of file at %d", st.Size))
 		}
 		if sent > 0 {
-			var err error
-			if fm, err = t.s.maps.acquire(t.file, st, pos); err != nil {
-				return sent, os.NewSyscallError("mmap", err)
-			}
+			fm = t.s.maps.acquire(t.file, st, pos)
 		}
 		var mem []byte
 		var base int64

@@ -65,10 +65,12 @@ type mapVersion struct {
 type fileMap struct {
 	key     mapKey
 	version mapVersion
-	mem     []byte    // nil until the window's second send
-	refs    int       // sends using it, under fileMaps.mu
-	used    time.Time // when the last send took it
-	gone    bool      // out of fileMaps.m: unmapped by the last release
+	mem     []byte // nil until the window's second send
+	// unmappable: mmap(2) failed for this version, which is read instead.
+	unmappable bool
+	refs       int       // sends using it, under fileMaps.mu
+	used       time.Time // when the last send took it
+	gone       bool      // out of fileMaps.m: unmapped by the last release
 }
 
 // acquire returns the kept mapping of the window of the file fd (whose
@@ -76,15 +78,15 @@ type fileMap struct {
 // A window is mapped at its second send within mapIdle, not at its first: a
 // file sent once, as most files of a large cold set are, would pay mmap(2)
 // and munmap(2) for one send, which costs more than the pread(2) copy it
-// saves (BenchmarkCopyVariants). acquire returns nil, nil for a first send,
-// and when the file cannot share a kept mapping: its descriptor is not open
-// for reading (a mapping made through another descriptor must not read it
-// for one that may not), or the Sender is closed. The caller then reads or
-// maps for itself.
-func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) (*fileMap, error) {
+// saves (BenchmarkCopyVariants). acquire returns nil for a first send, and
+// when the file cannot share a kept mapping: its descriptor is not open for
+// reading (a mapping made through another descriptor must not read it for
+// one that may not), mmap(2) refused it, or the Sender is closed. The caller
+// then reads or maps for itself.
+func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) *fileMap {
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil || fl&unix.O_PATH != 0 || fl&unix.O_ACCMODE == unix.O_WRONLY {
-		return nil, nil
+		return nil
 	}
 	key := mapKey{dev: st.Dev, ino: st.Ino, window: pos / copyWindow}
 	version := mapVersion{size: st.Size, ctime: st.Ctim}
@@ -92,16 +94,20 @@ func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) (*fileMap, error)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil, nil
+		return nil
 	}
 	fm := c.m[key]
 	if fm != nil && fm.version == version {
 		fm.used = now
-		if fm.mem != nil {
+		switch {
+		case fm.mem != nil:
 			fm.refs++
 			c.hits++
 			c.mu.Unlock()
-			return fm, nil
+			return fm
+		case fm.unmappable:
+			c.mu.Unlock()
+			return nil
 		}
 	} else {
 		// First send of this version: note it, map at the next.
@@ -110,13 +116,21 @@ func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) (*fileMap, error)
 		}
 		c.insert(&fileMap{key: key, version: version, used: now})
 		c.mu.Unlock()
-		return nil, nil
+		return nil
 	}
 	c.mu.Unlock()
 	base := key.window * copyWindow
 	mem, err := mmap(fd, base, int(min(st.Size-base, copyWindow)), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return nil, err
+		// A file system without mmap, for one: the caller reads with
+		// pread(2) (or tries its own mapping, and reports the error), and
+		// the next sends of this version do not try again.
+		c.mu.Lock()
+		if fm := c.m[key]; fm != nil && fm.version == version {
+			fm.unmappable = true
+		}
+		c.mu.Unlock()
+		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -124,7 +138,7 @@ func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) (*fileMap, error)
 	switch {
 	case c.closed:
 		// Unmapped at its release.
-		return &fileMap{key: key, version: version, mem: mem, refs: 1, gone: true}, nil
+		return &fileMap{key: key, version: version, mem: mem, refs: 1, gone: true}
 	case fm != nil && fm.version == version && fm.mem != nil:
 		// Another send mapped it while we did: share that mapping.
 		munmap(mem)
@@ -146,7 +160,7 @@ func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) (*fileMap, error)
 	fm.used = now
 	for c.bytes > maxMappedBytes && c.dropOldestIdle(true) {
 	}
-	return fm, nil
+	return fm
 }
 
 // insert adds fm to the map, making room if the map is full. The caller
