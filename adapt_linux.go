@@ -17,8 +17,16 @@ import (
 // sends on that route with Copy, and tries zero-copy again after reprobe.
 // Sends smaller than smallSend take Copy from the start: below it, the
 // notification's round trip costs more than the copy saves.
+//
+// Until a route's zero-copy sends have been seen to leave without a copy
+// (a new route, or one trying again after reprobe), at most maxProbes of them
+// are out at once; the sends that come meanwhile copy. Otherwise a thousand
+// connections that start together on a route that copies would all send
+// zero-copy, and wait for notifications that come only as the peers read,
+// while copiedStreak of them would have told.
 const (
 	copiedStreak = 3
+	maxProbes    = copiedStreak
 	reprobe      = time.Minute
 	smallSend    = 16 << 10
 	maxRoutes    = 4096
@@ -31,20 +39,37 @@ type route struct {
 	mu      sync.Mutex
 	streak  int       // zero-copy sends in a row that were all copied
 	copying time.Time // sends take Copy until then
+	known   bool      // a zero-copy send left without a copy since the route last switched to Copy
+	probes  int       // zero-copy sends out while the route is not known
 	s       *Sender
 }
 
-// learn records what the notifications of one zero-copy send said.
-func (r *route) learn(zc, copied int64) {
+// probe is one zero-copy send on a route, which reports to it with end.
+type probe struct {
+	r       *route
+	counted bool // one of the route's probes
+}
+
+// end reports what the notifications of the send said, if it succeeded.
+func (p *probe) end(ok bool, zc, copied int64) {
+	r := p.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if p.counted {
+		r.probes--
+	}
+	if !ok {
+		return
+	}
 	switch {
 	case zc > 0:
 		r.streak = 0
+		r.known = true
 	case copied > 0:
 		r.streak++
 		if r.streak >= copiedStreak {
 			r.streak = 0
+			r.known = false
 			now := time.Now()
 			if !now.Before(r.copying) {
 				// Sends that were in flight when the route switched
@@ -57,9 +82,9 @@ func (r *route) learn(zc, copied int64) {
 }
 
 // adapt picks the method for one send of n bytes on sock when the Sender was
-// configured with Auto, and returns the route to teach when the send is a
+// configured with Auto, and returns the probe to end when the send is a
 // zero-copy one.
-func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, *route) {
+func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, *probe) {
 	if s.cfg.Method != Auto || !m.zeroCopy() {
 		return m, nil
 	}
@@ -89,13 +114,19 @@ func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, *route) {
 	}
 	s.routesMu.Unlock()
 	r.mu.Lock()
-	copying := time.Now().Before(r.copying)
-	r.mu.Unlock()
-	if copying {
+	defer r.mu.Unlock()
+	switch {
+	case time.Now().Before(r.copying):
 		s.adaptedSends.Add(1)
 		return Copy, nil
+	case r.known:
+		return m, &probe{r: r}
+	case r.probes < maxProbes:
+		r.probes++
+		return m, &probe{r: r, counted: true}
 	}
-	return m, r
+	s.probingSends.Add(1)
+	return Copy, nil
 }
 
 // copyingRoutes counts the routes that send with Copy now.

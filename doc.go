@@ -39,8 +39,10 @@
 //     default profiles, or by kernel.io_uring_disabled), else Copy. On a
 //     route where the kernel reports that it copies every zero-copy send
 //     (loopback, veth, devices without scatter-gather), it sends with Copy;
-//     sends under 16 KiB copy from the start. A method the kernel refuses at
-//     run time (EPERM, ENOSYS) is demoted once to the next one.
+//     sends under 16 KiB copy from the start. Until a route's zero-copy sends
+//     have been seen to leave without a copy, at most three are out at once
+//     and the others copy. A method the kernel refuses at run time (EPERM,
+//     ENOSYS) is demoted once to the next one.
 //
 // Zero-copy applies to TCP only: on other stream sockets (unix) URing,
 // URingMmap and MsgZC send with Copy and count a fallback in Stats. On

@@ -50,6 +50,7 @@ type Sender struct {
 	adaptSwitches atomic.Int64
 	adaptedSends  atomic.Int64
 	smallSends    atomic.Int64
+	probingSends  atomic.Int64
 	counters      [len(methodIndex)]methodCounters
 }
 
@@ -226,6 +227,7 @@ func (s *Sender) Stats() Stats {
 			CopyingRoutes: s.copyingRoutes(),
 			CopiedRoute:   s.adaptedSends.Load(),
 			Small:         s.smallSends.Load(),
+			Probing:       s.probingSends.Load(),
 		},
 	}
 	for i, m := range methodIndex {
@@ -384,8 +386,8 @@ func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []
 				method = Copy
 			}
 		}
-		var r *route
-		method, r = s.adapt(method, sock, int64(len(hdr))+count)
+		var p *probe
+		method, p = s.adapt(method, sock, int64(len(hdr))+count)
 		t := transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
 		n, err = t.run()
 		if n == 0 && method.zeroCopy() && errors.Is(err, unix.EOPNOTSUPP) {
@@ -402,11 +404,11 @@ func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []
 				method = next
 				t = transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
 				n, err = t.run()
-				r = nil
 			}
 		}
-		if r != nil && err == nil {
-			r.learn(t.zc.Load(), t.copied.Load())
+		if p != nil {
+			// Only the zero-copy send that ran to its end teaches the route.
+			p.end(err == nil && t.method.zeroCopy(), t.zc.Load(), t.copied.Load())
 		}
 	})
 	if err == nil {

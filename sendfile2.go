@@ -156,12 +156,15 @@ type Stats struct {
 // AdaptiveStats are the decisions of a Sender configured with Auto. A route
 // (a local and a peer address) whose zero-copy sends keep coming back copied
 // (loopback, veth, a device without scatter-gather) sends with Copy for a
-// minute, then tries zero-copy again; small sends copy from the start.
+// minute, then tries zero-copy again; small sends copy from the start. Until
+// a route's zero-copy sends have been seen to leave without a copy, at most
+// three are out at once, and the sends that come meanwhile copy.
 type AdaptiveStats struct {
 	Switches      int64 // times a route was switched to Copy
 	CopyingRoutes int64 // routes that send with Copy now
 	CopiedRoute   int64 // sends that took Copy because their route copies
 	Small         int64 // sends that took Copy because they were small
+	Probing       int64 // sends that took Copy while their route's first zero-copy sends were out
 }
 
 // MethodStats are the counters of one method.

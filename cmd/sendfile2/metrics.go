@@ -99,7 +99,7 @@ var (
 	descCopyingRoutes = prometheus.NewDesc("sendfile2_adaptive_copying_routes",
 		"Routes that auto sends to with copy now.", nil, nil)
 	descAdapted = prometheus.NewDesc("sendfile2_adaptive_copy_sends_total",
-		"Sends that auto made with copy instead of zero-copy, by reason: copied_route (the kernel copies on that route anyway) or small.", []string{"reason"}, nil)
+		"Sends that auto made with copy instead of zero-copy, by reason: copied_route (the kernel copies on that route anyway), small, or probing (the route's first zero-copy sends had not reported yet).", []string{"reason"}, nil)
 	descInfo = prometheus.NewDesc("sendfile2_sender_info",
 		"Always 1; method is the one the Sender resolved to.", []string{"method"}, nil)
 )
@@ -127,6 +127,7 @@ func (c senderCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCopyingRoutes, prometheus.GaugeValue, float64(st.Adaptive.CopyingRoutes))
 	ch <- prometheus.MustNewConstMetric(descAdapted, prometheus.CounterValue, float64(st.Adaptive.CopiedRoute), "copied_route")
 	ch <- prometheus.MustNewConstMetric(descAdapted, prometheus.CounterValue, float64(st.Adaptive.Small), "small")
+	ch <- prometheus.MustNewConstMetric(descAdapted, prometheus.CounterValue, float64(st.Adaptive.Probing), "probing")
 	methods := st.Methods
 	if _, ok := methods[st.Method]; !ok && st.Method != "" {
 		// Export the Sender's own method from the start, at zero, so that
