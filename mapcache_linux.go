@@ -1,6 +1,7 @@
 package sendfile2
 
 import (
+	"container/list"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,7 @@ import (
 type fileMaps struct {
 	mu     sync.Mutex
 	m      map[mapKey]*fileMap
+	lru    list.List   // of the *fileMap in m, the most recently used first
 	bytes  int64       // the length of all mappings in m
 	sweep  *time.Timer // runs sweepIdle while m is not empty; nil otherwise
 	closed bool
@@ -68,9 +70,10 @@ type fileMap struct {
 	mem     []byte // nil until the window's second send
 	// unmappable: mmap(2) failed for this version, which is read instead.
 	unmappable bool
-	refs       int       // sends using it, under fileMaps.mu
-	used       time.Time // when the last send took it
-	gone       bool      // out of fileMaps.m: unmapped by the last release
+	refs       int           // sends using it, under fileMaps.mu
+	used       time.Time     // when the last send took it
+	elem       *list.Element // in fileMaps.lru
+	gone       bool          // out of fileMaps.m: unmapped by the last release
 }
 
 // acquire returns the kept mapping of the window of the file fd (whose
@@ -98,7 +101,7 @@ func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) *fileMap {
 	}
 	fm := c.m[key]
 	if fm != nil && fm.version == version {
-		fm.used = now
+		c.touch(fm, now)
 		switch {
 		case fm.mem != nil:
 			fm.refs++
@@ -146,21 +149,26 @@ func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) *fileMap {
 		c.bytes += int64(len(mem))
 		fm.mem = mem
 		c.mapped++
+	case fm != nil:
+		// A newer version took its place: ours serves this send only.
+		return &fileMap{key: key, version: version, mem: mem, refs: 1, gone: true}
 	default:
-		// A newer version replaced the one we mapped, or it was swept:
-		// keep ours, as the one this send's fstat saw.
-		if fm != nil {
-			c.drop(fm)
-		}
+		// Swept while we mapped it: keep it again.
 		fm = &fileMap{key: key, version: version, mem: mem}
 		c.insert(fm)
 		c.mapped++
 	}
 	fm.refs++
-	fm.used = now
+	c.touch(fm, now)
 	for c.bytes > maxMappedBytes && c.dropOldestIdle(true) {
 	}
 	return fm
+}
+
+// touch records a send's use of fm. The caller holds mu.
+func (c *fileMaps) touch(fm *fileMap, now time.Time) {
+	fm.used = now
+	c.lru.MoveToFront(fm.elem)
 }
 
 // insert adds fm to the map, making room if the map is full. The caller
@@ -172,6 +180,7 @@ func (c *fileMaps) insert(fm *fileMap) {
 		c.m = map[mapKey]*fileMap{}
 	}
 	c.m[fm.key] = fm
+	fm.elem = c.lru.PushFront(fm)
 	c.bytes += int64(len(fm.mem))
 	if c.sweep == nil {
 		c.sweep = time.AfterFunc(idle(), c.sweepIdle)
@@ -192,6 +201,7 @@ func (c *fileMaps) release(fm *fileMap) {
 // by the last release. The caller holds mu.
 func (c *fileMaps) drop(fm *fileMap) {
 	delete(c.m, fm.key)
+	c.lru.Remove(fm.elem)
 	c.bytes -= int64(len(fm.mem))
 	fm.gone = true
 	if fm.refs == 0 && fm.mem != nil {
@@ -203,17 +213,13 @@ func (c *fileMaps) drop(fm *fileMap) {
 // mapping, if mapped is set), and reports whether there was one. The caller
 // holds mu.
 func (c *fileMaps) dropOldestIdle(mapped bool) bool {
-	var oldest *fileMap
-	for _, fm := range c.m {
-		if fm.refs == 0 && (fm.mem != nil || !mapped) && (oldest == nil || fm.used.Before(oldest.used)) {
-			oldest = fm
+	for e := c.lru.Back(); e != nil; e = e.Prev() {
+		if fm := e.Value.(*fileMap); fm.refs == 0 && (fm.mem != nil || !mapped) {
+			c.drop(fm)
+			return true
 		}
 	}
-	if oldest == nil {
-		return false
-	}
-	c.drop(oldest)
-	return true
+	return false
 }
 
 // sweepIdle unmaps the mappings unused for mapIdle, and runs again while
@@ -226,8 +232,13 @@ func (c *fileMaps) sweepIdle() {
 		return
 	}
 	now := time.Now()
-	for _, fm := range c.m {
-		if fm.refs == 0 && now.Sub(fm.used) >= idle() {
+	for e := c.lru.Back(); e != nil; {
+		fm := e.Value.(*fileMap)
+		if now.Sub(fm.used) < idle() {
+			break // and so are all before it
+		}
+		e = e.Prev()
+		if fm.refs == 0 {
 			c.drop(fm)
 		}
 	}
