@@ -44,15 +44,19 @@ type route struct {
 	s       *Sender
 }
 
-// probe is one zero-copy send on a route, which reports to it with end.
+// probe is one zero-copy send on a route, which reports to it with end; the
+// zero probe, for sends that teach no route, does nothing.
 type probe struct {
 	r       *route
 	counted bool // one of the route's probes
 }
 
 // end reports what the notifications of the send said, if it succeeded.
-func (p *probe) end(ok bool, zc, copied int64) {
+func (p probe) end(ok bool, zc, copied int64) {
 	r := p.r
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p.counted {
@@ -82,20 +86,19 @@ func (p *probe) end(ok bool, zc, copied int64) {
 }
 
 // adapt picks the method for one send of n bytes on sock when the Sender was
-// configured with Auto, and returns the probe to end when the send is a
-// zero-copy one.
-func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, *probe) {
+// configured with Auto, and returns the probe that the send ends.
+func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, probe) {
 	if s.cfg.Method != Auto || !m.zeroCopy() {
-		return m, nil
+		return m, probe{}
 	}
 	if n < smallSend {
 		s.smallSends.Add(1)
-		return Copy, nil
+		return Copy, probe{}
 	}
 	if sock.local == nil {
 		local, err := unix.Getsockname(sock.fd)
 		if err != nil {
-			return m, nil
+			return m, probe{}
 		}
 		sock.local = local
 	}
@@ -118,15 +121,15 @@ func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, *probe) {
 	switch {
 	case time.Now().Before(r.copying):
 		s.adaptedSends.Add(1)
-		return Copy, nil
+		return Copy, probe{}
 	case r.known:
-		return m, &probe{r: r}
+		return m, probe{r: r}
 	case r.probes < maxProbes:
 		r.probes++
-		return m, &probe{r: r, counted: true}
+		return m, probe{r: r, counted: true}
 	}
 	s.probingSends.Add(1)
-	return Copy, nil
+	return Copy, probe{}
 }
 
 // copyingRoutes counts the routes that send with Copy now.

@@ -129,13 +129,9 @@ func (t *transfer) copy() (int64, error) {
 	if t.count < copyKeepMin {
 		return t.copyRead(sw)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(t.file, &st); err != nil {
-		return 0, os.NewSyscallError("fstat", err)
-	}
 	var fm *fileMap
-	if t.off < st.Size {
-		fm = t.s.maps.acquire(t.file, &st, t.off)
+	if t.off < t.st.Size {
+		fm = t.s.maps.acquire(t.file, t.st, t.off)
 	}
 	if fm == nil && t.count < copyMmapMin {
 		return t.copyRead(sw)
@@ -148,7 +144,7 @@ func (t *transfer) copy() (int64, error) {
 		}
 		return int64(h), err
 	}
-	n, err := t.copyMapped(sw, &st, fm)
+	n, err := t.copyMapped(sw, fm)
 	return int64(h) + n, err
 }
 
@@ -195,15 +191,18 @@ func (t *transfer) copyRead(sw *sockWait) (int64, error) {
 	return sent, nil
 }
 
-// copyMapped sends the range from mappings of the file, whose fstat(2) is
-// st: the Sender's kept mappings (see fileMaps), starting with fm if it is
-// not nil, else mappings of its own, one per window. It releases fm.
-func (t *transfer) copyMapped(sw *sockWait, st *unix.Stat_t, fm *fileMap) (int64, error) {
+// copyMapped sends the range from mappings of the file: the Sender's kept
+// mappings (see fileMaps), starting with fm if it is not nil, else mappings
+// of its own, one per window. It releases fm.
+func (t *transfer) copyMapped(sw *sockWait, fm *fileMap) (int64, error) {
+	st := t.st
 	var sent int64
 	end := t.off + t.count
 	for sent < t.count {
 		pos := t.off + sent
 		if pos >= st.Size {
+			// Past the size the file had when the send began (a kept
+			// mapping of that version holds pos whenever pos is below it).
 			t.unmap(fm, nil)
 			return sent, shrunk(t.file, end, fmt.Errorf("fstat: end of file at %d", st.Size))
 		}
@@ -221,12 +220,6 @@ func (t *transfer) copyMapped(sw *sockWait, st *unix.Stat_t, fm *fileMap) (int64
 			if mem, err = mmap(t.file, base, int(min(end-base, copyWindow)), unix.PROT_READ, unix.MAP_SHARED); err != nil {
 				return sent, os.NewSyscallError("mmap", err)
 			}
-		}
-		if pos-base >= int64(len(mem)) {
-			// The range goes past the size the file had at the fstat: it
-			// shrank since the range was checked.
-			t.unmap(fm, mem)
-			return sent, shrunk(t.file, end, fmt.Errorf("fstat: end of file at %d", base+int64(len(mem))))
 		}
 		m, err := sendAll(t.ctx, sw, mem[pos-base:])
 		t.unmap(fm, mem)

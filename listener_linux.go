@@ -219,7 +219,7 @@ func (c *conn) send(ctx context.Context, hdr []byte, src fileSource) (int64, err
 		}
 		c.rc, c.sock = rc, &sock
 	}
-	return c.s.sendChecked(ctx, c.rc, c.sock, hdr, src.file, src.off, src.count)
+	return c.s.sendChecked(ctx, c.rc, c.sock, hdr, src.file, &src.st, src.off, src.count)
 }
 
 // copy copies r to the conn with Write, through a buffer.
@@ -471,6 +471,7 @@ func (c closeReadConn) CloseRead() error {
 // fileSource is the file range behind a reader that ReadFrom recognises.
 type fileSource struct {
 	file       syscall.Conn
+	st         unix.Stat_t // the file's fstat(2)
 	off, count int64
 	advance    func(n int64) // moves the reader past n bytes sent
 }
@@ -499,20 +500,20 @@ func fileSourceOf(r io.Reader) (fileSource, bool) {
 		if err != nil {
 			return fileSource{}, false
 		}
-		size, _, ok := regularFile(f, false)
+		st, _, ok := regularFile(f, false)
 		if !ok {
 			return fileSource{}, false
 		}
 		off := base + pos
-		src = fileSource{file: f, off: off, count: max(0, min(limit, v.Size()-pos, size-off))}
+		src = fileSource{file: f, st: st, off: off, count: max(0, min(limit, v.Size()-pos, st.Size-off))}
 		src.advance = func(n int64) { v.Seek(n, io.SeekCurrent) }
 	case syscall.Conn:
 		// Read returns the bytes from the file's offset, and moves it.
-		size, off, ok := regularFile(v, true)
+		st, off, ok := regularFile(v, true)
 		if !ok {
 			return fileSource{}, false
 		}
-		src = fileSource{file: v, off: off, count: max(0, min(limit, size-off))}
+		src = fileSource{file: v, st: st, off: off, count: max(0, min(limit, st.Size-off))}
 		src.advance = func(n int64) { seekTo(v, off+n) }
 	default:
 		return fileSource{}, false
@@ -524,19 +525,17 @@ func fileSourceOf(r io.Reader) (fileSource, bool) {
 	return src, true
 }
 
-// regularFile returns the size of the file behind f (fstat(2)) and, when
-// offset is set, its offset (lseek(2)), if f is a regular file.
-func regularFile(f syscall.Conn, offset bool) (size, off int64, ok bool) {
+// regularFile returns the fstat(2) of the file behind f and, when offset is
+// set, its offset (lseek(2)), if f is a regular file.
+func regularFile(f syscall.Conn, offset bool) (st unix.Stat_t, off int64, ok bool) {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return 0, 0, false
+		return st, 0, false
 	}
 	cerr := rc.Control(func(fd uintptr) {
-		var st unix.Stat_t
 		if unix.Fstat(int(fd), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 			return
 		}
-		size = st.Size
 		if offset {
 			if off, err = unix.Seek(int(fd), 0, io.SeekCurrent); err != nil {
 				return
@@ -544,7 +543,7 @@ func regularFile(f syscall.Conn, offset bool) (size, off int64, ok bool) {
 		}
 		ok = true
 	})
-	return size, off, ok && cerr == nil
+	return st, off, ok && cerr == nil
 }
 
 // seekTo sets the offset of the file behind f.

@@ -292,16 +292,16 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		return 0, fmt.Errorf("sendfile2: send: dst: %w", err)
 	}
 	defer unix.Close(sock.fd)
-	return s.sendOn(ctx, method, &sock, hdr, src, offset, count, false)
+	return s.sendOn(ctx, method, &sock, hdr, src, nil, offset, count)
 }
 
 // sendChecked is send for a socket that was checked once, by a listener's
 // conn (see NewListener): it sends on rc's own descriptor, which Control
 // keeps open for the whole send, instead of a duplicate, and skips the checks
 // of the socket that send makes every time. The conn has checked src too (a
-// regular file holding the range, by fstat(2) just before), and ctx already
-// ends when the Sender closes, so neither is done again.
-func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *socket, hdr []byte, src syscall.Conn, offset, count int64) (int64, error) {
+// regular file holding the range, by the fstat(2) st just before), and ctx
+// already ends when the Sender closes, so neither is done again.
+func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *socket, hdr []byte, src syscall.Conn, st *unix.Stat_t, offset, count int64) (int64, error) {
 	method, err := s.enter(sock, src, offset, count)
 	if err != nil {
 		return 0, err
@@ -310,7 +310,7 @@ func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *sock
 	var n int64
 	cerr := rc.Control(func(fd uintptr) {
 		sock.fd = int(fd)
-		n, err = s.sendOn(ctx, method, sock, hdr, src, offset, count, true)
+		n, err = s.sendOn(ctx, method, sock, hdr, src, st, offset, count)
 		sock.fd = -1
 	})
 	if err == nil && cerr != nil {
@@ -351,9 +351,10 @@ func (s *Sender) leave() {
 }
 
 // sendOn sends hdr, then count bytes of src from offset, on sock, starting
-// with method. Unless checked (see sendChecked), it checks the range with
-// fstat(2) and makes the send stop when the Sender closes.
-func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []byte, src syscall.Conn, offset, count int64, checked bool) (int64, error) {
+// with method. st is src's fstat(2) when the caller has checked the range and
+// made ctx end when the Sender closes (see sendChecked); if it is nil, sendOn
+// does both.
+func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []byte, src syscall.Conn, st *unix.Stat_t, offset, count int64) (int64, error) {
 	srcConn, err := src.SyscallConn()
 	if err != nil {
 		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
@@ -362,8 +363,8 @@ func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []
 	// Control holds a reference on src's descriptor for the whole send, so
 	// that a concurrent Close cannot let the number be reused under us.
 	cerr := srcConn.Control(func(fd uintptr) {
-		if !checked {
-			if err = checkRange(int(fd), offset, count); err != nil {
+		if st == nil {
+			if st, err = checkRange(int(fd), offset, count); err != nil {
 				return
 			}
 			var cancel context.CancelFunc
@@ -386,9 +387,9 @@ func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []
 				method = Copy
 			}
 		}
-		var p *probe
+		var p probe
 		method, p = s.adapt(method, sock, int64(len(hdr))+count)
-		t := transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
+		t := transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), st: st, hdr: hdr, off: offset, count: count, method: method}
 		n, err = t.run()
 		if n == 0 && method.zeroCopy() && errors.Is(err, unix.EOPNOTSUPP) {
 			// This socket cannot send zero-copy: a TCP socket accepted from
@@ -396,20 +397,18 @@ func (s *Sender) sendOn(ctx context.Context, method Method, sock *socket, hdr []
 			// SOCK_SUPPORT_ZC. Copy, which keeps the guarantee.
 			s.fallbacks.Add(1)
 			method = Copy
-			t = transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
+			t = transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), st: st, hdr: hdr, off: offset, count: count, method: method}
 			n, err = t.run()
 		}
 		if n == 0 && err != nil {
 			if next, ok := s.demote(method, err); ok {
 				method = next
-				t = transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), hdr: hdr, off: offset, count: count, method: method}
+				t = transfer{s: s, ctx: ctx, sock: sock.fd, file: int(fd), st: st, hdr: hdr, off: offset, count: count, method: method}
 				n, err = t.run()
 			}
 		}
-		if p != nil {
-			// Only the zero-copy send that ran to its end teaches the route.
-			p.end(err == nil && t.method.zeroCopy(), t.zc.Load(), t.copied.Load())
-		}
+		// Only the zero-copy send that ran to its end teaches the route.
+		p.end(err == nil && t.method.zeroCopy(), t.zc.Load(), t.copied.Load())
 	})
 	if err == nil {
 		err = cerr
@@ -615,23 +614,24 @@ func dupSocketPeer(dst syscall.Conn) (socket, error) {
 	return sock, nil
 }
 
-// checkRange checks that fd is a regular file that holds [off, off+count).
-func checkRange(fd int, off, count int64) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("src: %w", os.NewSyscallError("fstat", err))
+// checkRange checks that fd is a regular file that holds [off, off+count),
+// and returns its fstat(2).
+func checkRange(fd int, off, count int64) (*unix.Stat_t, error) {
+	st := new(unix.Stat_t)
+	if err := unix.Fstat(fd, st); err != nil {
+		return nil, fmt.Errorf("src: %w", os.NewSyscallError("fstat", err))
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 	case unix.S_IFDIR:
-		return fmt.Errorf("src is a directory: %w", unix.EISDIR)
+		return nil, fmt.Errorf("src is a directory: %w", unix.EISDIR)
 	default:
-		return fmt.Errorf("src is not a regular file (mode %#o): %w", st.Mode&unix.S_IFMT, unix.ESPIPE)
+		return nil, fmt.Errorf("src is not a regular file (mode %#o): %w", st.Mode&unix.S_IFMT, unix.ESPIPE)
 	}
 	if off > st.Size || count > st.Size-off {
-		return fmt.Errorf("range [%d, %d) past the end of a %d-byte file: %w", off, off+count, st.Size, ErrRange)
+		return nil, fmt.Errorf("range [%d, %d) past the end of a %d-byte file: %w", off, off+count, st.Size, ErrRange)
 	}
-	return nil
+	return st, nil
 }
 
 // shrunk turns an error from a read or send of the file into
@@ -650,7 +650,8 @@ type transfer struct {
 	ctx    context.Context
 	sock   int
 	file   int
-	hdr    []byte // sent before the file's bytes
+	st     *unix.Stat_t // file's fstat(2), taken when the send began
+	hdr    []byte       // sent before the file's bytes
 	off    int64
 	count  int64
 	method Method
