@@ -14,7 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sendfile2/sendfile2"
-	"github.com/sendfile2/sendfile2/internal/bench"
+	"github.com/sendfile2/sendfile2/cmd/sendfile2/internal/bench"
 )
 
 // bench starts this same binary again as its receiver process; in that
