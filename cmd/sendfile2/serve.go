@@ -197,29 +197,49 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 
 // serve serves o.dir on ln, and metrics on mln unless it is nil, until ctx
 // ends; then it shuts down gracefully and returns. It closes both listeners.
-func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.Logger) (err error) {
-	closeListeners := func() {
+func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.Logger) error {
+	s, err := newServer(o, log)
+	if err != nil {
 		ln.Close()
 		if mln != nil {
 			mln.Close()
 		}
-	}
-	if err := o.validate(); err != nil {
-		closeListeners()
 		return err
+	}
+	defer s.close()
+	s.start(ln, mln)
+	return s.shutdown(s.wait(ctx))
+}
+
+// server is a running `sendfile2 serve`: the file server, the metrics
+// server when there is one, and what they share.
+type server struct {
+	o        serveOptions
+	log      *slog.Logger
+	dir      string // o.dir, absolute
+	root     *os.Root
+	metrics  *metrics
+	sender   *sendfile2.Sender
+	files    *fileHandler
+	handlers sync.WaitGroup // outlive srv.Close; waited for before returning
+	servers  []*http.Server // the file server, then the metrics server
+	errc     chan error     // what each server's Serve returned
+	running  int            // servers whose Serve has not returned
+}
+
+// newServer opens o.dir as a root and makes the Sender.
+func newServer(o serveOptions, log *slog.Logger) (*server, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
 	dir, err := filepath.Abs(o.dir)
 	if err != nil {
-		closeListeners()
-		return err
+		return nil, err
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		closeListeners()
-		return err
+		return nil, err
 	}
-	defer root.Close()
-
 	m := newMetrics()
 	sender, err := sendfile2.NewSender(sendfile2.Config{
 		Method:     sendfile2.Method(o.method),
@@ -229,92 +249,110 @@ func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.
 		Observer:   m,
 	})
 	if err != nil {
-		closeListeners()
-		return err
+		root.Close()
+		return nil, err
 	}
 	m.watch(sender)
+	return &server{
+		o: o, log: log, dir: dir, root: root, metrics: m, sender: sender,
+		files: &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
+			sender: sender, uploads: newUploadGroup()},
+		errc: make(chan error, 2),
+	}, nil
+}
 
+// start serves the files on ln, and the metrics on mln unless it is nil.
+func (s *server) start(ln, mln net.Listener) {
 	var accessLog *slog.Logger
-	if o.accessLog {
-		accessLog = log
+	if s.o.accessLog {
+		accessLog = s.log
 	}
-	var handlers sync.WaitGroup // outlive srv.Close; waited for before returning
-	h := &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
-		sender: sender, uploads: newUploadGroup()}
-	defer h.uploads.cancel(errors.New("serve returned"))
 	srv := &http.Server{
-		Handler:           instrument(h, &handlers, m, accessLog),
-		ReadHeaderTimeout: cmp.Or(o.readHeaderTimeout, readHeaderTimeout),
-		IdleTimeout:       cmp.Or(o.idleTimeout, idleTimeout),
+		Handler:           instrument(s.files, &s.handlers, s.metrics, accessLog),
+		ReadHeaderTimeout: cmp.Or(s.o.readHeaderTimeout, readHeaderTimeout),
+		IdleTimeout:       cmp.Or(s.o.idleTimeout, idleTimeout),
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ConnState:         m.connState,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnState:         s.metrics.connState,
 		ConnContext:       sendfile2.ConnContext, // for sendfile2.ServeContent
 	}
 	// The limit sits beneath NewListener, so that the conns net/http gets
 	// are the Sender's (with ReadFrom) and a closed conn frees its slot.
-	hln := sendfile2.NewListener(limitListener(ln, o.maxConns), sender)
-
-	errc := make(chan error, 2)
-	servers := []*http.Server{srv}
-	go func() { errc <- srv.Serve(hln) }()
-	attrs := []any{"addr", ln.Addr().String(), "dir", dir, "method", sender.Method()}
+	hln := sendfile2.NewListener(limitListener(ln, s.o.maxConns), s.sender)
+	s.servers = append(s.servers, srv)
+	go func() { s.errc <- srv.Serve(hln) }()
+	attrs := []any{"addr", ln.Addr().String(), "dir", s.dir, "method", s.sender.Method()}
 	if mln != nil {
 		msrv := &http.Server{
-			Handler:           m.handler(),
+			Handler:           s.metrics.handler(),
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
-		servers = append(servers, msrv)
-		go func() { errc <- msrv.Serve(mln) }()
+		s.servers = append(s.servers, msrv)
+		go func() { s.errc <- msrv.Serve(mln) }()
 		attrs = append(attrs, "metrics", mln.Addr().String())
 	}
-	log.Info("serving", attrs...)
+	s.running = len(s.servers)
+	s.log.Info("serving", attrs...)
+}
 
-	running := len(servers)
+// wait waits until ctx ends (nil) or a server fails (its error).
+func (s *server) wait(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "cause", context.Cause(ctx), "timeout", o.shutdownTimeout)
-	case err = <-errc: // a listener failed: stop the rest
-		running--
-		log.Error("serve", "err", err)
+		s.log.Info("shutting down", "cause", context.Cause(ctx), "timeout", s.o.shutdownTimeout)
+		return nil
+	case err := <-s.errc: // a listener failed: stop the rest
+		s.running--
+		s.log.Error("serve", "err", err)
+		return err
 	}
+}
 
+// shutdown stops the servers, the uploads and the Sender, within
+// o.shutdownTimeout where it can, and returns err, else the first failure.
+func (s *server) shutdown(err error) error {
 	// Downloads first, metrics last: they stay scrapeable while we drain.
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.o.shutdownTimeout)
 	defer cancel()
-	for i, s := range servers {
-		if serr := s.Shutdown(sctx); serr != nil {
-			log.Warn("shutdown: closing connections still busy", "err", serr)
-			s.Close()
+	for i, srv := range s.servers {
+		if serr := srv.Shutdown(sctx); serr != nil {
+			s.log.Warn("shutdown: closing connections still busy", "err", serr)
+			srv.Close()
 		}
 		if i == 0 {
 			// Shutdown neither waits for nor closes hijacked conns: wait
 			// for the uploads on them within the same timeout, then
 			// cancel those still running (they fail and leave no file).
-			if uerr := h.uploads.wait(sctx); uerr != nil {
-				log.Warn("shutdown: cancelling uploads still running", "err", uerr)
+			if uerr := s.files.uploads.wait(sctx); uerr != nil {
+				s.log.Warn("shutdown: cancelling uploads still running", "err", uerr)
 			}
-			h.uploads.cancel(errors.New("server shut down"))
+			s.files.uploads.cancel(errors.New("server shut down"))
 		}
 	}
 	// After a graceful Shutdown no send is left. After a forced Close, the
 	// sends still running are cancelled (by their conn's Close, else by the
 	// Sender's); Sender.Close waits for them and for the notifications of
 	// what they had queued, and then the last handlers return.
-	if cerr := sender.Close(); cerr != nil && err == nil {
+	if cerr := s.sender.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close sender: %w", cerr)
 	}
-	handlers.Wait()
-	for ; running > 0; running-- {
-		if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+	s.handlers.Wait()
+	for ; s.running > 0; s.running-- {
+		if serr := <-s.errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 			err = serr
 		}
 	}
 	if err == nil {
-		log.Info("stopped")
+		s.log.Info("stopped")
 	}
 	return err
+}
+
+// close ends the uploads that are left and closes the root.
+func (s *server) close() {
+	s.files.uploads.cancel(errors.New("serve returned"))
+	s.root.Close()
 }
