@@ -32,6 +32,8 @@ type fileHandler struct {
 	allowHardlinks bool
 	sender         *sendfile2.Sender
 	uploads        *uploadGroup
+	browse         bool     // list a directory without index.html (browse.go)
+	codings        []coding // of the precompressed files to look for (precompressed.go)
 }
 
 func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -71,6 +73,10 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.Close()
 		name = path.Join(name, "index.html")
 		if f, fi, err = h.open(name); err != nil {
+			if h.browse && errors.Is(err, fs.ErrNotExist) {
+				h.list(w, r, upath, path.Dir(name))
+				return
+			}
 			httpError(w, err)
 			return
 		}
@@ -96,6 +102,10 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Content-Type", ct)
 	} // else ServeContent sniffs the first 512 bytes
 	hdr.Set("X-Content-Type-Options", "nosniff")
+	if ef, efi := h.precompressed(w, r, name, f); ef != nil {
+		defer ef.Close()
+		f, fi = ef, efi
+	}
 	if rng := r.Header.Get("Range"); rng != "" {
 		if rng = fixRange(rng, fi.Size()); rng == "" {
 			r.Header.Del("Range")

@@ -50,6 +50,7 @@ type serveOptions struct {
 	// 0: readHeaderTimeout, idleTimeout.
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
+	http              httpOptions // httpflags.go
 }
 
 // byteSize is a flag holding a byte count: a plain number of bytes, or one
@@ -149,6 +150,7 @@ waits for the kernel's last notification.`,
 	f.BoolVar(&o.allowHardlinks, "allow-hardlinks", false, "serve regular files that have more than one hard link (by default 403: a hard link in DIR can name a file outside it)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", readHeaderTimeout, "how long a client may take to send a request's header; the connection is closed after it")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")
+	o.http.addFlags(f)
 	return cmd
 }
 
@@ -171,7 +173,7 @@ func (o *serveOptions) validate() error {
 	if o.idleTimeout < 0 {
 		return fmt.Errorf("--idle-timeout %v: want 0 (the default) or more", o.idleTimeout)
 	}
-	return nil
+	return o.validateHTTP()
 }
 
 // listen listens on the TCP address addr. Not with MPTCP, which Go (1.24+)
@@ -221,6 +223,7 @@ type server struct {
 	metrics  *metrics
 	sender   *sendfile2.Sender
 	files    *fileHandler
+	http     *httpFeatures
 	handlers sync.WaitGroup // outlive srv.Close; waited for before returning
 	servers  []*http.Server // the file server, then the metrics server
 	errc     chan error     // what each server's Serve returned
@@ -233,6 +236,10 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return nil, err
+	}
+	hf, err := newHTTPFeatures(o, log)
 	if err != nil {
 		return nil, err
 	}
@@ -256,8 +263,8 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 	return &server{
 		o: o, log: log, dir: dir, root: root, metrics: m, sender: sender,
 		files: &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
-			sender: sender, uploads: newUploadGroup()},
-		errc: make(chan error, 2),
+			sender: sender, uploads: newUploadGroup(), browse: o.http.browse, codings: mustCodings(o.http.precompressed)},
+		http: hf, errc: make(chan error, 2),
 	}, nil
 }
 
@@ -268,7 +275,7 @@ func (s *server) start(ln, mln net.Listener) {
 		accessLog = s.log
 	}
 	srv := &http.Server{
-		Handler:           instrument(s.files, &s.handlers, s.metrics, accessLog),
+		Handler:           instrument(s.http.wrap(s.files), &s.handlers, s.metrics, accessLog),
 		ReadHeaderTimeout: cmp.Or(s.o.readHeaderTimeout, readHeaderTimeout),
 		IdleTimeout:       cmp.Or(s.o.idleTimeout, idleTimeout),
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -280,8 +287,9 @@ func (s *server) start(ln, mln net.Listener) {
 	// are the Sender's (with ReadFrom) and a closed conn frees its slot.
 	hln := sendfile2.NewListener(limitListener(ln, s.o.maxConns), s.sender)
 	s.servers = append(s.servers, srv)
-	go func() { s.errc <- srv.Serve(hln) }()
-	attrs := []any{"addr", ln.Addr().String(), "dir", s.dir, "method", s.sender.Method()}
+	go func() { s.errc <- s.http.serve(srv, hln) }()
+	s.http.watch()
+	attrs := append([]any{"addr", ln.Addr().String(), "dir", s.dir, "method", s.sender.Method()}, s.http.attrs()...)
 	if mln != nil {
 		msrv := &http.Server{
 			Handler:           s.metrics.handler(),
@@ -353,6 +361,7 @@ func (s *server) shutdown(err error) error {
 
 // close ends the uploads that are left and closes the root.
 func (s *server) close() {
+	s.http.stop()
 	s.files.uploads.cancel(errors.New("serve returned"))
 	s.root.Close()
 }

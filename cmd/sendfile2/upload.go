@@ -90,6 +90,7 @@ func (h *fileHandler) put(w http.ResponseWriter, r *http.Request) {
 		conn, brw, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			note.via = "receive"
+			u.header = w.Header()
 			h.receive(r, conn, brw.Reader, u)
 			return
 		}
@@ -129,6 +130,7 @@ type upload struct {
 	tmp     *os.File // the temporary file, open for writing
 	tmpName string   // its name in dir
 	note    *uploadNote
+	header  http.Header // of the response before the hijack (--header's), for reply
 }
 
 // prepare checks that a PUT may write upath, as downloads read it: cleaned,
@@ -269,13 +271,13 @@ func (h *fileHandler) receive(r *http.Request, conn net.Conn, br *bufio.Reader, 
 		u.abort()
 		code := receiveStatus(ctx, err)
 		u.note.status, u.note.err = code, err
-		reply(conn, code, "")
+		reply(conn, code, "", u.header)
 		closeUnread(conn)
 		return
 	}
 	code, tag, err := u.commit()
 	u.note.status, u.note.err = code, err
-	reply(conn, code, tag)
+	reply(conn, code, tag, u.header)
 	conn.Close()
 }
 
@@ -332,11 +334,13 @@ func putStatus(err error) int {
 }
 
 // reply writes a response without a body (or with its status text for an
-// error) on a hijacked conn, which closes after it. 204 carries no
-// Content-Length (RFC 9110 section 8.6).
-func reply(conn net.Conn, code int, tag string) error {
+// error) on a hijacked conn, which closes after it, with the headers of hdr
+// but those it writes itself. 204 carries no Content-Length (RFC 9110
+// section 8.6).
+func reply(conn net.Conn, code int, tag string, hdr http.Header) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\n", code, http.StatusText(code), time.Now().UTC().Format(http.TimeFormat))
+	hdr.WriteSubset(&b, replyHeaders)
 	body := ""
 	if code >= 400 {
 		body = http.StatusText(code) + "\n"

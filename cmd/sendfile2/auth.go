@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// authenticator checks HTTP Basic credentials against the users of an
+// htpasswd file, for PUT requests, or for every request when all is set.
+type authenticator struct {
+	file  string
+	all   bool
+	users atomic.Pointer[htpasswd]
+}
+
+// htpasswd is the content of an htpasswd file.
+type htpasswd struct {
+	hashes map[string][]byte // by user name
+	// dummy is a hash of a random password at the file's highest cost: a
+	// request that names no user is compared with it, so that it costs what
+	// a known user's does and the time taken does not tell which users exist.
+	dummy []byte
+}
+
+func newAuthenticator(file string, all bool) (*authenticator, error) {
+	a := &authenticator{file: file, all: all}
+	if _, err := a.reload(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// reload reads the file again and returns how many users it has; on
+// failure the users in use stay.
+func (a *authenticator) reload() (int, error) {
+	b, err := os.ReadFile(a.file)
+	if err != nil {
+		return 0, fmt.Errorf("--htpasswd: %w", err)
+	}
+	p, err := parseHtpasswd(b)
+	if err != nil {
+		return 0, fmt.Errorf("--htpasswd %s: %w", a.file, err)
+	}
+	a.users.Store(p)
+	return len(p.hashes), nil
+}
+
+// parseHtpasswd parses lines "user:hash" with bcrypt hashes ($2y$, as
+// Apache's htpasswd -B writes them, $2a$ or $2b$). Empty lines and lines
+// that start with # are skipped. Any other hash (MD5 $apr1$, SHA1 {SHA},
+// crypt) is refused: those are fast to guess.
+func parseHtpasswd(b []byte) (*htpasswd, error) {
+	p := &htpasswd{hashes: map[string][]byte{}}
+	cost := bcrypt.DefaultCost
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimRight(sc.Text(), " \t\r")
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		switch {
+		case !ok || user == "":
+			return nil, fmt.Errorf("line %d: want user:hash", n)
+		case p.hashes[user] != nil:
+			return nil, fmt.Errorf("line %d: user %q listed twice", n, user)
+		case !strings.HasPrefix(hash, "$2y$") && !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$"):
+			return nil, fmt.Errorf("line %d: user %q: not a bcrypt hash ($2y$, as htpasswd -B writes them)", n, user)
+		}
+		c, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: user %q: %w", n, user, err)
+		}
+		if len(p.hashes) == 0 || c > cost {
+			cost = c
+		}
+		p.hashes[user] = []byte(hash)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(p.hashes) == 0 {
+		return nil, errors.New("no users")
+	}
+	var err error
+	if p.dummy, err = bcrypt.GenerateFromPassword([]byte(rand.Text()), cost); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// check reports whether r carries the credentials of a user. Each request
+// with credentials costs one bcrypt comparison, whether the user exists or
+// not; bcrypt's comparison of the result is constant-time.
+func (a *authenticator) check(r *http.Request) bool {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return false
+	}
+	p := a.users.Load()
+	hash, known := p.hashes[user]
+	if !known {
+		hash = p.dummy
+	}
+	match := bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil
+	return match && known
+}
+
+// scope says which requests need credentials.
+func (a *authenticator) scope() string {
+	if a.all {
+		return "all requests"
+	}
+	return "PUT"
+}
+
+// wrap requires credentials for PUT (every request with all) before h.
+func (a *authenticator) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (a.all || r.Method == http.MethodPut) && !a.check(r) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="sendfile2"`)
+			if r.ContentLength != 0 {
+				w.Header().Set("Connection", "close") // the body stays unread
+			}
+			http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
