@@ -102,9 +102,9 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Content-Type", ct)
 	} // else ServeContent sniffs the first 512 bytes
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	if ef, efi := h.precompressed(w, r, name, f); ef != nil {
+	if ef, efi, ew := h.precompressed(w, r, name, f); ef != nil {
 		defer ef.Close()
-		f, fi = ef, efi
+		f, fi, w = ef, efi, ew
 	}
 	if rng := r.Header.Get("Range"); rng != "" {
 		if rng = fixRange(rng, fi.Size()); rng == "" {

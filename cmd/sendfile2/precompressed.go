@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -67,15 +68,24 @@ func acceptable(values []string, offered []coding) []coding {
 }
 
 // precompressed returns the file that holds the encoded form of name (whose
-// file is f) that the request accepts best, open, with its FileInfo, after
-// it has set the response's Content-Encoding, ETag and Content-Type; or nil
-// when there is none, and name's own file is served. Each candidate is
-// opened as name is, under the same rules (in the root, a regular file,
-// not hard-linked, never a FIFO or device): one that fails them is passed
-// over as if it were absent. Vary: Accept-Encoding goes on either answer.
-func (h *fileHandler) precompressed(w http.ResponseWriter, r *http.Request, name string, f *os.File) (*os.File, fs.FileInfo) {
+// file is f) that the request accepts best, open, with its FileInfo and the
+// ResponseWriter to serve it with, after it has set the response's ETag and
+// Content-Type; or nil when there is none, and name's own file is served.
+// Each candidate is opened as name is, under the same rules (in the root, a
+// regular file, not hard-linked, never a FIFO or device): one that fails
+// them is passed over as if it were absent. Vary: Accept-Encoding goes on
+// either answer.
+//
+// The ResponseWriter adds Content-Encoding to a 200 or 206 as it is
+// written: http.ServeContent leaves out Content-Length when it finds a
+// Content-Encoding, and net/http then sends the body chunked, copied
+// through its own buffer instead of the Sender. A request for several
+// ranges of an encoded file gets all of it (RFC 9110 section 14.2 allows
+// it): the Content-Encoding of a multipart/byteranges response would claim
+// that the multipart body is encoded.
+func (h *fileHandler) precompressed(w http.ResponseWriter, r *http.Request, name string, f *os.File) (*os.File, fs.FileInfo, http.ResponseWriter) {
 	if len(h.codings) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	hdr := w.Header()
 	hdr.Add("Vary", "Accept-Encoding")
@@ -94,14 +104,55 @@ func (h *fileHandler) precompressed(w http.ResponseWriter, r *http.Request, name
 			n, _ := f.ReadAt(buf[:], 0)
 			hdr.Set("Content-Type", http.DetectContentType(buf[:n]))
 		}
-		hdr.Set("Content-Encoding", c.name)
 		// The file's own tag, marked with its coding: it never equals the
 		// tag of name, or of name's other encodings.
 		hdr.Set("ETag", strings.TrimSuffix(etag(efi), `"`)+"-"+c.name+`"`)
-		return ef, efi
+		if _, set, _ := strings.Cut(r.Header.Get("Range"), "="); strings.Count(strings.Trim(set, " \t,"), ",") > 0 {
+			r.Header.Del("Range")
+		}
+		return ef, efi, &encodedWriter{ResponseWriter: w, coding: c.name}
 	}
-	return nil, nil
+	return nil, nil, nil
 }
+
+// encodedWriter sets Content-Encoding on a 200 or 206 response when its
+// header is written. It keeps the ReadFrom of the ResponseWriter it wraps,
+// through which the body reaches the Sender.
+type encodedWriter struct {
+	http.ResponseWriter
+	coding string
+	wrote  bool
+}
+
+func (w *encodedWriter) WriteHeader(code int) {
+	if !w.wrote && (code == http.StatusOK || code == http.StatusPartialContent) {
+		w.Header().Set("Content-Encoding", w.coding)
+	}
+	if code >= 200 {
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *encodedWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *encodedWriter) ReadFrom(src io.Reader) (int64, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
+}
+
+// Unwrap lets http.ResponseController reach net/http's ResponseWriter.
+func (w *encodedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // mustCodings is parseCodings of a list that validate has checked.
 func mustCodings(list string) []coding {
