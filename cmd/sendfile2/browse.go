@@ -16,7 +16,7 @@ import (
 
 // listEntry is one entry of a directory listing.
 type listEntry struct {
-	Name  string    `json:"name"` // as the file system has it; JSON and HTML replace bytes that are not UTF-8 with U+FFFD
+	Name  string    `json:"name"` // as the file system has it; JSON and HTML show each byte that is not UTF-8 as U+FFFD
 	Href  string    `json:"href"` // relative link to it, percent-encoded from the name's bytes
 	Dir   bool      `json:"dir"`
 	Size  int64     `json:"size"` // bytes; 0 for directories
@@ -34,7 +34,9 @@ type listEntry struct {
 // so a hostile name shows as text and links to itself.
 func (h *fileHandler) list(w http.ResponseWriter, r *http.Request, upath, dir string) {
 	if !strings.HasSuffix(upath, "/") {
-		redirect(w, r, path.Base(upath)+"/")
+		// Percent-encoded, so that a name with "?", "#" or "%" leads back
+		// to itself; "./" first, so that "a:b" is no URL scheme.
+		redirect(w, r, "./"+url.PathEscape(path.Base(upath))+"/")
 		return
 	}
 	d, err := h.root.Open(dir)
@@ -94,7 +96,7 @@ func (h *fileHandler) list(w http.ResponseWriter, r *http.Request, upath, dir st
 			Path    string
 			Parent  bool
 			Entries []listEntry
-		}{strings.ToValidUTF8(upath, "\uFFFD"), upath != "/", list})
+		}{validUTF8(upath), upath != "/", list})
 	}
 	if err != nil {
 		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
@@ -117,7 +119,7 @@ func wantsJSON(accept []string) bool {
 }
 
 var listingPage = template.Must(template.New("listing").Funcs(template.FuncMap{
-	"text": func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") },
+	"text": validUTF8,
 	"time": func(t time.Time) string { return t.Format("2006-01-02 15:04:05") },
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
@@ -128,7 +130,8 @@ var listingPage = template.Must(template.New("listing").Funcs(template.FuncMap{
 <style>
 body { font-family: system-ui, sans-serif; margin: 2em; }
 table { border-collapse: collapse; }
-th, td { padding: 0.2em 1em 0.2em 0; text-align: left; white-space: pre; }
+th, td { padding: 0.2em 1em 0.2em 0; text-align: left; vertical-align: top; }
+td.name { white-space: pre-wrap; overflow-wrap: anywhere; }
 td.size { text-align: right; }
 </style>
 </head>
@@ -141,10 +144,14 @@ td.size { text-align: right; }
 <tr><td><a href="../">../</a></td><td></td><td></td></tr>
 {{- end}}
 {{- range .Entries}}
-<tr class="{{if .Dir}}dir{{else}}file{{end}}"><td><a href="{{.Href}}">{{text .Name}}{{if .Dir}}/{{end}}</a></td><td class="size">{{if not .Dir}}{{.Size}}{{end}}</td><td><time datetime="{{.MTime.Format "2006-01-02T15:04:05Z"}}">{{time .MTime}}</time></td></tr>
+<tr class="{{if .Dir}}dir{{else}}file{{end}}"><td class="name"><a href="{{.Href}}">{{text .Name}}{{if .Dir}}/{{end}}</a></td><td class="size">{{if not .Dir}}{{.Size}}{{end}}</td><td><time datetime="{{.MTime.Format "2006-01-02T15:04:05Z"}}">{{time .MTime}}</time></td></tr>
 {{- end}}
 </tbody>
 </table>
 </body>
 </html>
 `))
+
+// validUTF8 replaces each byte of s that is not UTF-8 with U+FFFD, as
+// encoding/json does.
+func validUTF8(s string) string { return string([]rune(s)) }
