@@ -85,7 +85,8 @@ to the file's pages, so files may be rewritten while they are being served.
 DIR (default: the current directory) is opened as an os.Root: no path, ".."
 or symbolic link can reach a file outside it. Only regular files are served; a
 directory serves its index.html (and redirects to the path with a trailing
-slash), else 404; FIFOs, devices and sockets give 404, and are never opened.
+slash), else 404 (or a listing with --browse); FIFOs, devices and sockets
+give 404, and are never opened.
 A regular file with more than one hard link gives 403 unless
 --allow-hardlinks: a hard link in DIR may name a file that also lives outside
 it, and nothing tells which of its names is the real one. GET and HEAD, and
@@ -103,6 +104,20 @@ directory is fsynced too before the response. A failed or partial upload
 leaves the old file and no temporary file. A body with a Content-Length is
 received with the Sender (on the hijacked connection, which then closes); a
 chunked one is read through net/http. Bodies over --max-upload give 413.
+
+With --tls-cert and --tls-key, serve speaks HTTPS, and HTTP/2 over it.
+crypto/tls copies each body into its records: the guarantee holds, but
+without zero-copy; plain HTTP (behind a TLS-terminating proxy) is the
+zero-copy path, and is HTTP/1.1 only (no h2c). --precompressed serves
+NAME.br, NAME.zst or NAME.gz, under the same rules as NAME, to a client
+whose Accept-Encoding takes it, with NAME's type and an ETag of its own;
+nothing is compressed on the fly. --header adds headers to every response.
+--htpasswd requires Basic authentication (bcrypt hashes) for PUT, or with
+--auth-all for every request; --upload on an address other than loopback
+needs it, or --upload-open. --browse lists a directory without index.html
+(HTML, or JSON for Accept: application/json): what a GET would serve, names
+escaped. SIGHUP reloads the certificate and the htpasswd file; a file that
+fails to load leaves the one in use.
 
 On SIGINT or SIGTERM, serve stops accepting connections, waits up to
 --shutdown-timeout for the responses in flight, then closes the Sender, which
