@@ -85,8 +85,7 @@ type httpFeatures struct {
 	auth    *authenticator // nil: no authentication
 	headers http.Header
 	log     *slog.Logger
-	hup     chan os.Signal // nil until watch
-	done    chan struct{}
+	unwatch func() // ends watch; nil when not watching
 }
 
 // newHTTPFeatures reads the files that o names: a bad one fails the start.
@@ -151,19 +150,24 @@ func (hf *httpFeatures) watch() {
 	if hf.cert == nil && hf.auth == nil {
 		return
 	}
-	hf.hup = make(chan os.Signal, 1)
-	hf.done = make(chan struct{})
-	signal.Notify(hf.hup, syscall.SIGHUP)
+	hup, done, stopped := make(chan os.Signal, 1), make(chan struct{}), make(chan struct{})
+	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
+		defer close(stopped)
 		for {
 			select {
-			case <-hf.hup:
+			case <-hup:
 				hf.reload()
-			case <-hf.done:
+			case <-done:
 				return
 			}
 		}
 	}()
+	hf.unwatch = func() {
+		signal.Stop(hup)
+		close(done)
+		<-stopped
+	}
 }
 
 // reload re-reads the certificate and the htpasswd file.
@@ -184,11 +188,10 @@ func (hf *httpFeatures) reload() {
 	}
 }
 
-// stop ends the watch.
+// stop ends the watch, and waits for a reload in progress.
 func (hf *httpFeatures) stop() {
-	if hf.hup != nil {
-		signal.Stop(hf.hup)
-		close(hf.done)
-		hf.hup = nil
+	if hf.unwatch != nil {
+		hf.unwatch()
+		hf.unwatch = nil
 	}
 }
