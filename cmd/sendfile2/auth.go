@@ -46,21 +46,31 @@ func (a *authenticator) reload() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("--htpasswd: %w", err)
 	}
-	p, err := parseHtpasswd(b)
+	hashes, cost, err := parseHtpasswd(b)
 	if err != nil {
+		return 0, fmt.Errorf("--htpasswd %s: %w", a.file, err)
+	}
+	p := &htpasswd{hashes: hashes}
+	if p.dummy, err = bcrypt.GenerateFromPassword([]byte(rand.Text()), cost); err != nil {
 		return 0, fmt.Errorf("--htpasswd %s: %w", a.file, err)
 	}
 	a.users.Store(p)
 	return len(p.hashes), nil
 }
 
+// maxCost is the highest bcrypt cost accepted, htpasswd -C's: each
+// request with credentials costs a comparison at the user's cost (2^17
+// rounds take about 10 s).
+const maxCost = 17
+
 // parseHtpasswd parses lines "user:hash" with bcrypt hashes ($2y$, as
-// Apache's htpasswd -B writes them, $2a$ or $2b$). Empty lines and lines
-// that start with # are skipped. Any other hash (MD5 $apr1$, SHA1 {SHA},
-// crypt) is refused: those are fast to guess.
-func parseHtpasswd(b []byte) (*htpasswd, error) {
-	p := &htpasswd{hashes: map[string][]byte{}}
-	cost := bcrypt.DefaultCost
+// Apache's htpasswd -B writes them, $2a$ or $2b$) and returns the hashes by
+// user and the highest cost. Empty lines and lines that start with # are
+// skipped. Any other hash (MD5 $apr1$, SHA1 {SHA}, crypt) is refused: those
+// are fast to guess.
+func parseHtpasswd(b []byte) (map[string][]byte, int, error) {
+	hashes := map[string][]byte{}
+	cost := 0
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimRight(sc.Text(), " \t\r")
@@ -70,32 +80,29 @@ func parseHtpasswd(b []byte) (*htpasswd, error) {
 		user, hash, ok := strings.Cut(line, ":")
 		switch {
 		case !ok || user == "":
-			return nil, fmt.Errorf("line %d: want user:hash", n)
-		case p.hashes[user] != nil:
-			return nil, fmt.Errorf("line %d: user %q listed twice", n, user)
+			return nil, 0, fmt.Errorf("line %d: want user:hash", n)
+		case hashes[user] != nil:
+			return nil, 0, fmt.Errorf("line %d: user %q listed twice", n, user)
 		case !strings.HasPrefix(hash, "$2y$") && !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$"):
-			return nil, fmt.Errorf("line %d: user %q: not a bcrypt hash ($2y$, as htpasswd -B writes them)", n, user)
+			return nil, 0, fmt.Errorf("line %d: user %q: not a bcrypt hash ($2y$, as htpasswd -B writes them)", n, user)
 		}
 		c, err := bcrypt.Cost([]byte(hash))
 		if err != nil {
-			return nil, fmt.Errorf("line %d: user %q: %w", n, user, err)
+			return nil, 0, fmt.Errorf("line %d: user %q: %w", n, user, err)
 		}
-		if len(p.hashes) == 0 || c > cost {
-			cost = c
+		if c > maxCost {
+			return nil, 0, fmt.Errorf("line %d: user %q: bcrypt cost %d, above %d", n, user, c, maxCost)
 		}
-		p.hashes[user] = []byte(hash)
+		cost = max(cost, c)
+		hashes[user] = []byte(hash)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if len(p.hashes) == 0 {
-		return nil, errors.New("no users")
+	if len(hashes) == 0 {
+		return nil, 0, errors.New("no users")
 	}
-	var err error
-	if p.dummy, err = bcrypt.GenerateFromPassword([]byte(rand.Text()), cost); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return hashes, cost, nil
 }
 
 // check reports whether r carries the credentials of a user. Each request

@@ -148,8 +148,11 @@ func TestServeAuthAll(t *testing.T) {
 func TestHtpasswdDummyCost(t *testing.T) {
 	h6, err := bcrypt.GenerateFromPassword([]byte("x"), 6)
 	must(t, err)
-	p, err := parseHtpasswd([]byte("a:" + bcryptHash(t, "x", "$2y$") + "\nb:" + string(h6) + "\n"))
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	must(t, os.WriteFile(file, []byte("a:"+bcryptHash(t, "x", "$2y$")+"\nb:"+string(h6)+"\n"), 0o600))
+	a, err := newAuthenticator(file, false)
 	must(t, err)
+	p := a.users.Load()
 	if c, err := bcrypt.Cost(p.dummy); err != nil || c != 6 {
 		t.Errorf("the dummy hash has cost %d (%v), want 6, the file's highest", c, err)
 	}
@@ -174,6 +177,7 @@ func TestServeAuthBadArguments(t *testing.T) {
 		{"--htpasswd", file("nocolon", "alice\n")},
 		{"--htpasswd", file("twice", "alice:"+bcryptHash(t, "x", "$2y$")+"\nalice:"+bcryptHash(t, "y", "$2y$")+"\n")},
 		{"--htpasswd", file("badcost", "alice:$2y$99$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyzABCDE\n")},
+		{"--htpasswd", file("toocostly", "alice:$2y$18$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyzABCDE\n")},
 		{"--auth-all"},
 	} {
 		args = append(append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), dir)
