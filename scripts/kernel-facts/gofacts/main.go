@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command gofacts checks the Go behaviour that sendfile2 relies on, on this
 // machine: which reader net/http hands to a conn's ReadFrom, that io.Copy
 // asks the file's WriteTo first, that an eventfd registered with an io_uring
