@@ -2,11 +2,45 @@
  * the peer? Sends a 256 KiB file of 'A' over TCP on loopback, then overwrites
  * it with 'B' (or truncates it to 1000 bytes) once the call has returned, and
  * only then lets the receiver read. Prints the bytes received that are not 'A'.
+ * With NS_SEND NS_RECV ADDR (network namespaces under /var/run/netns, as
+ * pagecache-veth.sh makes them), the receiver's socket lives in NS_RECV at
+ * ADDR and the sender's in NS_SEND: TCP across a veth pair.
  *
- *   gcc -O2 -o /tmp/pagecache pagecache.c && /tmp/pagecache [DIR]
+ *   gcc -O2 -o /tmp/pagecache pagecache.c && /tmp/pagecache [DIR [NS_SEND NS_RECV ADDR]]
  */
 #include "common.h"
+#include <arpa/inet.h>
+#include <sched.h>
 #include <sys/sendfile.h>
+
+static const char *ns_send, *ns_recv, *ns_addr;
+
+static void enter_ns(const char *name)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "/var/run/netns/%s", name);
+	int fd = open(p, O_RDONLY);
+	if (fd < 0 || setns(fd, CLONE_NEWNET)) die(p);
+	close(fd);
+}
+
+/* veth_pair is tcp_pair across two namespaces: a socket keeps the namespace
+ * it was created in. */
+static void veth_pair(int *snd, int *rcv)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(45871) };
+	inet_pton(AF_INET, ns_addr, &a.sin_addr);
+	enter_ns(ns_recv);
+	int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(l, (void *)&a, sizeof(a)) || listen(l, 1)) die("listen");
+	enter_ns(ns_send);
+	*snd = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(*snd, (void *)&a, sizeof(a))) die("connect");
+	*rcv = accept(l, NULL, NULL);
+	if (*rcv < 0) die("accept");
+	close(l);
+}
 
 #define SIZE (256 << 10)
 
@@ -49,6 +83,7 @@ static void send_file(int method, int fd, int s)
 int main(int argc, char **argv)
 {
 	const char *dir = argc > 1 ? argv[1] : ".";
+	if (argc > 4) { ns_send = argv[2]; ns_recv = argv[3]; ns_addr = argv[4]; }
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/pagecache-probe.dat", dir);
 	static char a[SIZE], b[SIZE], got[SIZE];
@@ -61,7 +96,8 @@ int main(int argc, char **argv)
 			if (fd < 0 || pwrite(fd, a, SIZE, 0) != SIZE) die("write file");
 			fsync(fd);
 			int s, r;
-			tcp_pair(&s, &r, 0);
+			if (ns_send) veth_pair(&s, &r);
+			else tcp_pair(&s, &r, 0);
 			send_file(method, fd, s);
 			/* The call has returned: change the file. */
 			if (trunc) {
