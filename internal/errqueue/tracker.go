@@ -80,11 +80,6 @@ func (t *Tracker) NotifiedBelow(k uint64) bool {
 	return t.known && k <= t.notified-t.ahead
 }
 
-// Reset makes t ready for another send.
-func (t *Tracker) Reset() {
-	*t = Tracker{spans: t.spans[:0], scratch: t.scratch[:0]}
-}
-
 // Notify counts the calls of n and returns how many there were. A range
 // that cannot belong to the send counts nothing and gives an error matching
 // ErrUnexpected.
