@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/engine"
 )
 
 // Adaptivity, for Auto only: a zero-copy send costs more than a copy when the
@@ -44,15 +46,15 @@ type route struct {
 	s       *Sender
 }
 
-// probe is one zero-copy send on a route, which reports to it with end; the
-// zero probe, for sends that teach no route, does nothing.
-type probe struct {
+// trial is one zero-copy send on a route, which reports to it with end; the
+// zero trial, for sends that teach no route, does nothing.
+type trial struct {
 	r       *route
 	counted bool // one of the route's probes
 }
 
 // end reports what the notifications of the send said, if it succeeded.
-func (p probe) end(ok bool, zc, copied int64) {
+func (p trial) end(ok bool, zc, copied int64) {
 	r := p.r
 	if r == nil {
 		return
@@ -86,23 +88,23 @@ func (p probe) end(ok bool, zc, copied int64) {
 }
 
 // adapt picks the method for one send of n bytes on sock when the Sender was
-// configured with Auto, and returns the probe that the send ends.
-func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, probe) {
-	if s.cfg.Method != Auto || !m.zeroCopy() {
-		return m, probe{}
+// configured with Auto, and returns the trial that the send ends.
+func (s *Sender) adapt(m Method, sock *engine.Socket, n int64) (Method, trial) {
+	if s.cfg.Method != Auto || !kindOf(m).ZeroCopy() {
+		return m, trial{}
 	}
 	if n < smallSend {
 		s.smallSends.Add(1)
-		return Copy, probe{}
+		return Copy, trial{}
 	}
-	if sock.local == nil {
-		local, err := unix.Getsockname(sock.fd)
+	if sock.Local == nil {
+		local, err := unix.Getsockname(sock.FD)
 		if err != nil {
-			return m, probe{}
+			return m, trial{}
 		}
-		sock.local = local
+		sock.Local = local
 	}
-	key := routeKey{addrOf(sock.local), addrOf(sock.peer)}
+	key := routeKey{addrOf(sock.Local), addrOf(sock.Peer)}
 	s.routesMu.Lock()
 	r := s.routes[key]
 	if r == nil {
@@ -121,15 +123,15 @@ func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, probe) {
 	switch {
 	case time.Now().Before(r.copying):
 		s.adaptedSends.Add(1)
-		return Copy, probe{}
+		return Copy, trial{}
 	case r.known:
-		return m, probe{r: r}
+		return m, trial{r: r}
 	case r.probes < maxProbes:
 		r.probes++
-		return m, probe{r: r, counted: true}
+		return m, trial{r: r, counted: true}
 	}
 	s.probingSends.Add(1)
-	return Copy, probe{}
+	return Copy, trial{}
 }
 
 // copyingRoutes counts the routes that send with Copy now.
