@@ -7,7 +7,9 @@ import (
 )
 
 // sendContext returns a context that ends when ctx does or when the Sender
-// closes (cause ErrClosed), and the function that releases it.
+// closes (cause ErrClosed), and the function that releases it. It is the one
+// way a send ends with the Sender: Send and Receive make one per call, a
+// listener's conn one for all of its sends.
 func (s *Sender) sendContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	c := &sendCtx{parent: ctx, s: s}
 	return c, c.end
@@ -58,7 +60,7 @@ func (c *sendCtx) Err() error {
 	return m.Err()
 }
 
-// end releases what merge made. The send is over: nothing uses c any more.
+// end releases what merge made. The sends are over: nothing uses c any more.
 func (c *sendCtx) end() {
 	c.once.Do(func() {}) // orders the reads below after a merge
 	if c.cancel != nil {

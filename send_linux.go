@@ -45,7 +45,9 @@ func (s *Sender) SendFrom(ctx context.Context, dst, src syscall.Conn, offset, co
 	return s.send(ctx, dst, nil, src, offset, count)
 }
 
-// send sends hdr, then count bytes of src from offset.
+// send sends hdr, then count bytes of src from offset, on a duplicate of
+// dst's descriptor, after checking the socket and the range, under a context
+// that also ends when the Sender closes.
 func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src syscall.Conn, offset, count int64) (int64, error) {
 	method, err := s.enter(dst, src, offset, count)
 	if err != nil {
@@ -57,7 +59,23 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		return 0, fmt.Errorf("sendfile2: send: dst: %w", err)
 	}
 	defer unix.Close(sock.FD)
-	return s.sendOn(ctx, method, &sock, hdr, src, nil, offset, count)
+	srcConn, err := src.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
+	}
+	var n int64
+	err = withFD(srcConn, func(fd int) error {
+		st, err := checkRange(fd, offset, count)
+		if err != nil {
+			return err
+		}
+		ctx, end := s.sendContext(ctx)
+		defer end()
+		j := engine.Job{Ctx: ctx, Sock: sock.FD, File: fd, Stat: st, Header: hdr, Off: offset, Count: count}
+		n, method, err = s.run(j, method, &sock)
+		return err
+	})
+	return n, s.count(method, n, err)
 }
 
 // sendChecked is send for a socket that was checked once, by a listener's
@@ -65,23 +83,59 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 // keeps open for the whole send, instead of a duplicate, and skips the checks
 // of the socket that send makes every time. The conn has checked src too (a
 // regular file holding the range, by the fstat(2) st just before), and ctx
-// already ends when the Sender closes, so neither is done again.
+// already ends when the Sender closes (see newConn), so neither is done
+// again.
 func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *engine.Socket, hdr []byte, src syscall.Conn, st *unix.Stat_t, offset, count int64) (int64, error) {
 	method, err := s.enter(sock, src, offset, count)
 	if err != nil {
 		return 0, err
 	}
 	defer s.leave()
+	srcConn, err := src.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
+	}
 	var n int64
-	cerr := rc.Control(func(fd uintptr) {
-		sock.FD = int(fd)
-		n, err = s.sendOn(ctx, method, sock, hdr, src, st, offset, count)
+	cerr := rc.Control(func(sfd uintptr) {
+		sock.FD = int(sfd)
+		err = withFD(srcConn, func(fd int) error {
+			j := engine.Job{Ctx: ctx, Sock: sock.FD, File: fd, Stat: st, Header: hdr, Off: offset, Count: count}
+			var err error
+			n, method, err = s.run(j, method, sock)
+			return err
+		})
+		err = s.count(method, n, err)
 		sock.FD = -1
 	})
 	if err == nil && cerr != nil {
 		err = fmt.Errorf("sendfile2: send: dst: %w", cerr)
 	}
 	return n, err
+}
+
+// withFD runs f with the descriptor of rc. Control holds a reference on it
+// for the whole call, so that a concurrent Close cannot let the number be
+// reused under f.
+func withFD(rc syscall.RawConn, f func(fd int) error) error {
+	var err error
+	cerr := rc.Control(func(fd uintptr) { err = f(int(fd)) })
+	if err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// count counts a send of n bytes with method that ended with err, and
+// returns err with the package's prefix and the method.
+func (s *Sender) count(method Method, n int64, err error) error {
+	c := s.counter(method)
+	c.sends.Add(1)
+	c.bytes.Add(n)
+	if err != nil {
+		c.errors.Add(1)
+		return fmt.Errorf("sendfile2: send (%s): %w", method, err)
+	}
+	return nil
 }
 
 // enter registers a send with the Sender, unless it is closed or the
@@ -113,43 +167,6 @@ func (s *Sender) enter(dst any, src syscall.Conn, offset, count int64) (Method, 
 func (s *Sender) leave() {
 	s.inFlight.Add(-1)
 	s.sends.Done()
-}
-
-// sendOn sends hdr, then count bytes of src from offset, on sock, starting
-// with method, and counts the send. st is src's fstat(2) when the caller has
-// checked the range and made ctx end when the Sender closes (see
-// sendChecked); if it is nil, sendOn does both.
-func (s *Sender) sendOn(ctx context.Context, method Method, sock *engine.Socket, hdr []byte, src syscall.Conn, st *unix.Stat_t, offset, count int64) (int64, error) {
-	srcConn, err := src.SyscallConn()
-	if err != nil {
-		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
-	}
-	var n int64
-	// Control holds a reference on src's descriptor for the whole send, so
-	// that a concurrent Close cannot let the number be reused under us.
-	cerr := srcConn.Control(func(fd uintptr) {
-		j := engine.Job{Ctx: ctx, Sock: sock.FD, File: int(fd), Stat: st, Header: hdr, Off: offset, Count: count}
-		if st == nil {
-			if j.Stat, err = checkRange(int(fd), offset, count); err != nil {
-				return
-			}
-			var end context.CancelFunc
-			j.Ctx, end = s.sendContext(ctx)
-			defer end()
-		}
-		n, method, err = s.run(j, method, sock)
-	})
-	if err == nil {
-		err = cerr
-	}
-	c := s.counter(method)
-	c.sends.Add(1)
-	c.bytes.Add(n)
-	if err != nil {
-		c.errors.Add(1)
-		return n, fmt.Errorf("sendfile2: send (%s): %w", method, err)
-	}
-	return n, nil
 }
 
 // run is the policy around the engines for one send: the method for this

@@ -33,9 +33,7 @@ func newSender(t testing.TB, cfg sendfile2.Config) *sendfile2.Sender {
 func newTunedSender(t testing.TB, cfg sendfile2.Config, tune func(*sendfile2.Tuning)) *sendfile2.Sender {
 	t.Helper()
 	s, err := sendfile2.NewSenderTuned(cfg, tune)
-	if errors.Is(err, sendfile2.ErrNotSupported) {
-		testutil.RequireFeature(t, "io_uring with SEND_ZC", "6.0", false, err)
-	}
+	testutil.RequireSupported(t, err)
 	if err != nil {
 		t.Fatalf("NewSender(%+v): %v", cfg, err)
 	}
