@@ -12,7 +12,8 @@ import (
 
 // Adaptivity, for Auto only: a zero-copy send costs more than a copy when the
 // kernel copies anyway, which it does for every send that leaves through lo
-// or veth, or through a device without scatter-gather (KERNEL.md, section 3).
+// or veth (a zero-copy skb delivered to a local socket is copied before it is
+// queued there), or through a device without scatter-gather.
 // The notifications say so (IORING_NOTIF_USAGE_ZC_COPIED, SO_EE_CODE_ZEROCOPY_COPIED).
 // A Sender remembers, per route (local and peer address), whether the last
 // zero-copy sends were all copied; after copiedStreak such sends in a row it

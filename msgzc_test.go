@@ -76,7 +76,8 @@ func TestMsgzcWaitsForNotifications(t *testing.T) {
 	if obs.notified.Load() == 0 {
 		t.Error("the Observer saw no notification")
 	}
-	// Loopback copies every zero-copy send (KERNEL.md, section 3).
+	// Loopback copies every zero-copy send: the kernel copies a zero-copy
+	// skb that it delivers to a local socket.
 	if st.CopiedBytes != int64(len(data)) || obs.copied.Load() != obs.notified.Load() {
 		t.Errorf("on loopback every notification should say copied: %+v, observer %d of %d", st, obs.copied.Load(), obs.notified.Load())
 	}
