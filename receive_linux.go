@@ -69,7 +69,7 @@ func (s *Sender) Receive(ctx context.Context, src syscall.Conn, dst *os.File, of
 	if err != nil {
 		return 0, fmt.Errorf("sendfile2: receive: dst: %w", err)
 	}
-	method := s.receiveMethod()
+	method, fallback := s.receiveMethod()
 	var n int64
 	// Control holds a reference on dst's descriptor for the whole receive,
 	// so that a concurrent Close cannot let the number be reused under us.
@@ -80,9 +80,9 @@ func (s *Sender) Receive(ctx context.Context, src syscall.Conn, dst *os.File, of
 		ctx, end := s.sendContext(ctx)
 		defer end()
 		out := s.eng.Receive(engine.RecvJob{Ctx: ctx, Kind: kindOf(method), Sock: sock.FD, File: int(fd), Off: offset, Count: count})
-		s.fallbacks.Add(out.Fallbacks)
-		n, err = out.N, out.Err
+		n, err, fallback = out.N, out.Err, fallback+out.Fallbacks
 	})
+	s.fallbacks.Add(fallback)
 	if err == nil {
 		err = cerr
 	}
@@ -107,17 +107,17 @@ func Receive(ctx context.Context, src syscall.Conn, dst *os.File, offset, count 
 }
 
 // receiveMethod is the method Receive uses: URing where the Sender has its
-// ring and registered buffers, Splice for Splice, else Copy.
-func (s *Sender) receiveMethod() Method {
+// ring and registered buffers, Splice for Splice, else Copy. It counts one
+// fallback when URing cannot receive.
+func (s *Sender) receiveMethod() (Method, int64) {
 	switch s.Method() {
 	case URing:
 		if s.eng.ReceivesWithURing() {
-			return URing
+			return URing, 0
 		}
-		s.fallbacks.Add(1) // counted where the receive's are not: no receive ran
-		return Copy
+		return Copy, 1
 	case Splice:
-		return Splice
+		return Splice, 0
 	}
-	return Copy
+	return Copy, 0
 }

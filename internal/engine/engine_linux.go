@@ -238,22 +238,3 @@ func result(ctx context.Context, sent, total int64, cancelled bool, err error) (
 	}
 	return sent, err
 }
-
-// Counters for tests: the registered buffers not in the pool, the kept
-// mappings (kept now, made, sends that found theirs), ENOBUFS retried by
-// MsgZC, and the Loop's load.
-
-// BuffersOut is the number of registered buffers not in the pool.
-func (e *Engines) BuffersOut() int64 {
-	if e.pool == nil {
-		return 0
-	}
-	return e.pool.out.Load()
-}
-
-// MsgZCNoBufs is the number of times MsgZC sends got ENOBUFS and sent again
-// after notifications.
-func (e *Engines) MsgZCNoBufs() int64 { return e.msgzcNoBufs.Load() }
-
-// Loop is the io_uring Loop, nil without one.
-func (e *Engines) Loop() *uring.Loop { return e.loop }

@@ -254,17 +254,3 @@ func (c *fileMaps) close() {
 		c.drop(fm)
 	}
 }
-
-// MapCounts returns the mappings of files e keeps now, the mappings it has
-// made, and the sends that found theirs kept.
-func (e *Engines) MapCounts() (kept int, mapped, hits int64) {
-	c := &e.maps
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, fm := range c.m {
-		if fm.mem != nil {
-			kept++
-		}
-	}
-	return kept, c.mapped, c.hits
-}
