@@ -9,9 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// copyWindow bounds how much of the file Copy and MsgZC map at once.
-const copyWindow = 64 << 20
-
 // copy is the Copy method: send(2) from a mapping of the file for large
 // ranges, pread(2) into a buffer and send(2) for small ones. Safe by
 // construction: send(2) copies before it returns.

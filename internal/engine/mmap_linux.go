@@ -6,6 +6,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// copyWindow bounds how much of a file Copy, its kept mappings and MsgZC
+// map at once.
+const copyWindow = 64 << 20
+
 // mappings counts the memory mappings the engines hold (registered buffer
 // pools, mappings of files being sent or kept), so that a leak shows.
 var mappings atomic.Int64

@@ -12,17 +12,6 @@ import (
 	"github.com/sendfile2/sendfile2/internal/uring"
 )
 
-// RecvJob is one receive: count bytes from the socket (until its end when
-// count < 0), written to the file from off.
-type RecvJob struct {
-	Ctx   context.Context
-	Kind  Kind // URing, Splice; any other receives with Copy
-	Sock  int  // a connected stream socket
-	File  int  // a regular file open for writing (see CheckWritable)
-	Off   int64
-	Count int64
-}
-
 // ReceivesWithURing reports whether the URing receive can run: the ring has
 // registered buffers and IORING_OP_RECV and IORING_OP_WRITE_FIXED.
 func (e *Engines) ReceivesWithURing() bool {
@@ -51,18 +40,6 @@ func (e *Engines) Receive(j RecvJob) Outcome {
 		err = fdatasync(j.File)
 	}
 	return Outcome{N: n, Err: err, Fallbacks: r.fallbacks}
-}
-
-// receiver is one Receive in progress.
-type receiver struct {
-	e *Engines
-	RecvJob
-	fallbacks int64
-}
-
-// unexpectedEOF is the error of a stream that ended after got of want bytes.
-func unexpectedEOF(got, want int64) error {
-	return fmt.Errorf("end of stream after %d of %d bytes: %w", got, want, io.ErrUnexpectedEOF)
 }
 
 // copy is the Copy receive: recv(2) into a buffer until it is full or the
