@@ -86,7 +86,7 @@ func (s *Sender) Receive(ctx context.Context, src syscall.Conn, dst *os.File, of
 	if err == nil {
 		err = cerr
 	}
-	c := s.counter(method)
+	c := s.counters.of(method)
 	c.receives.Add(1)
 	c.received.Add(n)
 	if err != nil {

@@ -128,7 +128,7 @@ func withFD(rc syscall.RawConn, f func(fd int) error) error {
 // count counts a send of n bytes with method that ended with err, and
 // returns err with the package's prefix and the method.
 func (s *Sender) count(method Method, n int64, err error) error {
-	c := s.counter(method)
+	c := s.counters.of(method)
 	c.sends.Add(1)
 	c.bytes.Add(n)
 	if err != nil {
@@ -185,7 +185,7 @@ func (s *Sender) run(j engine.Job, method Method, sock *engine.Socket) (int64, M
 	var fallbacks int64
 	defer func() { s.fallbacks.Add(fallbacks) }()
 	try := func(m Method) engine.Outcome {
-		j.Kind, j.Usage = kindOf(m), &s.counter(m).usage
+		j.Kind, j.Usage = kindOf(m), &s.counters.of(m).usage
 		out := s.eng.Send(j)
 		fallbacks += out.Fallbacks
 		return out
@@ -195,7 +195,10 @@ func (s *Sender) run(j engine.Job, method Method, sock *engine.Socket) (int64, M
 		fallbacks++
 		method = Copy
 	}
-	method, p := s.adapt(method, sock, int64(len(j.Header))+j.Count)
+	var p trial
+	if s.cfg.Method == Auto {
+		method, p = s.routes.choose(method, sock, int64(len(j.Header))+j.Count)
+	}
 	out := try(method)
 	if out.N == 0 && kindOf(method).ZeroCopy() && errors.Is(out.Err, unix.EOPNOTSUPP) {
 		// This socket cannot send zero-copy: a TCP socket accepted from an
@@ -253,4 +256,14 @@ func checkRange(fd int, off, count int64) (*unix.Stat_t, error) {
 		return nil, fmt.Errorf("range [%d, %d) past the end of a %d-byte file: %w", off, off+count, st.Size, ErrRange)
 	}
 	return st, nil
+}
+
+// Send sends with a Sender shared by the whole program, created with the
+// default Config on first use; see Sender.Send.
+func Send(ctx context.Context, dst syscall.Conn, src *os.File, offset, count int64) (int64, error) {
+	s, err := shared()
+	if err != nil {
+		return 0, err
+	}
+	return s.Send(ctx, dst, src, offset, count)
 }

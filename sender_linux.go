@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,13 +36,8 @@ type Sender struct {
 	inFlight  atomic.Int64
 	fallbacks atomic.Int64
 
-	routesMu      sync.Mutex
-	routes        map[routeKey]*route // Auto's adaptivity: see adapt
-	adaptSwitches atomic.Int64
-	adaptedSends  atomic.Int64
-	smallSends    atomic.Int64
-	probingSends  atomic.Int64
-	counters      [len(methodIndex)]methodCounters
+	routes   routes // Auto's adaptivity
+	counters counters
 }
 
 // NewSender returns a Sender configured by cfg. With Method Auto it picks
@@ -151,6 +144,18 @@ func (s *Sender) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// Stats returns the Sender's counters.
+func (s *Sender) Stats() Stats {
+	return Stats{
+		Method:    s.Method(),
+		Demotions: s.demotions.Load(),
+		InFlight:  s.inFlight.Load(),
+		Fallbacks: s.fallbacks.Load(),
+		Methods:   s.counters.stats(),
+		Adaptive:  s.routes.stats(),
+	}
+}
+
 // Close stops the Sender: new sends fail with ErrClosed, sends in flight are
 // cancelled and return an error matching ErrClosed, and Close returns when
 // every notification of every zero-copy send has arrived and the ring and
@@ -174,16 +179,6 @@ var (
 	defaultMu     sync.Mutex
 	defaultSender *Sender
 )
-
-// Send sends with a Sender shared by the whole program, created with the
-// default Config on first use; see Sender.Send.
-func Send(ctx context.Context, dst syscall.Conn, src *os.File, offset, count int64) (int64, error) {
-	s, err := shared()
-	if err != nil {
-		return 0, err
-	}
-	return s.Send(ctx, dst, src, offset, count)
-}
 
 // shared returns the Sender shared by the whole program, made with the
 // default Config on first use.

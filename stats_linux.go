@@ -6,32 +6,9 @@ import (
 	"github.com/sendfile2/sendfile2/internal/engine"
 )
 
-// methodIndex orders the concrete methods for the counters, with the engine
-// that runs each.
-var methodIndex = [...]struct {
-	m Method
-	k engine.Kind
-}{{URing, engine.URing}, {URingMmap, engine.URingMmap}, {MsgZC, engine.MsgZC}, {Copy, engine.Copy}, {Sendfile, engine.Sendfile}, {Splice, engine.Splice}}
-
-// kindOf is the engine of the concrete method m.
-func kindOf(m Method) engine.Kind {
-	for _, x := range methodIndex {
-		if x.m == m {
-			return x.k
-		}
-	}
-	return 0
-}
-
-// methodOf is the method that engine k runs.
-func methodOf(k engine.Kind) Method {
-	for _, x := range methodIndex {
-		if x.k == k {
-			return x.m
-		}
-	}
-	return ""
-}
+// counters are a Sender's counters of each method, in the order of
+// methodIndex.
+type counters [len(methodIndex)]methodCounters
 
 type methodCounters struct {
 	sends, errors, bytes atomic.Int64
@@ -40,45 +17,33 @@ type methodCounters struct {
 	receives, receiveErrors, received atomic.Int64
 }
 
-func (s *Sender) counter(m Method) *methodCounters {
+// of returns the counters of the concrete method m.
+func (c *counters) of(m Method) *methodCounters {
 	for i, x := range methodIndex {
 		if x.m == m {
-			return &s.counters[i]
+			return &c[i]
 		}
 	}
 	panic("sendfile2: no counters for method " + string(m))
 }
 
-// Stats returns the Sender's counters.
-func (s *Sender) Stats() Stats {
-	st := Stats{
-		Method:    s.Method(),
-		Demotions: s.demotions.Load(),
-		InFlight:  s.inFlight.Load(),
-		Fallbacks: s.fallbacks.Load(),
-		Methods:   map[Method]MethodStats{},
-		Adaptive: AdaptiveStats{
-			Switches:      s.adaptSwitches.Load(),
-			CopyingRoutes: s.copyingRoutes(),
-			CopiedRoute:   s.adaptedSends.Load(),
-			Small:         s.smallSends.Load(),
-			Probing:       s.probingSends.Load(),
-		},
-	}
+// stats returns the counters of every method that has run.
+func (c *counters) stats() map[Method]MethodStats {
+	st := map[Method]MethodStats{}
 	for i, x := range methodIndex {
-		c := &s.counters[i]
-		if c.sends.Load() == 0 && c.receives.Load() == 0 {
+		mc := &c[i]
+		if mc.sends.Load() == 0 && mc.receives.Load() == 0 {
 			continue
 		}
-		st.Methods[x.m] = MethodStats{
-			Sends:         c.sends.Load(),
-			Errors:        c.errors.Load(),
-			Bytes:         c.bytes.Load(),
-			ZeroCopyBytes: c.usage.ZeroCopy.Load(),
-			CopiedBytes:   c.usage.Copied.Load(),
-			Receives:      c.receives.Load(),
-			ReceiveErrors: c.receiveErrors.Load(),
-			Received:      c.received.Load(),
+		st[x.m] = MethodStats{
+			Sends:         mc.sends.Load(),
+			Errors:        mc.errors.Load(),
+			Bytes:         mc.bytes.Load(),
+			ZeroCopyBytes: mc.usage.ZeroCopy.Load(),
+			CopiedBytes:   mc.usage.Copied.Load(),
+			Receives:      mc.receives.Load(),
+			ReceiveErrors: mc.receiveErrors.Load(),
+			Received:      mc.received.Load(),
 		}
 	}
 	return st
