@@ -92,5 +92,5 @@ func (t *transfer) engine() (int64, error) {
 	case Splice:
 		return t.splice()
 	}
-	return 0, fmt.Errorf("engine %d: %w", t.Kind, probe.ErrNotSupported)
+	return 0, fmt.Errorf("engine %v: %w", t.Kind, probe.ErrNotSupported)
 }

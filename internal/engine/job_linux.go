@@ -27,6 +27,15 @@ const (
 	Splice                    // splice(2) through a pipe: an unsafe baseline
 )
 
+var kindNames = [...]string{URing: "uring", URingMmap: "uring-mmap", MsgZC: "msgzc", Copy: "copy", Sendfile: "sendfile", Splice: "splice"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind %d", uint8(k))
+}
+
 // ZeroCopy reports whether k sends without copying where the device allows.
 func (k Kind) ZeroCopy() bool { return k == URing || k == URingMmap || k == MsgZC }
 
