@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/sendfile2/sendfile2"
@@ -45,35 +44,15 @@ type serveOptions struct {
 	logFormat       string
 	shutdownTimeout time.Duration
 	upload          bool
-	maxUpload       byteSize
+	maxUpload       int64
 	allowHardlinks  bool
 	// 0: readHeaderTimeout, idleTimeout.
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 }
 
-// byteSize is a flag holding a byte count: a plain number of bytes, or one
-// with a unit as github.com/dustin/go-humanize parses it ("1GiB", "500MB",
-// "64KiB"; "k", "M", "G" are powers of 1000, "Ki", "Mi", "Gi" of 1024).
-type byteSize int64
-
-func (b *byteSize) Set(s string) error {
-	n, err := humanize.ParseBytes(s)
-	if err != nil {
-		return fmt.Errorf("want a byte count such as 1073741824, 1GiB or 500MB: %w", err)
-	}
-	if n > math.MaxInt64 {
-		return fmt.Errorf("%s is too large", s)
-	}
-	*b = byteSize(n)
-	return nil
-}
-
-func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
-func (b *byteSize) Type() string   { return "bytes" }
-
 func serveCommand() *cobra.Command {
-	o := serveOptions{maxUpload: 1 << 30}
+	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve [flags] [DIR]",
 		Short: "Serve the files under DIR over HTTP, sending their bodies with sendfile2",
@@ -121,13 +100,13 @@ waits for the kernel's last notification.`,
 			}
 			ln, err := listen(cmd.Context(), o.addr)
 			if err != nil {
-				return err
+				return fmt.Errorf("--addr: %w", err)
 			}
 			var mln net.Listener
 			if o.metricsAddr != "" {
 				if mln, err = listen(cmd.Context(), o.metricsAddr); err != nil {
 					ln.Close()
-					return err
+					return fmt.Errorf("--metrics-addr: %w", err)
 				}
 			}
 			return serve(cmd.Context(), o, ln, mln, log)
@@ -136,16 +115,16 @@ waits for the kernel's last notification.`,
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on this address (default: none)")
-	f.IntVar(&o.maxConns, "max-conns", 10000, "most connections open at once; more wait to be accepted")
-	f.StringVar(&o.method, "method", string(sendfile2.Auto), "send method: auto, uring, uring-mmap, msgzc, copy, or the unsafe sendfile, splice")
-	f.IntVar(&o.bufferSize, "buffer-size", 0, "bytes per registered buffer and per send chunk (0: 256 KiB)")
-	f.IntVar(&o.buffers, "buffers", 0, "registered buffers shared by all sends (0: 16)")
+	countVar(f, &o.maxConns, "max-conns", 10000, 1, "most connections open at once; more wait to be accepted")
+	choiceVar(f, &o.method, "method", string(sendfile2.Auto), "method", methodNames(), "send method: auto, uring, uring-mmap, msgzc, copy, or the unsafe sendfile, splice")
+	sizeVar(f, &o.bufferSize, "buffer-size", 0, 4<<10, 1<<30, "bytes per registered buffer and per send chunk, a multiple of 4KiB (0: 256KiB)").align = 4 << 10
+	countVar(f, &o.buffers, "buffers", 0, 0, "registered buffers shared by all sends (0: 16)")
 	f.BoolVar(&o.dontCache, "dontcache", false, "drop the file pages that sends read from the page cache (RWF_DONTCACHE, Linux 6.14+)")
 	f.BoolVar(&o.accessLog, "access-log", false, "log every request to stderr")
-	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	choiceVar(f, &o.logFormat, "log-format", "text", "log format", []string{"text", "json"}, "log format: text or json")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long to wait for responses and uploads in flight before closing their connections")
 	f.BoolVar(&o.upload, "upload", false, "accept PUT: store the request body at the path, atomically")
-	f.Var(&o.maxUpload, "max-upload", "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
+	sizeVar(f, &o.maxUpload, "max-upload", 1<<30, 0, math.MaxInt64, "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
 	f.BoolVar(&o.allowHardlinks, "allow-hardlinks", false, "serve regular files that have more than one hard link (by default 403: a hard link in DIR can name a file outside it)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", readHeaderTimeout, "how long a client may take to send a request's header; the connection is closed after it")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")

@@ -1582,15 +1582,18 @@ func TestServeMaxUploadFlag(t *testing.T) {
 		{"lots", 0, false},
 		{"-1", 0, false},
 		{"9EiB", 0, false},
+		{"1.5", 0, false},
+		{"0.3KiB", 0, false},
+		{"1.5KiB", 1536, true},
 	} {
-		var b byteSize
-		err := b.Set(tc.in)
-		if (err == nil) != tc.ok || tc.ok && int64(b) != tc.want {
-			t.Errorf("Set(%q): %d, %v; want %d, ok %v", tc.in, b, err, tc.want, tc.ok)
+		f := serveCommand().Flags()
+		err := f.Set("max-upload", tc.in)
+		got := *f.Lookup("max-upload").Value.(*sizeFlag[int64]).p
+		if (err == nil) != tc.ok || tc.ok && got != tc.want {
+			t.Errorf("--max-upload %q: %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
-	o := serveOptions{maxUpload: 1 << 30}
-	if got := o.maxUpload.String(); got != "1.0 GiB" {
+	if got := serveCommand().Flags().Lookup("max-upload").DefValue; got != "1GiB" {
 		t.Errorf("default shows as %q", got)
 	}
 }
