@@ -98,16 +98,9 @@ waits for the kernel's last notification.`,
 			if err != nil {
 				return err
 			}
-			ln, err := listen(cmd.Context(), o.addr)
+			ln, mln, err := serveListeners(cmd.Context(), o, cmd.Flags().Changed, log)
 			if err != nil {
-				return fmt.Errorf("--addr: %w", err)
-			}
-			var mln net.Listener
-			if o.metricsAddr != "" {
-				if mln, err = listen(cmd.Context(), o.metricsAddr); err != nil {
-					ln.Close()
-					return fmt.Errorf("--metrics-addr: %w", err)
-				}
+				return err
 			}
 			return serve(cmd.Context(), o, ln, mln, log)
 		},
