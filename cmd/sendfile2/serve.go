@@ -162,7 +162,7 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, nil)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: durationSeconds})), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
