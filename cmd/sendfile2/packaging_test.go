@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +87,35 @@ func TestSystemdUnits(t *testing.T) {
 	}
 	if _, ok := setting(sock, "SocketProtocol"); ok {
 		t.Error("the socket sets SocketProtocol: zero-copy needs plain TCP")
+	}
+}
+
+// TestDockerfile: the image's default command is a serve command line that
+// serve takes, listening on every address of the container.
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmdLine []string
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "CMD "); ok {
+			if err := json.Unmarshal([]byte(rest), &cmdLine); err != nil {
+				t.Fatalf("CMD %s: %v", rest, err)
+			}
+		}
+	}
+	if len(cmdLine) < 2 || cmdLine[0] != "serve" {
+		t.Fatalf("CMD %q is not a serve command", cmdLine)
+	}
+	serve, _, err := rootCommand().Find(cmdLine[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := serve.ParseFlags(cmdLine[1:]); err != nil {
+		t.Errorf("CMD %q: %v", cmdLine, err)
+	}
+	if addr := serve.Flags().Lookup("addr").Value.String(); addr != ":8080" {
+		t.Errorf("CMD listens on %q, want :8080 (every address of the container)", addr)
 	}
 }
