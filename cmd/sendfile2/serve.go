@@ -82,6 +82,12 @@ leaves the old file and no temporary file. A body with a Content-Length is
 received with the Sender (on the hijacked connection, which then closes); a
 chunked one is read through net/http. Bodies over --max-upload give 413.
 
+Started by systemd with listening sockets (socket activation: LISTEN_FDS,
+LISTEN_PID, LISTEN_FDNAMES), serve serves the files on the one not named
+"metrics" and the metrics on the one that is, and refuses --addr. Zero-copy
+sends need a plain TCP socket (ListenStream=PORT, not MPTCP nor a Unix
+socket); on others every body is copied, safely, and the log says so.
+
 On SIGINT or SIGTERM, serve stops accepting connections, waits up to
 --shutdown-timeout for the responses in flight, then closes the Sender, which
 waits for the kernel's last notification.`,

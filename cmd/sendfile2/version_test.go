@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -67,5 +69,37 @@ func TestVersionText(t *testing.T) {
 	if got := versionText(nil, ""); !strings.Contains(got, "sendfile2 (unknown)\n") || !strings.Contains(got, "revision  unknown") ||
 		!strings.Contains(got, "kernel    unknown\n") {
 		t.Errorf("without build information:\n%s", got)
+	}
+}
+
+// TestVersionVCS builds the command as a user does (go build in the
+// checkout) and checks that version names the checkout's revision.
+func TestVersionVCS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the command")
+	}
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("no git")
+	}
+	head, err := exec.Command(git, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "sendfile2")
+	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "revision  unknown") {
+		// go build stamps nothing in a git worktree checkout, for one.
+		t.Skipf("go build recorded no VCS information here:\n%s", out)
+	}
+	if want := "revision  " + strings.TrimSpace(string(head)); !strings.Contains(string(out), want) {
+		t.Errorf("version:\n%s\nwant a line %q", out, want)
 	}
 }
