@@ -134,6 +134,13 @@ func (o *benchOptions) config(changed func(name string) bool) error {
 	} else if cfg.Sync {
 		return errors.New("--sync applies to --direction receive")
 	}
+	if cfg.Dir != "" {
+		if st, err := os.Stat(cfg.Dir); err != nil {
+			return fmt.Errorf("--dir: %w", err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("--dir %s: not a directory", cfg.Dir)
+		}
+	}
 	if cfg.Rounds < 1 {
 		return fmt.Errorf("--rounds %d: want at least 1", cfg.Rounds)
 	}

@@ -31,8 +31,9 @@ func TestBadFlagValues(t *testing.T) {
 		{[]string{"check", "--rounds", "0"}, "--rounds", "at least 1"},
 		{[]string{"check", "--rounds", "many"}, "--rounds", "want a whole number"},
 		{[]string{"check", "--rounds", "1.5"}, "--rounds", "want a whole number"},
-		{[]string{"check", "--timeout", "-1s"}, "--timeout", "more than 0"},
-		{[]string{"check", "--timeout", "0"}, "--timeout", "more than 0"},
+		{[]string{"check", "--timeout", "-1s"}, "--timeout", "1s or more"},
+		{[]string{"check", "--timeout", "0"}, "--timeout", "1s or more"},
+		{[]string{"check", "--timeout", "1ns"}, "--timeout", "1s or more"},
 		{[]string{"check", "--timeout", "soon"}, "--timeout", ""},
 		{[]string{"check", "--method", "bogus"}, "--method", `unknown method "bogus"`},
 		{[]string{"check", "--method", "copy,copy"}, "--method", "twice"},
@@ -71,6 +72,8 @@ func TestBadFlagValues(t *testing.T) {
 		{[]string{"bench", "--methods", "uring+dontcache"}, "--methods", "receive"},
 		{[]string{"bench", "--direction", "receive", "--file-size", "1MiB"}, "--file-size", "send flag"},
 		{[]string{"bench", "--sync"}, "--sync", "receive"},
+		{[]string{"bench", "--dir", "/nonexistent"}, "--dir", "no such file"},
+		{[]string{"bench", "--dir", "/dev/null"}, "--dir", "not a directory"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			out, errOut, code := runCmd(t, tc.args...)
