@@ -11,10 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
-
-	"github.com/sendfile2/sendfile2/internal/testutil"
 )
 
 // The tests run the command in a process of its own, where they need what
@@ -46,21 +42,6 @@ func asCommand() bool {
 	stop()
 	os.Exit(code)
 	return true
-}
-
-// refuseIOURing installs seccomp filters that fail the three io_uring
-// system calls with EPERM: Docker's default profile leaves them out of its
-// allow-list, whose default action is EPERM.
-func refuseIOURing() error {
-	if err := testutil.RefuseIOURing(unix.EPERM); err != nil {
-		return err
-	}
-	for _, nr := range []uintptr{unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER} {
-		if err := testutil.RefuseSyscall(nr, unix.EPERM); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // commandProcess returns the command line args as a process of its own,

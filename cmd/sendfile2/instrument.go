@@ -9,8 +9,8 @@ import (
 )
 
 // instrument wraps h: it counts requests by status and measures their
-// duration, writes the access log
-// when log is not nil, and tracks the handlers running in wg.
+// duration, writes the access log when log is not nil, and tracks the
+// handlers running in wg.
 func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)

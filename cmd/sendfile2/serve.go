@@ -112,7 +112,7 @@ waits for the kernel's last notification.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (not with a listening socket from systemd)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on this address (default: none)")
 	countVar(f, &o.maxConns, "max-conns", 10000, 1, "most connections open at once; more wait to be accepted")
 	choiceVar(f, &o.method, "method", string(sendfile2.Auto), "method", methodNames(), "send method: auto, uring, uring-mmap, msgzc, copy, or the unsafe sendfile, splice")
