@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 
 	"github.com/coreos/go-systemd/v22/activation"
 )
@@ -31,49 +32,53 @@ const metricsFDName = "metrics"
 // stays safe. serve says so in its log when it starts.
 func serveListeners(ctx context.Context, o serveOptions, changed func(string) bool, log *slog.Logger) (ln, mln net.Listener, err error) {
 	files := activation.Files(true) // unsets LISTEN_*: children do not inherit them
-	if len(files) == 0 {
-		if ln, err = listen(ctx, o.addr); err != nil {
-			return nil, nil, fmt.Errorf("--addr: %w", err)
-		}
-		if o.metricsAddr != "" {
-			if mln, err = listen(ctx, o.metricsAddr); err != nil {
-				ln.Close()
-				return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
-			}
-		}
-		return ln, mln, nil
+	if len(files) > 0 {
+		return activatedListeners(ctx, o, files, changed, log)
 	}
-	closeAll := func() {
-		for _, l := range []net.Listener{ln, mln} {
-			if l != nil {
-				l.Close()
-			}
+	if ln, err = listen(ctx, o.addr); err != nil {
+		return nil, nil, fmt.Errorf("--addr: %w", err)
+	}
+	if o.metricsAddr != "" {
+		if mln, err = listen(ctx, o.metricsAddr); err != nil {
+			ln.Close()
+			return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
 		}
 	}
+	return ln, mln, nil
+}
+
+// activatedListeners returns the listeners of the sockets systemd passed as files:
+// the one named metricsFDName serves the metrics, the other the files. It
+// closes the files.
+func activatedListeners(ctx context.Context, o serveOptions, files []*os.File, changed func(string) bool, log *slog.Logger) (ln, mln net.Listener, err error) {
+	defer func() {
+		if err != nil {
+			for _, l := range []net.Listener{ln, mln} {
+				if l != nil {
+					l.Close()
+				}
+			}
+			ln, mln = nil, nil
+		}
+	}()
 	for i, f := range files {
-		name := f.Name()
-		l, ferr := net.FileListener(f)
-		f.Close() // l holds a duplicate
+		var l net.Listener
+		l, err = activatedListener(3+i, f, log)
 		switch {
-		case ferr != nil:
-			err = fmt.Errorf("socket activation: fd %d (%s): %w: want a listening stream socket (Accept=no in the .socket unit)", 3+i, name, ferr)
-		case name == metricsFDName && mln == nil:
+		case err != nil:
+		case f.Name() == metricsFDName && mln == nil:
 			mln = l
-		case name != metricsFDName && ln == nil:
+		case f.Name() != metricsFDName && ln == nil:
 			ln = l
 		default:
 			l.Close()
 			err = fmt.Errorf("socket activation: %d sockets: serve takes one for the files and one named %q for the metrics", len(files), metricsFDName)
 		}
-		if err == nil {
-			err = checkActivated(l, name, log)
-		}
 		if err != nil {
 			for _, f := range files[i+1:] {
 				f.Close()
 			}
-			closeAll()
-			return nil, nil, err
+			return ln, mln, err
 		}
 	}
 	switch {
@@ -88,11 +93,22 @@ func serveListeners(ctx context.Context, o serveOptions, changed func(string) bo
 			err = fmt.Errorf("--metrics-addr: %w", err)
 		}
 	}
+	return ln, mln, err
+}
+
+// activatedListener makes a listener of the socket f, fd number fd, and
+// closes f.
+func activatedListener(fd int, f *os.File, log *slog.Logger) (net.Listener, error) {
+	l, err := net.FileListener(f)
+	f.Close() // l holds a duplicate
 	if err != nil {
-		closeAll()
-		return nil, nil, err
+		return nil, fmt.Errorf("socket activation: fd %d (%s): %w: want a listening stream socket (Accept=no in the .socket unit)", fd, f.Name(), err)
 	}
-	return ln, mln, nil
+	if err := checkActivated(l, f.Name(), log); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // checkActivated logs what an activated listener's connections can do: a

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,6 +163,69 @@ func TestSystemdSocketActivate(t *testing.T) {
 	}
 	if start := p.waitLog(t, "serving"); start["addr"] != addr {
 		t.Errorf("serving on %v, want the activated %s", start["addr"], addr)
+	}
+	p.stop(t)
+}
+
+// TestSocketActivationMPTCP: an activated MPTCP socket (SocketProtocol=mptcp)
+// is served, with a warning that every body will be copied.
+func TestSocketActivationMPTCP(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(true)
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if mptcp, err := isMPTCP(ln.(*net.TCPListener)); err != nil || !mptcp {
+		t.Skipf("no MPTCP listener here (net.mptcp.enabled=0 or a kernel without it): %v", err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	data := writeRandom(t, filepath.Join(dir, "f.bin"), 256<<10)
+	p, _ := startServeProcess(t, activated(t, "http", []*os.File{f}, "serve", "--log-format", "json", dir))
+	if w := p.waitLog(t, "socket activation: an MPTCP socket (SocketProtocol=mptcp): its connections cannot send zero-copy, so every body will be copied (safely)"); w["level"] != "WARN" {
+		t.Errorf("%v", w)
+	}
+	resp, body := do(t, newClient(t), "GET", "http://"+ln.Addr().String()+"/f.bin")
+	if resp.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("status %d, %d bytes", resp.StatusCode, len(body))
+	}
+	p.stop(t)
+}
+
+// TestSocketActivationUnix: an activated Unix socket
+// (ListenStream=/run/PATH) is served, with a warning that every body will
+// be copied.
+func TestSocketActivationUnix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "http.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.UnixListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	data := writeRandom(t, filepath.Join(dir, "f.bin"), 256<<10)
+	p, _ := startServeProcess(t, activated(t, "http", []*os.File{f}, "serve", "--log-format", "json", dir))
+	if w := p.waitLog(t, "socket activation: not a TCP socket: every body will be copied (safely); zero-copy needs ListenStream=PORT or ADDR:PORT"); w["level"] != "WARN" {
+		t.Errorf("%v", w)
+	}
+	c := newClient(t)
+	c.Transport.(*http.Transport).DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", path)
+	}
+	resp, body := do(t, c, "GET", "http://sendfile2/f.bin")
+	if resp.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("status %d, %d bytes", resp.StatusCode, len(body))
 	}
 	p.stop(t)
 }
