@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -133,6 +134,14 @@ func (o *benchOptions) config(changed func(name string) bool) error {
 		cfg.FileSize, cfg.SendSize, cfg.Source, cfg.Receiver = 0, 0, "", ""
 	} else if cfg.Sync {
 		return errors.New("--sync applies to --direction receive")
+	}
+	if cfg.Report != "" {
+		// Before the run, which may take minutes, rather than after it.
+		if st, err := os.Stat(filepath.Dir(cfg.Report)); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("--report %s: %s is not a directory", cfg.Report, filepath.Dir(cfg.Report))
+		}
 	}
 	if cfg.Dir != "" {
 		if st, err := os.Stat(cfg.Dir); err != nil {

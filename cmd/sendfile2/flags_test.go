@@ -74,6 +74,7 @@ func TestBadFlagValues(t *testing.T) {
 		{[]string{"bench", "--sync"}, "--sync", "receive"},
 		{[]string{"bench", "--dir", "/nonexistent"}, "--dir", "no such file"},
 		{[]string{"bench", "--dir", "/dev/null"}, "--dir", "not a directory"},
+		{[]string{"bench", "--report", "/nonexistent/r.html"}, "--report", "no such file"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			out, errOut, code := runCmd(t, tc.args...)
