@@ -137,21 +137,14 @@ func (o *benchOptions) config(changed func(name string) bool) error {
 	}
 	if cfg.Report != "" {
 		// Before the run, which may take minutes, rather than after it.
-		if st, err := os.Stat(filepath.Dir(cfg.Report)); err != nil {
-			return fmt.Errorf("--report: %w", err)
-		} else if !st.IsDir() {
-			return fmt.Errorf("--report %s: %s is not a directory", cfg.Report, filepath.Dir(cfg.Report))
+		if err := requireDir("report", filepath.Dir(cfg.Report)); err != nil {
+			return err
 		}
 	}
 	if cfg.Dir != "" {
-		if st, err := os.Stat(cfg.Dir); err != nil {
-			return fmt.Errorf("--dir: %w", err)
-		} else if !st.IsDir() {
-			return fmt.Errorf("--dir %s: not a directory", cfg.Dir)
+		if err := requireDir("dir", cfg.Dir); err != nil {
+			return err
 		}
-	}
-	if cfg.Rounds < 1 {
-		return fmt.Errorf("--rounds %d: want at least 1", cfg.Rounds)
 	}
 	if cfg.Conns < 1 || cfg.Conns > 4096 {
 		return fmt.Errorf("--conns %d: want 1 to 4096", cfg.Conns)
@@ -161,6 +154,19 @@ func (o *benchOptions) config(changed func(name string) bool) error {
 	}
 	if d == bench.Send && cfg.SendSize > cfg.FileSize {
 		return fmt.Errorf("--send-size %s is larger than --file-size %s", bytesize.Format(cfg.SendSize), bytesize.Format(cfg.FileSize))
+	}
+	return nil
+}
+
+// requireDir checks that dir, where the flag name puts files, is a
+// directory.
+func requireDir(name, dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("--%s: %w", name, err)
+	case !st.IsDir():
+		return fmt.Errorf("--%s: %s is not a directory", name, dir)
 	}
 	return nil
 }
