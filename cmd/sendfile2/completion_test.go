@@ -43,8 +43,13 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("%q: %q %s, want %q :4", tc.args, got, directive, tc.want)
 		}
 	}
-	if _, directive := complete(t, "serve", ""); directive != ":16" { // ShellCompDirectiveFilterDirs
-		t.Errorf("serve DIR: directive %s, want :16 (directories)", directive)
+	for _, args := range [][]string{{"serve", ""}, {"bench", "--dir", ""}} {
+		if _, directive := complete(t, args...); directive != ":16" { // ShellCompDirectiveFilterDirs
+			t.Errorf("%q: directive %s, want :16 (directories)", args, directive)
+		}
+	}
+	if got, directive := complete(t, "bench", "--report", ""); !slices.Equal(got, []string{"html"}) || directive != ":8" {
+		t.Errorf("bench --report: %q %s, want html :8 (files by extension)", got, directive)
 	}
 	got, _ := complete(t, "")
 	for _, want := range []string{"serve", "check", "probe", "bench", "version", "completion"} {
