@@ -9,7 +9,7 @@
 # the guarantee. `docker run --rm sendfile2 probe` says so and why;
 # docs/SERVICE.md says how to allow io_uring.
 
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26 AS build
 WORKDIR /src
 # The command is a module of its own that builds against the library in the
 # same checkout (a replace in its go.mod): copy both, download, then build.
