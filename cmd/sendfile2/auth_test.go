@@ -1,6 +1,8 @@
 package main
 
 import (
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -202,6 +204,51 @@ func TestServeAuthBadArguments(t *testing.T) {
 			if err := o.validate(); err != nil {
 				t.Errorf("--upload on %q with %+v: %v", addr, o.http, err)
 			}
+		}
+	}
+}
+
+// exposedListener is a listener on 127.0.0.1 that says it listens on every
+// address, as a socket from systemd may.
+type exposedListener struct{ net.Listener }
+
+func (exposedListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero, Port: 8080} }
+
+// TestServeUploadListener: serve checks the socket it is given too (one
+// from systemd, whatever --addr says): --upload on one that others may reach
+// needs --htpasswd or --upload-open; loopback and Unix sockets do not.
+func TestServeUploadListener(t *testing.T) {
+	dir := t.TempDir()
+	o := defaultServeOptions(dir)
+	o.upload = true
+	ln, err := listen(t.Context(), "127.0.0.1:0")
+	must(t, err)
+	err = serve(t.Context(), o, exposedListener{ln}, nil, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "--upload-open") {
+		t.Errorf("serve --upload on a socket on 0.0.0.0: %v, want a refusal naming --upload-open", err)
+	}
+	unix, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	must(t, err)
+	defer unix.Close()
+	lo, err := listen(t.Context(), "127.0.0.1:0")
+	must(t, err)
+	defer lo.Close()
+	for _, tc := range []struct {
+		ln   net.Listener
+		edit func(*serveOptions)
+		ok   bool
+	}{
+		{exposedListener{lo}, func(*serveOptions) {}, false},
+		{exposedListener{lo}, func(o *serveOptions) { o.http.uploadOpen = true }, true},
+		{exposedListener{lo}, func(o *serveOptions) { o.http.htpasswd = "file" }, true},
+		{exposedListener{lo}, func(o *serveOptions) { o.upload = false }, true},
+		{lo, func(*serveOptions) {}, true},
+		{unix, func(*serveOptions) {}, true},
+	} {
+		o := o
+		tc.edit(&o)
+		if err := o.checkUploadListener(tc.ln); (err == nil) != tc.ok {
+			t.Errorf("%v, %+v: %v", tc.ln.Addr(), o.http, err)
 		}
 	}
 }

@@ -43,6 +43,21 @@ func parseHeaders(lines []string) (http.Header, error) {
 	return h, nil
 }
 
+// headerList is the value of --header, repeatable: each line is checked
+// as it is given.
+type headerList []string
+
+func (l *headerList) Set(line string) error {
+	if _, err := parseHeaders([]string{line}); err != nil {
+		return err
+	}
+	*l = append(*l, line)
+	return nil
+}
+
+func (l *headerList) String() string { return strings.Join(*l, "; ") }
+func (l *headerList) Type() string   { return "'Name: value'" }
+
 // addHeaders adds hdr to every response of h, before h runs: h may still
 // set a header of the same name (X-Content-Type-Options) or add to it (Vary).
 func addHeaders(h http.Handler, hdr http.Header) http.Handler {

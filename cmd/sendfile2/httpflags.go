@@ -18,8 +18,8 @@ import (
 // files, extra headers, authentication and directory listings.
 type httpOptions struct {
 	tlsCert, tlsKey string
-	precompressed   string   // "br,zstd,gzip"; "" is off
-	headers         []string // "Name: value"
+	precompressed   string     // "br,zstd,gzip"; "" is off
+	headers         headerList // "Name: value"
 	htpasswd        string
 	authAll         bool
 	uploadOpen      bool
@@ -33,7 +33,7 @@ func (o *httpOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate chain; needs --tls-key. TLS copies every body into its records: the guarantee holds, zero-copy is lost (plain HTTP is the zero-copy path)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	f.StringVar(&o.precompressed, "precompressed", defaultPrecompressed, "serve NAME.br, NAME.zst, NAME.gz in place of NAME to clients that accept that encoding, from this list in order of preference (\"\": off); never compresses on the fly")
-	f.StringArrayVar(&o.headers, "header", nil, "add the header 'Name: value' to every response (repeatable), such as Cache-Control or Access-Control-Allow-Origin")
+	f.Var(&o.headers, "header", "add the header 'Name: value' to every response (repeatable), such as Cache-Control or Access-Control-Allow-Origin")
 	f.StringVar(&o.htpasswd, "htpasswd", "", "require HTTP Basic authentication for PUT from the users of this file (user:bcrypt-hash lines, as htpasswd -B writes them); re-read on SIGHUP")
 	f.BoolVar(&o.authAll, "auth-all", false, "with --htpasswd, require authentication for every request, not only PUT")
 	f.BoolVar(&o.uploadOpen, "upload-open", false, "allow --upload without --htpasswd on an address other than loopback: anyone who reaches it may write files")
@@ -60,6 +60,25 @@ func (o *serveOptions) validateHTTP() error {
 		return fmt.Errorf("--upload on %s, which is not a loopback address, lets anyone who reaches it write files: add --htpasswd, or --upload-open if that is intended", o.addr)
 	}
 	return nil
+}
+
+// checkUploadListener refuses --upload without --htpasswd or --upload-open
+// on a listener that others may reach: a TCP socket on an address other
+// than loopback. validateHTTP checks --addr before serve listens; this
+// checks the socket itself, which systemd may have passed instead.
+func (o *serveOptions) checkUploadListener(ln net.Listener) error {
+	if !o.upload || o.http.htpasswd != "" || o.http.uploadOpen {
+		return nil
+	}
+	switch a := ln.Addr().(type) {
+	case *net.TCPAddr:
+		if a.IP.IsLoopback() {
+			return nil
+		}
+	case *net.UnixAddr:
+		return nil // reached through the file system's permissions
+	}
+	return fmt.Errorf("--upload on %s, which is not a loopback address, lets anyone who reaches it write files: add --htpasswd, or --upload-open if that is intended", ln.Addr())
 }
 
 // loopback reports whether the listen address addr is on a loopback

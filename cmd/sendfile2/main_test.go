@@ -10,7 +10,12 @@ import (
 	"github.com/sendfile2/sendfile2/internal/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.Main(m) }
+func TestMain(m *testing.M) {
+	if asCommand() {
+		return
+	}
+	testutil.Main(m)
+}
 
 func runCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()

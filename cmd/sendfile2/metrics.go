@@ -19,6 +19,7 @@ type metrics struct {
 	reg      *prometheus.Registry
 	latency  *prometheus.HistogramVec
 	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
 	conns    prometheus.Gauge
 }
 
@@ -36,6 +37,13 @@ func newMetrics() *metrics {
 			Name: "sendfile2_http_requests_total",
 			Help: "HTTP requests answered, by status code.",
 		}, []string{"code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sendfile2_http_request_duration_seconds",
+			Help: "Time from a request's header to the end of its response (or of its upload), by status class (2xx...) and method (GET, HEAD, PUT, other).",
+			// 1 ms (a small file from the page cache) to 10 min (a large
+			// file to a slow client, or an upload).
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}, []string{"code", "method"}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sendfile2_http_connections",
 			Help: "HTTP connections open.",
@@ -44,9 +52,20 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.latency, m.requests, m.conns,
+		m.latency, m.requests, m.duration, m.conns,
 	)
 	return m
+}
+
+// request counts a request answered with status after d.
+func (m *metrics) request(method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPut:
+	default:
+		method = "other" // a client picks the method: keep the series few
+	}
+	m.duration.WithLabelValues(strconv.Itoa(status/100)+"xx", method).Observe(d.Seconds())
 }
 
 // Notified implements sendfile2.Observer.

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/sendfile2/sendfile2"
@@ -45,7 +44,7 @@ type serveOptions struct {
 	logFormat       string
 	shutdownTimeout time.Duration
 	upload          bool
-	maxUpload       byteSize
+	maxUpload       int64
 	allowHardlinks  bool
 	// 0: readHeaderTimeout, idleTimeout.
 	readHeaderTimeout time.Duration
@@ -53,28 +52,8 @@ type serveOptions struct {
 	http              httpOptions // httpflags.go
 }
 
-// byteSize is a flag holding a byte count: a plain number of bytes, or one
-// with a unit as github.com/dustin/go-humanize parses it ("1GiB", "500MB",
-// "64KiB"; "k", "M", "G" are powers of 1000, "Ki", "Mi", "Gi" of 1024).
-type byteSize int64
-
-func (b *byteSize) Set(s string) error {
-	n, err := humanize.ParseBytes(s)
-	if err != nil {
-		return fmt.Errorf("want a byte count such as 1073741824, 1GiB or 500MB: %w", err)
-	}
-	if n > math.MaxInt64 {
-		return fmt.Errorf("%s is too large", s)
-	}
-	*b = byteSize(n)
-	return nil
-}
-
-func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
-func (b *byteSize) Type() string   { return "bytes" }
-
 func serveCommand() *cobra.Command {
-	o := serveOptions{maxUpload: 1 << 30}
+	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve [flags] [DIR]",
 		Short: "Serve the files under DIR over HTTP, sending their bodies with sendfile2",
@@ -104,6 +83,12 @@ directory is fsynced too before the response. A failed or partial upload
 leaves the old file and no temporary file. A body with a Content-Length is
 received with the Sender (on the hijacked connection, which then closes); a
 chunked one is read through net/http. Bodies over --max-upload give 413.
+
+Started by systemd with listening sockets (socket activation: LISTEN_FDS,
+LISTEN_PID, LISTEN_FDNAMES), serve serves the files on the one not named
+"metrics" and the metrics on the one that is, and refuses --addr. Zero-copy
+sends need a plain TCP socket (ListenStream=PORT, not MPTCP nor a Unix
+socket); on others every body is copied, safely, and the log says so.
 
 With --tls-cert and --tls-key, serve speaks HTTPS, and HTTP/2 over it.
 crypto/tls copies each body into its records: the guarantee holds, but
@@ -135,33 +120,26 @@ waits for the kernel's last notification.`,
 			if err != nil {
 				return err
 			}
-			ln, err := listen(cmd.Context(), o.addr)
+			ln, mln, err := serveListeners(cmd.Context(), o, cmd.Flags().Changed, log)
 			if err != nil {
 				return err
-			}
-			var mln net.Listener
-			if o.metricsAddr != "" {
-				if mln, err = listen(cmd.Context(), o.metricsAddr); err != nil {
-					ln.Close()
-					return err
-				}
 			}
 			return serve(cmd.Context(), o, ln, mln, log)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (not with a listening socket from systemd)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on this address (default: none)")
-	f.IntVar(&o.maxConns, "max-conns", 10000, "most connections open at once; more wait to be accepted")
-	f.StringVar(&o.method, "method", string(sendfile2.Auto), "send method: auto, uring, uring-mmap, msgzc, copy, or the unsafe sendfile, splice")
-	f.IntVar(&o.bufferSize, "buffer-size", 0, "bytes per registered buffer and per send chunk (0: 256 KiB)")
-	f.IntVar(&o.buffers, "buffers", 0, "registered buffers shared by all sends (0: 16)")
+	countVar(f, &o.maxConns, "max-conns", 10000, 1, "most connections open at once; more wait to be accepted")
+	choiceVar(f, &o.method, "method", string(sendfile2.Auto), "method", methodNames(), "send method: auto, uring, uring-mmap, msgzc, copy, or the unsafe sendfile, splice")
+	sizeVar(f, &o.bufferSize, "buffer-size", 0, 4<<10, 1<<30, "bytes per registered buffer and per send chunk, a multiple of 4KiB (0: 256KiB)").align = 4 << 10
+	countVar(f, &o.buffers, "buffers", 0, 0, "registered buffers shared by all sends (0: 16)")
 	f.BoolVar(&o.dontCache, "dontcache", false, "drop the file pages that sends read from the page cache (RWF_DONTCACHE, Linux 6.14+)")
 	f.BoolVar(&o.accessLog, "access-log", false, "log every request to stderr")
-	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	choiceVar(f, &o.logFormat, "log-format", "text", "log format", []string{"text", "json"}, "log format: text or json")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long to wait for responses and uploads in flight before closing their connections")
 	f.BoolVar(&o.upload, "upload", false, "accept PUT: store the request body at the path, atomically")
-	f.Var(&o.maxUpload, "max-upload", "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
+	sizeVar(f, &o.maxUpload, "max-upload", 1<<30, 0, math.MaxInt64, "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
 	f.BoolVar(&o.allowHardlinks, "allow-hardlinks", false, "serve regular files that have more than one hard link (by default 403: a hard link in DIR can name a file outside it)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", readHeaderTimeout, "how long a client may take to send a request's header; the connection is closed after it")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")
@@ -207,7 +185,7 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, nil)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: durationSeconds})), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
@@ -215,7 +193,11 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 // serve serves o.dir on ln, and metrics on mln unless it is nil, until ctx
 // ends; then it shuts down gracefully and returns. It closes both listeners.
 func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.Logger) error {
-	s, err := newServer(o, log)
+	err := o.checkUploadListener(ln) // httpflags.go
+	var s *server
+	if err == nil {
+		s, err = newServer(o, log)
+	}
 	if err != nil {
 		ln.Close()
 		if mln != nil {
