@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/crypto/bcrypt"
@@ -17,9 +19,10 @@ import (
 // authenticator checks HTTP Basic credentials against the users of an
 // htpasswd file, for PUT requests, or for every request when all is set.
 type authenticator struct {
-	file  string
-	all   bool
-	users atomic.Pointer[htpasswd]
+	file     string
+	all      bool
+	users    atomic.Pointer[htpasswd]
+	compares atomic.Int64 // bcrypt comparisons made, for the tests
 }
 
 // htpasswd is the content of an htpasswd file.
@@ -29,7 +32,18 @@ type htpasswd struct {
 	// request that names no user is compared with it, so that it costs what
 	// a known user's does and the time taken does not tell which users exist.
 	dummy []byte
+
+	// passed holds the credentials that have passed a bcrypt comparison
+	// (SHA-256 of user, password and hash), so that a client that sends
+	// them with every request (a browser, with --auth-all) pays bcrypt once,
+	// not per request. Wrong credentials are never kept: each costs a
+	// comparison. A new file starts with none.
+	mu     sync.Mutex
+	passed map[[sha256.Size]byte]bool
 }
+
+// maxPassed bounds htpasswd.passed; when it is full, it is emptied.
+const maxPassed = 1024
 
 func newAuthenticator(file string, all bool) (*authenticator, error) {
 	a := &authenticator{file: file, all: all}
@@ -50,7 +64,7 @@ func (a *authenticator) reload() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("--htpasswd %s: %w", a.file, err)
 	}
-	p := &htpasswd{hashes: hashes}
+	p := &htpasswd{hashes: hashes, passed: map[[sha256.Size]byte]bool{}}
 	if p.dummy, err = bcrypt.GenerateFromPassword([]byte(rand.Text()), cost); err != nil {
 		return 0, fmt.Errorf("--htpasswd %s: %w", a.file, err)
 	}
@@ -59,8 +73,8 @@ func (a *authenticator) reload() (int, error) {
 }
 
 // maxCost is the highest bcrypt cost accepted, htpasswd -C's: each
-// request with credentials costs a comparison at the user's cost (2^17
-// rounds take about 10 s).
+// failed check costs a comparison at the user's cost, or the file's highest
+// (2^17 rounds take about 10 s).
 const maxCost = 17
 
 // parseHtpasswd parses lines "user:hash" with bcrypt hashes ($2y$, as
@@ -105,9 +119,11 @@ func parseHtpasswd(b []byte) (map[string][]byte, int, error) {
 	return hashes, cost, nil
 }
 
-// check reports whether r carries the credentials of a user. Each request
-// with credentials costs one bcrypt comparison, whether the user exists or
-// not; bcrypt's comparison of the result is constant-time.
+// check reports whether r carries the credentials of a user. Credentials
+// that have not passed before cost one bcrypt comparison, whether the user
+// exists or not; bcrypt's comparison of the result is constant-time. Those
+// that have passed are found by their SHA-256, which only who knows them
+// can give.
 func (a *authenticator) check(r *http.Request) bool {
 	user, pass, ok := r.BasicAuth()
 	if !ok {
@@ -118,8 +134,24 @@ func (a *authenticator) check(r *http.Request) bool {
 	if !known {
 		hash = p.dummy
 	}
-	match := bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil
-	return match && known
+	key := sha256.Sum256([]byte(user + "\x00" + pass + "\x00" + string(hash)))
+	p.mu.Lock()
+	passed := p.passed[key]
+	p.mu.Unlock()
+	if passed {
+		return true
+	}
+	a.compares.Add(1)
+	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil || !known {
+		return false
+	}
+	p.mu.Lock()
+	if len(p.passed) >= maxPassed {
+		clear(p.passed)
+	}
+	p.passed[key] = true
+	p.mu.Unlock()
+	return true
 }
 
 // scope says which requests need credentials.

@@ -252,3 +252,38 @@ func TestServeUploadListener(t *testing.T) {
 		}
 	}
 }
+
+// TestHtpasswdPassed: credentials that passed cost no second bcrypt
+// comparison; wrong ones, or those of an unknown user, cost one each time;
+// a reloaded file forgets what passed.
+func TestHtpasswdPassed(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	must(t, os.WriteFile(file, []byte("alice:"+bcryptHash(t, "secret", "$2y$")+"\n"), 0o600))
+	a, err := newAuthenticator(file, true)
+	must(t, err)
+	req := func(user, pass string) *http.Request { return authed(t, "GET", "http://x/", user, pass, nil) }
+	for _, tc := range []struct {
+		user, pass string
+		ok         bool
+		compares   int64 // after it
+	}{
+		{"alice", "secret", true, 1},
+		{"alice", "secret", true, 1},
+		{"alice", "secret", true, 1},
+		{"alice", "wrong", false, 2},
+		{"alice", "wrong", false, 3},
+		{"bob", "secret", false, 4},
+		{"bob", "secret", false, 5},
+		{"alice", "secret\x00", false, 6},
+	} {
+		if ok := a.check(req(tc.user, tc.pass)); ok != tc.ok || a.compares.Load() != tc.compares {
+			t.Errorf("%s:%q: %v after %d comparisons, want %v after %d", tc.user, tc.pass, ok, a.compares.Load(), tc.ok, tc.compares)
+		}
+	}
+	if _, err := a.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !a.check(req("alice", "secret")) || a.compares.Load() != 7 {
+		t.Errorf("after a reload: %d comparisons, want 7", a.compares.Load())
+	}
+}
