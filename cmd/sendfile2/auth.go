@@ -162,17 +162,25 @@ func (a *authenticator) scope() string {
 	return "PUT"
 }
 
-// wrap requires credentials for PUT (every request with all) before h.
+// wrap requires credentials for PUT (every request with all) before h,
+// and names the user in the access log.
 func (a *authenticator) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if (a.all || r.Method == http.MethodPut) && !a.check(r) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="sendfile2"`)
-			if r.ContentLength != 0 {
-				w.Header().Set("Connection", "close") // the body stays unread
-			}
-			http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
+		if !a.all && r.Method != http.MethodPut {
+			h.ServeHTTP(w, r)
 			return
 		}
-		h.ServeHTTP(w, r)
+		if a.check(r) {
+			if rec, ok := w.(*recorder); ok {
+				rec.user, _, _ = r.BasicAuth() // for the access log
+			}
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="sendfile2"`)
+		if r.ContentLength != 0 {
+			w.Header().Set("Connection", "close") // the body stays unread
+		}
+		http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
 	})
 }

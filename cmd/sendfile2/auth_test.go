@@ -95,6 +95,18 @@ func TestServeAuth(t *testing.T) {
 	if resp := status(t, c, authed(t, "GET", ts.url+"/a.txt", "", "", nil)); resp.StatusCode != 200 {
 		t.Errorf("GET without credentials: %d, want 200 (only PUT is guarded)", resp.StatusCode)
 	}
+	if resp := status(t, c, authed(t, "GET", ts.url+"/a.txt", "mallory", "unchecked", nil)); resp.StatusCode != 200 {
+		t.Errorf("GET with credentials never checked: %d, want 200", resp.StatusCode)
+	}
+	// The access log names the user a PUT was authenticated as, and no
+	// other: GET's credentials were not checked.
+	waitLog(t, ts, "status=204")
+	for line := range strings.Lines(ts.log.String()) {
+		put201 := strings.Contains(line, "method=PUT") && strings.Contains(line, "status=201")
+		if put201 != strings.Contains(line, "user=alice") || strings.Contains(line, "user=bob") != (strings.Contains(line, "method=PUT") && strings.Contains(line, "status=204")) || strings.Contains(line, "mallory") {
+			t.Errorf("access log line: %s", line)
+		}
+	}
 
 	t.Run("SIGHUP", func(t *testing.T) {
 		must(t, os.WriteFile(pw, []byte("alice:"+bcryptHash(t, "looking-glass", "$2y$")+"\n"), 0o600))

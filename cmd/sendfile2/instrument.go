@@ -51,6 +51,9 @@ func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log *slog.Logger
 				if u != nil && u.via != "" {
 					attrs = append(attrs, slog.String("via", u.via))
 				}
+				if rec.user != "" {
+					attrs = append(attrs, slog.String("user", rec.user))
+				}
 				if err != nil { // ServeContent drops it: a body cut short
 					attrs = append(attrs, slog.String("err", err.Error()))
 				}
@@ -70,6 +73,7 @@ type recorder struct {
 	bytes  int64
 	err    error       // of the body's last write
 	upload *uploadNote // set by a PUT
+	user   string      // authenticated with --htpasswd (auth.go)
 }
 
 func (r *recorder) WriteHeader(code int) {
