@@ -20,9 +20,10 @@ import (
 	"github.com/sendfile2/sendfile2"
 )
 
-// Server limits. Downloads have no write timeout: a send cannot be bounded
-// by a connection deadline (Sender.Send works on a duplicate of the socket),
-// and a large file to a slow client may rightly take long.
+// Server limits. Downloads have no write timeout: a large file to a slow
+// client may rightly take long. --send-timeout bounds the time a peer may
+// take no byte of a response instead, and --body-timeout the time between
+// two bytes of a request body (timeouts.go).
 const (
 	// The defaults of --read-header-timeout and --idle-timeout.
 	readHeaderTimeout = 10 * time.Second
@@ -49,6 +50,9 @@ type serveOptions struct {
 	// 0: readHeaderTimeout, idleTimeout.
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
+	// 0: no limit.
+	bodyTimeout time.Duration
+	sendTimeout time.Duration
 }
 
 func serveCommand() *cobra.Command {
@@ -127,6 +131,8 @@ waits for the kernel's last notification.`,
 	f.BoolVar(&o.allowHardlinks, "allow-hardlinks", false, "serve regular files that have more than one hard link (by default 403: a hard link in DIR can name a file outside it)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", readHeaderTimeout, "how long a client may take to send a request's header; the connection is closed after it")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")
+	f.DurationVar(&o.bodyTimeout, "body-timeout", defaultBodyTimeout, "how long a client may send no byte of a request body (an upload, or a body no handler reads) before the connection is closed (0: no limit)")
+	f.DurationVar(&o.sendTimeout, "send-timeout", defaultSendTimeout, "how long a client may take no byte of a response before the connection is reset (0: no limit)")
 	return cmd
 }
 
@@ -148,6 +154,12 @@ func (o *serveOptions) validate() error {
 	}
 	if o.idleTimeout < 0 {
 		return fmt.Errorf("--idle-timeout %v: want 0 (the default) or more", o.idleTimeout)
+	}
+	if o.bodyTimeout < 0 {
+		return fmt.Errorf("--body-timeout %v: want 0 (no limit) or more", o.bodyTimeout)
+	}
+	if o.sendTimeout < 0 {
+		return fmt.Errorf("--send-timeout %v: want 0 (no limit) or more", o.sendTimeout)
 	}
 	return nil
 }
@@ -199,6 +211,8 @@ type server struct {
 	metrics  *metrics
 	sender   *sendfile2.Sender
 	files    *fileHandler
+	conns    *connTracker
+	maxConns int            // o.maxConns, or less to fit RLIMIT_NOFILE (fdbudget.go)
 	handlers sync.WaitGroup // outlive srv.Close; waited for before returning
 	servers  []*http.Server // the file server, then the metrics server
 	errc     chan error     // what each server's Serve returned
@@ -235,7 +249,9 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 		o: o, log: log, dir: dir, root: root, metrics: m, sender: sender,
 		files: &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
 			sender: sender, uploads: newUploadGroup()},
-		errc: make(chan error, 2),
+		conns:    newConnTracker(log, m.limitCloses, o.sendTimeout, o.bodyTimeout),
+		maxConns: o.maxConns,
+		errc:     make(chan error, 2),
 	}, nil
 }
 
@@ -245,18 +261,23 @@ func (s *server) start(ln, mln net.Listener) {
 	if s.o.accessLog {
 		accessLog = s.log
 	}
+	uploads := func(r *http.Request) bool { return s.o.upload && r.Method == http.MethodPut }
 	srv := &http.Server{
-		Handler:           instrument(s.files, &s.handlers, s.metrics, accessLog),
+		Handler:           instrument(s.conns.guardBodies(s.files, uploads), &s.handlers, s.metrics, s.log, accessLog),
 		ReadHeaderTimeout: cmp.Or(s.o.readHeaderTimeout, readHeaderTimeout),
 		IdleTimeout:       cmp.Or(s.o.idleTimeout, idleTimeout),
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		ConnState:         s.metrics.connState,
-		ConnContext:       sendfile2.ConnContext, // for sendfile2.ServeContent
+		ConnState: func(c net.Conn, st http.ConnState) {
+			s.metrics.connState(c, st)
+			s.conns.connState(c, st)
+		},
+		ConnContext: s.conns.connContext, // for sendfile2.ServeContent too
 	}
 	// The limit sits beneath NewListener, so that the conns net/http gets
-	// are the Sender's (with ReadFrom) and a closed conn frees its slot.
-	hln := sendfile2.NewListener(limitListener(ln, s.o.maxConns), s.sender)
+	// are the Sender's (with ReadFrom) and a closed conn frees its slot; the
+	// tracker above it, to see the conns as net/http does.
+	hln := trackingListener{sendfile2.NewListener(limitReclaiming(ln, s.maxConns, s.conns), s.sender), s.conns}
 	s.servers = append(s.servers, srv)
 	go func() { s.errc <- srv.Serve(hln) }()
 	attrs := []any{"addr", ln.Addr().String(), "dir", s.dir, "method", s.sender.Method()}
@@ -329,8 +350,10 @@ func (s *server) shutdown(err error) error {
 	return err
 }
 
-// close ends the uploads that are left and closes the root.
+// close ends the uploads that are left, stops the connection tracker and
+// closes the root.
 func (s *server) close() {
 	s.files.uploads.cancel(errors.New("serve returned"))
+	s.conns.close()
 	s.root.Close()
 }
