@@ -248,7 +248,7 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 	return &server{
 		o: o, log: log, dir: dir, root: root, metrics: m, sender: sender,
 		files: &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
-			sender: sender, uploads: newUploadGroup()},
+			sender: sender, uploads: newUploadGroup(), guard: newLinkGuard(root, log)},
 		conns:    newConnTracker(log, m.limitCloses, o.sendTimeout, o.bodyTimeout),
 		maxConns: o.maxConns,
 		errc:     make(chan error, 2),
