@@ -85,6 +85,16 @@ directory is fsynced too before the response. A failed or partial upload
 leaves the old file and no temporary file. A body with a Content-Length is
 received with the Sender (on the hijacked connection, which then closes); a
 chunked one is read through net/http. Bodies over --max-upload give 413.
+At start, serve --upload removes the temporary files that a killed serve
+left: regular files named ".sendfile2-upload-" and 16 hex digits, modified
+before the start, in DIR and below (never through a symbolic link, at most
+64 directories deep and 1,000,000 entries). Run one serve --upload per DIR.
+
+Limits: a client that sends no byte of a request body for --body-timeout,
+or takes no byte of a response for --send-timeout (while the response waits
+in the socket), has its connection closed (reset, for a response: what it
+did not take is dropped at once). When every slot of --max-conns is taken,
+the longest idle keep-alive connection is closed to make room. Each limit reached is logged and counted (sendfile2_http_limit_closes_total).
 
 Started by systemd with listening sockets (socket activation: LISTEN_FDS,
 LISTEN_PID, LISTEN_FDNAMES), serve serves the files on the one not named
@@ -118,7 +128,7 @@ waits for the kernel's last notification.`,
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (not with a listening socket from systemd)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on this address (default: none)")
-	countVar(f, &o.maxConns, "max-conns", 10000, 1, "most connections open at once; more wait to be accepted")
+	countVar(f, &o.maxConns, "max-conns", 10000, 1, "most connections open at once; at the limit, the longest idle keep-alive connection is closed to make room, else new ones wait")
 	choiceVar(f, &o.method, "method", string(sendfile2.Auto), "method", methodNames(), "send method: auto, uring, uring-mmap, msgzc, copy, or the unsafe sendfile, splice")
 	sizeVar(f, &o.bufferSize, "buffer-size", 0, 4<<10, 1<<30, "bytes per registered buffer and per send chunk, a multiple of 4KiB (0: 256KiB)").align = 4 << 10
 	countVar(f, &o.buffers, "buffers", 0, 0, "registered buffers shared by all sends (0: 16)")
@@ -245,6 +255,9 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	m.watch(sender)
+	if o.upload {
+		removeStaleUploads(root, time.Now(), log)
+	}
 	return &server{
 		o: o, log: log, dir: dir, root: root, metrics: m, sender: sender,
 		files: &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
