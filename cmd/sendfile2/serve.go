@@ -93,8 +93,12 @@ before the start, in DIR and below (never through a symbolic link, at most
 Limits: a client that sends no byte of a request body for --body-timeout,
 or takes no byte of a response for --send-timeout (while the response waits
 in the socket), has its connection closed (reset, for a response: what it
-did not take is dropped at once). When every slot of --max-conns is taken,
-the longest idle keep-alive connection is closed to make room. Each limit reached is logged and counted (sendfile2_http_limit_closes_total).
+did not take is dropped at once). --max-conns is lowered, with a warning,
+to what RLIMIT_NOFILE holds (a connection may hold 4 descriptors, 7 with
+--upload, 2 more with splice; the soft limit is raised to the hard one
+first), so that accepting never fails for want of one; when every slot is
+taken, the longest idle keep-alive connection is closed to make room.
+Each limit reached is logged and counted (sendfile2_http_limit_closes_total).
 
 Started by systemd with listening sockets (socket activation: LISTEN_FDS,
 LISTEN_PID, LISTEN_FDNAMES), serve serves the files on the one not named
@@ -128,7 +132,7 @@ waits for the kernel's last notification.`,
 	f := cmd.Flags()
 	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (not with a listening socket from systemd)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on this address (default: none)")
-	countVar(f, &o.maxConns, "max-conns", 10000, 1, "most connections open at once; at the limit, the longest idle keep-alive connection is closed to make room, else new ones wait")
+	countVar(f, &o.maxConns, "max-conns", 10000, 1, "most connections open at once (lowered to fit RLIMIT_NOFILE); at the limit, the longest idle keep-alive connection is closed to make room, else new ones wait")
 	choiceVar(f, &o.method, "method", string(sendfile2.Auto), "method", methodNames(), "send method: auto, uring, uring-mmap, msgzc, copy, or the unsafe sendfile, splice")
 	sizeVar(f, &o.bufferSize, "buffer-size", 0, 4<<10, 1<<30, "bytes per registered buffer and per send chunk, a multiple of 4KiB (0: 256KiB)").align = 4 << 10
 	countVar(f, &o.buffers, "buffers", 0, 0, "registered buffers shared by all sends (0: 16)")
@@ -263,7 +267,7 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 		files: &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
 			sender: sender, uploads: newUploadGroup(), guard: newLinkGuard(root, log)},
 		conns:    newConnTracker(log, m.limitCloses, o.sendTimeout, o.bodyTimeout),
-		maxConns: o.maxConns,
+		maxConns: fitConns(o, log),
 		errc:     make(chan error, 2),
 	}, nil
 }
@@ -295,6 +299,7 @@ func (s *server) start(ln, mln net.Listener) {
 	go func() { s.errc <- srv.Serve(hln) }()
 	attrs := []any{"addr", ln.Addr().String(), "dir", s.dir, "method", s.sender.Method()}
 	if mln != nil {
+		mln = limitListener(mln, metricsMaxConns)
 		msrv := &http.Server{
 			Handler:           s.metrics.handler(),
 			ReadHeaderTimeout: readHeaderTimeout,
