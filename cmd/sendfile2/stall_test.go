@@ -278,3 +278,42 @@ func waitNoTempFiles(t *testing.T, dir string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestShortResponseLogged: a download cut short by a file truncated while
+// it is sent is logged as an error with the bytes sent and the bytes
+// announced, without --access-log, and counted.
+func TestShortResponseLogged(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "big.bin")
+	writeRandom(t, name, 16<<20)
+	ts := startServe(t, dir, func(o *serveOptions) {
+		o.method = string(sendfile2.Copy)
+		o.accessLog = false
+	})
+	c, err := dialSmall(ts.addr)
+	must(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(hangBound))
+	io.WriteString(c, "GET /big.bin HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+	if _, err := io.CopyN(io.Discard, c, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.Truncate(name, 12<<20))
+	n, err := io.Copy(io.Discard, c)
+	t.Logf("the client read %d bytes more after the truncation (%v)", n, err)
+	var line string
+	for deadline := time.Now().Add(hangBound); line == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for l := range strings.Lines(ts.log.String()) {
+			if strings.Contains(l, "response cut short") {
+				line = l
+			}
+		}
+	}
+	t.Log(strings.TrimSpace(line))
+	if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, "status=200") || !strings.Contains(line, "announced=16777216") || strings.Contains(line, "bytes=16777216") {
+		t.Errorf("the short response's log line: %q", line)
+	}
+	if got, _ := total(scrape(t, newClient(t), ts.metricsURL), "sendfile2_http_short_responses_total"); got != 1 {
+		t.Errorf("sendfile2_http_short_responses_total = %v, want 1", got)
+	}
+}
