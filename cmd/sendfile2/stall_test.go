@@ -9,6 +9,7 @@ package main
 // body they never send, and idle keep-alive conns that fill --max-conns.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -315,5 +316,34 @@ func TestShortResponseLogged(t *testing.T) {
 	}
 	if got, _ := total(scrape(t, newClient(t), ts.metricsURL), "sendfile2_http_short_responses_total"); got != 1 {
 		t.Errorf("sendfile2_http_short_responses_total = %v, want 1", got)
+	}
+}
+
+// TestBodyOfGET: a GET whose body does come is answered as any GET, on a
+// conn that stays open for the next request: serve reads and drops the body
+// first, as net/http would.
+func TestBodyOfGET(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "small.txt"), []byte("small"), 0o644))
+	ts := startServe(t, dir, func(o *serveOptions) { o.bodyTimeout = stallBodyTimeout })
+	c, err := net.DialTimeout("tcp", ts.addr, hangBound)
+	must(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(hangBound))
+	br := bufio.NewReader(c)
+	for _, req := range []string{
+		"GET /small.txt HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello",
+		"GET /small.txt HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"GET /small.txt HTTP/1.1\r\nHost: test\r\n\r\n",
+	} {
+		io.WriteString(c, req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%.40q: %v", req, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "small" || err != nil || resp.Close {
+			t.Fatalf("%.40q: status %d, body %q (%v), close %v", req, resp.StatusCode, body, err, resp.Close)
+		}
 	}
 }

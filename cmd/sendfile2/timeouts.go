@@ -163,6 +163,7 @@ func (t *connTracker) connState(nc net.Conn, st http.ConnState) {
 	case http.StateActive, http.StateHijacked:
 		t.idle.remove(c)
 		c.setBusy(true)
+		c.hijacked = st == http.StateHijacked
 	case http.StateIdle:
 		c.setBusy(false)
 		if _, open := t.conns[c]; open {
@@ -197,7 +198,8 @@ type trackedConn struct {
 	peer string
 
 	// Under t.mu.
-	idleAt *idleEntry // in t.idle while the conn waits for a next request
+	idleAt   *idleEntry // in t.idle while the conn waits for a next request
+	hijacked bool       // the handler owns the conn: net/http reads no more
 
 	mu      sync.Mutex
 	busy    bool                    // between a request's start and the conn turning idle
@@ -221,6 +223,12 @@ func (c *trackedConn) setBusy(busy bool) {
 	c.busy = busy
 	c.send = progress{}
 	c.mu.Unlock()
+}
+
+func (c *trackedConn) isHijacked() bool {
+	c.t.mu.Lock()
+	defer c.t.mu.Unlock()
+	return c.hijacked
 }
 
 // check reports the limit c's peer has stalled past, and for how long, given
@@ -396,7 +404,7 @@ func (t *connTracker) guardBodies(h http.Handler, reads func(*http.Request) bool
 			}
 		}
 		h.ServeHTTP(w, r)
-		if !b.eof {
+		if !b.eof && (c == nil || !c.isHijacked()) {
 			b.extend()
 		}
 	})
