@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -345,5 +346,68 @@ func TestBodyOfGET(t *testing.T) {
 		if resp.StatusCode != 200 || string(body) != "small" || err != nil || resp.Close {
 			t.Fatalf("%.40q: status %d, body %q (%v), close %v", req, resp.StatusCode, body, err, resp.Close)
 		}
+	}
+}
+
+// TestSlowNotStalled: a client that reads a response slowly, or sends an
+// upload slowly, but never pauses for the limit, is not cut, however long
+// the whole takes (2.4 s here, with limits of 500 ms).
+func TestSlowNotStalled(t *testing.T) {
+	dir := t.TempDir()
+	want := writeRandom(t, filepath.Join(dir, "file.bin"), 256<<10)
+	ts := startServe(t, dir, func(o *serveOptions) {
+		o.upload = true
+		o.bodyTimeout = 500 * time.Millisecond
+		o.sendTimeout = 500 * time.Millisecond
+	})
+	const pause = 300 * time.Millisecond
+	var wg sync.WaitGroup
+	wg.Go(func() { // reads 32 KiB, pauses, and so on
+		c, err := dialSmall(ts.addr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(hangBound))
+		io.WriteString(c, "GET /file.bin HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+		var got bytes.Buffer
+		for {
+			time.Sleep(pause)
+			n, err := io.CopyN(&got, c, 32<<10)
+			if err != nil || n < 32<<10 {
+				break
+			}
+		}
+		if !bytes.HasSuffix(got.Bytes(), want) {
+			t.Errorf("slow reader: got %d bytes, not the whole file", got.Len())
+		}
+	})
+	up := randomData(64<<10, 3)
+	wg.Go(func() { // sends 8 KiB, pauses, and so on
+		c, err := net.DialTimeout("tcp", ts.addr, hangBound)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(hangBound))
+		fmt.Fprintf(c, "PUT /slow.bin HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n", len(up))
+		for p := up; len(p) > 0; p = p[8<<10:] {
+			time.Sleep(pause)
+			c.Write(p[:8<<10])
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Errorf("slow upload: %v, %v", resp, err)
+			return
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, "slow.bin")); !bytes.Equal(got, up) {
+			t.Errorf("slow upload: stored %d bytes, want %d", len(got), len(up))
+		}
+	})
+	wg.Wait()
+	if strings.Contains(ts.log.String(), "limit reached") {
+		t.Errorf("a slow client was cut:\n%s", ts.log.String())
 	}
 }
