@@ -202,7 +202,7 @@ type trackedConn struct {
 	hijacked bool       // the handler owns the conn: net/http reads no more
 
 	mu      sync.Mutex
-	busy    bool                    // between a request's start and the conn turning idle
+	busy    bool                    // between a request's start and the conn turning idle; set under t.mu too
 	bodies  int                     // receives waiting for a body (readingBody)
 	cancel  context.CancelCauseFunc // ends those receives
 	send    progress
