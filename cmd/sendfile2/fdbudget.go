@@ -44,7 +44,8 @@ const (
 )
 
 // fitConns returns o.maxConns, or the most connections whose worst case
-// fits RLIMIT_NOFILE if that is less (and logs it), so that accept(2) never
+// fits RLIMIT_NOFILE if that is less (and logs it: on a usual limit of
+// 20,000 or 65,536 the default is lowered, which is no fault), so that accept(2) never
 // fails with EMFILE. It raises the soft limit to the hard limit first: Go
 // (1.19+) raises it at start, but to one below the hard limit, and not when
 // the process lowered it since.
@@ -68,7 +69,7 @@ func fitConns(o serveOptions, log *slog.Logger) int {
 	if n >= o.maxConns {
 		return o.maxConns
 	}
-	log.Warn("--max-conns lowered to fit RLIMIT_NOFILE", "max_conns", n, "asked", o.maxConns,
+	log.Info("--max-conns lowered to fit RLIMIT_NOFILE", "max_conns", n, "asked", o.maxConns,
 		"nofile", lim.Cur, "open", open, "per_conn", per, "reserve", fdReserve+metricsMaxConns)
 	return n
 }

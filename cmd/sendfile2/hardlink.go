@@ -35,6 +35,10 @@ import (
 //     has unhashed the dentry too.
 //  4. readlink(2) again: the same name, not deleted.
 //
+// A file whose name was removed after serve opened it (a rename over it
+// replaced it, or it was deleted: an upload, an editor's save) is served
+// if fstat then shows no link at all: it has no name left anywhere.
+//
 // So the dentry was still linked after the count was seen to be 1: it was
 // the file's only name when the count was read. This closes the race of
 // fstat alone: a local user who can write in DIR links a file from outside
@@ -48,11 +52,12 @@ import (
 // there. A bind mount of a file over a name in DIR shows one link and the
 // name in DIR (bind mounts need privilege). On NFS, unlinking an open file
 // renames it (".nfsXXXX"), which is not reported as deleted. A name that
-// really ends in " (deleted)" is refused too. Without /proc (or on other
-// systems than Linux) only the fstat check runs, and the race stays open;
-// serve says so at start. fs.protected_hardlinks=1 (the default of most
-// distributions) already keeps an unprivileged user from linking a file
-// that they neither own nor may read and write.
+// really ends in " (deleted)" is refused unless the file has no link left,
+// and a file renamed (not replaced) while it is requested is refused. Without
+// /proc (or on other systems than Linux) only the fstat check runs, and the
+// race stays open; serve says so at start. fs.protected_hardlinks=1 (the
+// default of most distributions) already keeps an unprivileged user from
+// linking a file that they neither own nor may read and write.
 type linkGuard struct {
 	root *os.Root
 	proc bool // /proc/self/fd names open files
@@ -112,7 +117,7 @@ func (g *linkGuard) check(f *os.File, fi fs.FileInfo, name string) error {
 		return refuse(err.Error())
 	}
 	if strings.HasSuffix(p, " (deleted)") {
-		return refuse("its name was removed after it was opened")
+		return g.removed(f, refuse)
 	}
 	rel, ok := g.rel(p)
 	if !ok {
@@ -128,8 +133,28 @@ func (g *linkGuard) check(f *os.File, fi fs.FileInfo, name string) error {
 	if err != nil && err != io.EOF {
 		return refuse(err.Error())
 	}
-	if again, err := fdPath(f); err != nil || again != p {
-		return refuse("its name changed or was removed after it was opened")
+	switch again, err := fdPath(f); {
+	case err != nil:
+		return refuse(err.Error())
+	case strings.HasSuffix(again, " (deleted)"):
+		return g.removed(f, refuse)
+	case again != p:
+		return refuse("it was renamed after it was opened")
+	}
+	return nil
+}
+
+// removed decides for f, whose name was removed after it was opened: a file
+// replaced by a rename over its name, or deleted, while it was requested,
+// has no name left (a link count of 0) and is served, as it was before;
+// one that still has a name has it elsewhere, and is refused.
+func (g *linkGuard) removed(f *os.File, refuse func(string) error) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return refuse(err.Error())
+	}
+	if links(fi) != 0 {
+		return refuse("its name was removed after it was opened, and it has another")
 	}
 	return nil
 }

@@ -93,8 +93,8 @@ before the start, in DIR and below (never through a symbolic link, at most
 Limits: a client that sends no byte of a request body for --body-timeout,
 or takes no byte of a response for --send-timeout (while the response waits
 in the socket), has its connection closed (reset, for a response: what it
-did not take is dropped at once). --max-conns is lowered, with a warning,
-to what RLIMIT_NOFILE holds (a connection may hold 4 descriptors, 7 with
+did not take is dropped at once). --max-conns is lowered, and logged, to
+what RLIMIT_NOFILE holds (a connection may hold 4 descriptors, 7 with
 --upload, 2 more with splice; the soft limit is raised to the hard one
 first), so that accepting never fails for want of one; when every slot is
 taken, the longest idle keep-alive connection is closed to make room.
