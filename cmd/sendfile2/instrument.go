@@ -4,14 +4,19 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
 
 // instrument wraps h: it counts requests by status and measures their
-// duration, writes the access log when log is not nil, and tracks the
-// handlers running in wg.
-func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log *slog.Logger) http.Handler {
+// duration, writes the access log when accessLog is not nil, and tracks the
+// handlers running in wg. A response whose body ended before its
+// Content-Length (a file truncated while it was sent, a send that failed or
+// was cut) is counted and logged as an error on log, with the bytes sent and
+// the bytes announced, access log or not.
+func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log, accessLog *slog.Logger) http.Handler {
+	errLog := log
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		defer wg.Done()
@@ -35,7 +40,19 @@ func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log *slog.Logger
 			}
 			dur := time.Since(start)
 			m.request(r.Method, status, dur)
-			if log != nil {
+			short := u == nil && r.Method != http.MethodHead && rec.announced > 0 && bytes < rec.announced
+			level, msg := slog.LevelInfo, "request"
+			if short {
+				m.short.Inc()
+				level, msg = slog.LevelError, "response cut short"
+				if err == nil {
+					err = io.ErrUnexpectedEOF // the file shrank: ReadFrom sent to its new end
+				}
+			}
+			if log := accessLog; log != nil || short {
+				if log == nil {
+					log = errLog
+				}
 				attrs := []slog.Attr{
 					slog.String("method", r.Method),
 					slog.String("path", r.URL.Path),
@@ -51,13 +68,16 @@ func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log *slog.Logger
 				if u != nil && u.via != "" {
 					attrs = append(attrs, slog.String("via", u.via))
 				}
+				if short {
+					attrs = append(attrs, slog.Int64("announced", rec.announced))
+				}
 				if rec.user != "" {
 					attrs = append(attrs, slog.String("user", rec.user))
 				}
 				if err != nil { // ServeContent drops it: a body cut short
 					attrs = append(attrs, slog.String("err", err.Error()))
 				}
-				log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+				log.LogAttrs(r.Context(), level, msg, attrs...)
 			}
 		}()
 		h.ServeHTTP(rec, r)
@@ -69,16 +89,20 @@ func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log *slog.Logger
 // push the file through a buffer and never reach the Sender.
 type recorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
-	err    error       // of the body's last write
-	upload *uploadNote // set by a PUT
-	user   string      // authenticated with --htpasswd (auth.go)
+	status    int
+	bytes     int64
+	announced int64       // the Content-Length of a response that has a body; 0: none or unknown
+	err       error       // of the body's last write
+	upload    *uploadNote // set by a PUT
+	user      string      // authenticated with --htpasswd (auth.go)
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 && code >= 200 {
 		r.status = code
+		if code != http.StatusNoContent && code != http.StatusNotModified {
+			r.announced, _ = strconv.ParseInt(r.Header().Get("Content-Length"), 10, 64)
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }

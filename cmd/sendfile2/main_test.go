@@ -11,6 +11,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	limitDescriptors() // in a child process of TestFDLimit
 	if asCommand() {
 		return
 	}

@@ -21,6 +21,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	conns    prometheus.Gauge
+	// Connections ended by a limit (timeouts.go), and responses cut short.
+	limitCloses *prometheus.CounterVec
+	short       prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -48,11 +51,22 @@ func newMetrics() *metrics {
 			Name: "sendfile2_http_connections",
 			Help: "HTTP connections open.",
 		}),
+		limitCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sendfile2_http_limit_closes_total",
+			Help: "HTTP connections that serve closed because a limit was reached, by limit: body_timeout (no byte of a request body for --body-timeout), send_timeout (the peer took no byte of a response for --send-timeout), max_conns (an idle keep-alive connection closed to make room at --max-conns).",
+		}, []string{"limit"}),
+		short: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sendfile2_http_short_responses_total",
+			Help: "Responses whose body ended before its Content-Length: a file truncated while it was sent, a send that failed or was cut.",
+		}),
+	}
+	for _, l := range []string{limitBody, limitSend, limitMaxConns} {
+		m.limitCloses.WithLabelValues(l) // exported at zero from the start
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.latency, m.requests, m.duration, m.conns,
+		m.latency, m.requests, m.duration, m.conns, m.limitCloses, m.short,
 	)
 	return m
 }

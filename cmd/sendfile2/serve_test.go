@@ -810,12 +810,11 @@ func TestServeMaxConns(t *testing.T) {
 		}
 		return resp, err
 	}
+	// a is in the middle of its request's header: not idle.
 	a, err := net.Dial("tcp", ts.addr)
 	must(t, err)
 	defer a.Close()
-	if _, err := get(a, bufio.NewReader(a)); err != nil {
-		t.Fatal(err)
-	}
+	fmt.Fprintf(a, "GET /a.txt HTTP/1.1\r\n")
 	b, err := net.Dial("tcp", ts.addr) // the kernel accepts it; serve must not yet
 	must(t, err)
 	defer b.Close()
@@ -830,7 +829,23 @@ func TestServeMaxConns(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after the first connection closed: %v, %v", resp, err)
 	}
+	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	// b is now an idle keep-alive conn: a new client closes it to get in,
+	// without waiting for --idle-timeout.
+	c, err := net.Dial("tcp", ts.addr)
+	must(t, err)
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if resp, err := get(c, bufio.NewReader(c)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a new client with an idle conn holding the only slot: %v, %v", resp, err)
+	}
+	if n, err := bb.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the idle conn is still open: read %d bytes", n)
+	}
+	if !strings.Contains(ts.log.String(), "limit=max_conns") {
+		t.Errorf("the reclaimed idle conn is not in the log")
+	}
 }
 
 // TestServeCommand runs `sendfile2 serve` as main does, learns its address

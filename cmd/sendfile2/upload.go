@@ -257,7 +257,10 @@ func (h *fileHandler) receive(r *http.Request, conn net.Conn, br *bufio.Reader, 
 	if err == nil && n < size {
 		var k int64
 		if sc, ok := conn.(syscall.Conn); ok {
-			k, err = h.sender.Receive(ctx, sc, u.tmp, n, size-n)
+			// Ends if the client sends nothing for --body-timeout.
+			rctx, done := readingBody(ctx, conn)
+			k, err = h.sender.Receive(rctx, sc, u.tmp, n, size-n)
+			done()
 		} else { // a conn without a descriptor: copy
 			k, err = io.Copy(io.NewOffsetWriter(u.tmp, n), io.LimitReader(conn, size-n))
 			if err == nil && k < size-n {
@@ -302,6 +305,8 @@ func expectsContinue(r *http.Request) bool {
 // receiveStatus is the status of an upload whose body could not be received.
 func receiveStatus(ctx context.Context, err error) int {
 	switch {
+	case errors.Is(err, errBodyTimeout):
+		return http.StatusRequestTimeout // the connection is closed already
 	case ctx.Err() != nil, errors.Is(err, sendfile2.ErrClosed):
 		return http.StatusServiceUnavailable // shutting down
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ETIMEDOUT),
