@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -148,7 +149,28 @@ func (hf *httpFeatures) serve(srv *http.Server, ln net.Listener) error {
 	// Plain HTTP stays HTTP/1.1 (srv.Protocols offers no h2c), whose
 	// bodies reach the Sender.
 	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: hf.cert.get}
+	// net/http's conns are now *tls.Conn over the tracker's: its hooks get
+	// the conn beneath, so that --send-timeout, --body-timeout and the
+	// reclaiming of idle conns hold over TLS too. sendfile2.ServeContent
+	// gets no conn to hold the response head on: it goes into a record.
+	if state := srv.ConnState; state != nil {
+		srv.ConnState = func(c net.Conn, st http.ConnState) { state(beneathTLS(c), st) }
+	}
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if tc, ok := beneathTLS(c).(*trackedConn); ok {
+			return context.WithValue(ctx, trackedKey{}, tc)
+		}
+		return ctx
+	}
 	return srv.ServeTLS(ln, "", "")
+}
+
+// beneathTLS is the conn under c when c is a TLS conn, else c.
+func beneathTLS(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
 }
 
 // attrs are the start log's words on the features in use.
