@@ -5,7 +5,8 @@
 // Usage:
 //
 //	sendfile2 serve [--addr HOST:PORT] [--metrics-addr HOST:PORT] [--method M] [flags] [DIR]
-//	sendfile2 check [--json] [--method M]... [--rounds N]
+//	sendfile2 check [--json] [--method M]... [--rounds N] [--peer HOST:PORT]
+//	sendfile2 peer --listen HOST:PORT
 //	sendfile2 probe [--json]
 package main
 
@@ -45,7 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
-	root.AddCommand(serveCommand(), checkCommand(), probeCommand(), benchCommand())
+	root.AddCommand(serveCommand(), checkCommand(), probeCommand(), benchCommand(), peerCommand())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {
