@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -12,15 +14,18 @@ import (
 
 func peerCommand() *cobra.Command {
 	var (
-		addr string
-		srv  peer.Server
+		addr      string
+		smallPort int
+		srv       peer.Server
 	)
 	cmd := &cobra.Command{
 		Use:   "peer --listen HOST:PORT",
 		Short: "Run the receiving side of check on this machine, for a sender on another",
 		Long: `peer is the far end of ` + "`sendfile2 check --peer HOST:PORT`" + ` run on another
-machine, as iperf3 -s is for iperf3: it listens on --listen, accepts a control
-connection per sender and a data connection per round, holds its reads back
+machine, as iperf3 -s is for iperf3: it listens on --listen and on
+--small-port (the port after it by default; data connections that want a small
+window come there), accepts a control connection per sender and a data
+connection per round, holds its reads back
 until the sender says, compares what it reads with the stream the sender
 named and reports the bytes that differ, and its CPU time.
 
@@ -36,15 +41,27 @@ at once. There is no authentication: listen on a network you trust.`,
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			srv.Logf = func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }
-			ln, err := srv.Listen(cmd.Context(), addr)
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return fmt.Errorf("peer: --listen %q: %w", addr, err)
+			}
+			if smallPort < 0 {
+				p, err := strconv.Atoi(port)
+				if err != nil || p == 0 || p == 65535 {
+					return fmt.Errorf("peer: --listen %q: give --small-port with port 0 or 65535", addr)
+				}
+				smallPort = p + 1
+			}
+			ls, err := srv.Listen(cmd.Context(), addr, smallPort)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "sendfile2 peer listening on %s\n", ln.Addr())
-			return srv.Serve(cmd.Context(), ln)
+			fmt.Fprintf(cmd.OutOrStdout(), "sendfile2 peer listening on %s and %s\n", ls.Main.Addr(), ls.Small.Addr())
+			return srv.Serve(cmd.Context(), ls)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "listen", "", "address to listen on, HOST:PORT")
+	cmd.Flags().IntVar(&smallPort, "small-port", -1, "port of the data connections with a small window (default: the --listen port + 1)")
 	cmd.Flags().IntVar(&srv.MaxSessions, "max-sessions", peer.DefaultMaxSessions, "senders served at once")
 	cmd.Flags().IntVar(&srv.MaxRcvbuf, "max-rcvbuf", peer.DefaultMaxRcvbuf, "receive buffer of each connection, and the largest window a sender may ask for")
 	cmd.Flags().DurationVar(&srv.Idle, "idle", peer.DefaultIdle, "how long a sender may hold a connection without a request")

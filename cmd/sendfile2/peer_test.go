@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +21,18 @@ func TestCheckPeer(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
+	small, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	smallPort := small.Addr().(*net.TCPAddr).Port
+	small.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	var peerOut, peerErr bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"peer", "--listen", addr}, &peerOut, &peerErr) }()
+	go func() {
+		done <- run(ctx, []string{"peer", "--listen", addr, "--small-port", strconv.Itoa(smallPort)}, &peerOut, &peerErr)
+	}()
 	defer func() {
 		cancel()
 		if code := <-done; code != 0 {

@@ -71,12 +71,8 @@ func (r *remote) round(ctx context.Context, s Scenario) (checked, corrupted int6
 		return 0, 0, err
 	}
 
-	window := r.buf
-	if s == Queued {
-		window = queuedWindow
-	}
 	d := &net.Dialer{Control: setBuffer(unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, "SO_SNDBUF", r.buf)}
-	sc, _, err := r.ps.Open(ctx, peer.OpenOptions{Seed: seed, Window: window}, d)
+	sc, _, err := r.ps.Open(ctx, peer.OpenOptions{Seed: seed, Small: s == Queued}, d)
 	if err != nil {
 		return 0, 0, err
 	}

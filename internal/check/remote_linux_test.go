@@ -14,19 +14,19 @@ func startPeer(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var srv peer.Server
-	ln, err := srv.Listen(ctx, "127.0.0.1:0")
+	ls, err := srv.Listen(ctx, "127.0.0.1:0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	go func() { done <- srv.Serve(ctx, ls) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return ln.Addr().String()
+	return ls.Main.Addr().String()
 }
 
 // TestRemote: Run with the receiver in a peer (here on loopback, as a

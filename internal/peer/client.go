@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -38,11 +39,12 @@ type OpenOptions struct {
 	// Skip is where in the seed's stream the data connection's bytes start
 	// (at most 1 GiB).
 	Skip int64
-	// Window is the largest receive window the data connection advertises
-	// (the peer sets TCP_WINDOW_CLAMP before it reads anything): a small one
-	// holds most of the data in the sender's socket while the peer does not
-	// read. Zero leaves the peer's largest (Server.MaxRcvbuf).
-	Window int
+	// Small asks for a data connection with a small window (a receive
+	// buffer of SmallWindow, from the handshake on, on the peer's second
+	// port): while the peer does not read, most of the data then waits in
+	// the sender's socket. Otherwise the window is as large as the peer's
+	// Server.MaxRcvbuf.
+	Small bool
 }
 
 // Open asks the peer for a data connection, ending the session's previous
@@ -56,7 +58,6 @@ func (s *Session) Open(ctx context.Context, o OpenOptions, d *net.Dialer) (*net.
 		}
 	}
 	req.args[4] = uint64(o.Skip)
-	req.args[5] = uint64(max(o.Window, 0))
 	rep, err := s.do(ctx, req, 0)
 	if err != nil {
 		return nil, rep, err
@@ -66,7 +67,15 @@ func (s *Session) Open(ctx context.Context, o OpenOptions, d *net.Dialer) (*net.
 	}
 	dd := *d
 	dd.SetMultipathTCP(false) // MPTCP sockets cannot send zero-copy
-	c, err := dd.DialContext(ctx, "tcp", s.addr)
+	addr := s.addr
+	if o.Small {
+		host, _, err := net.SplitHostPort(s.addr)
+		if err != nil {
+			return nil, rep, fmt.Errorf("peer: %w", err)
+		}
+		addr = net.JoinHostPort(host, strconv.Itoa(rep.smallPort))
+	}
+	c, err := dd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, rep, fmt.Errorf("peer: data connection: %w", err)
 	}

@@ -3,6 +3,10 @@
 // and that a sender on another host drives over a small control protocol,
 // as iperf3 does.
 //
+// The peer listens on two ports: one for control connections and data
+// connections with a large window, one for data connections with a small
+// window (a receive buffer of 4 KiB from the handshake on).
+//
 // A client opens a control connection (Dial), asks for a data connection
 // (Session.Open) and sends on it with whatever method it tests. The peer
 // reads the data connection only when the client asks it to (Session.Read,
@@ -17,7 +21,7 @@
 // Anyone who can reach the peer's port can do what a client does, and
 // nothing more:
 //
-//   - make it accept TCP connections on that port and read from them into a
+//   - make it accept TCP connections on its ports and read from them into a
 //     buffer that is compared with a generated stream and then dropped. The
 //     peer never writes to a file, never opens one, never connects anywhere,
 //     and sends back only fixed-size replies (64 bytes): counts of bytes
@@ -27,7 +31,8 @@
 //   - hold a connection unread, up to the idle timeout (Server.Idle, 2
 //     minutes by default), with a receive buffer of Server.MaxRcvbuf (8
 //     MiB): kernel memory of at most 2 x MaxSessions x MaxRcvbuf (the
-//     kernel doubles the buffer).
+//     kernel doubles the buffer), and as many connections, counting those
+//     that have not said what they are yet, as 3 x MaxSessions.
 //   - reset or close the data connection of its own session. A data
 //     connection joins a session only with the session's random 128-bit
 //     token, which the peer sends on that session's control connection.

@@ -18,19 +18,19 @@ func TestMain(m *testing.M) { testutil.Main(m) }
 func startPeer(t *testing.T, srv *peer.Server) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ln, err := srv.Listen(ctx, "127.0.0.1:0")
+	ls, err := srv.Listen(ctx, "127.0.0.1:0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	go func() { done <- srv.Serve(ctx, ls) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return ln.Addr().String()
+	return ls.Main.Addr().String()
 }
 
 func stream(seed [32]byte, skip, n int) []byte {
@@ -51,7 +51,7 @@ func TestCount(t *testing.T) {
 	defer s.Close()
 	seed := [32]byte{1, 2, 3}
 	for _, skip := range []int{0, 12345} {
-		c, rep, err := s.Open(ctx, peer.OpenOptions{Seed: seed, Skip: int64(skip), Window: 4096}, nil)
+		c, rep, err := s.Open(ctx, peer.OpenOptions{Seed: seed, Skip: int64(skip), Small: true}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +94,7 @@ func TestReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	c, _, err := s.Open(ctx, peer.OpenOptions{Window: 4096}, nil)
+	c, _, err := s.Open(ctx, peer.OpenOptions{Small: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

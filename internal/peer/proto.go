@@ -13,8 +13,8 @@ import (
 //
 //	request: "SF2P" | version | op | 0 0 | token [16] | args [9]uint64
 //	reply:   "SF2R" | version | op | status | 0 | received | changed |
-//	         first change (int64, -1: none) | CPU ns | flags uint32 |
-//	         window uint32 | token [16]
+//	         first change (int64, -1: none) | CPU ns | flags uint16 |
+//	         small port uint16 | window uint32 | token [16]
 const (
 	requestSize = 96
 	replySize   = 64
@@ -30,7 +30,7 @@ var (
 // The operations. Open, Read, Drain, Reset, Close and Stats come on a
 // control connection; Data is the first message of a data connection.
 const (
-	opOpen  = 1 // args: seed[0..3], skip, window; reply: token
+	opOpen  = 1 // args: seed[0..3], skip; reply: token, small port
 	opData  = 2 // token
 	opRead  = 3 // args: bytes, timeout ms
 	opDrain = 4 // args: timeout ms
@@ -49,8 +49,7 @@ const (
 )
 
 const (
-	flagEOF     = 1 << 0 // the data connection's stream ended
-	flagCompare = 1 << 1 // bytes were compared with a stream
+	flagEOF = 1 << 0 // the data connection's stream ended
 )
 
 type request struct {
@@ -101,16 +100,17 @@ type Report struct {
 	// EOF says whether the stream ended (the sender closed or shut down its
 	// side).
 	EOF bool
-	// Window is the largest window the data connection advertises
-	// (TCP_WINDOW_CLAMP as getsockopt reads it back).
+	// Window is the receive buffer of the data connection (SO_RCVBUF as
+	// getsockopt reads it; the kernel doubles what was set).
 	Window int
 	// CPU is the user and system CPU time the peer process has used since it
 	// started; the difference of two reports is what it used between them.
 	CPU time.Duration
 
-	op     byte
-	status byte
-	token  [16]byte
+	op        byte
+	status    byte
+	token     [16]byte
+	smallPort int
 }
 
 func (r *Report) marshal() []byte {
@@ -123,11 +123,12 @@ func (r *Report) marshal() []byte {
 	binary.BigEndian.PutUint64(b[16:], uint64(r.Changed))
 	binary.BigEndian.PutUint64(b[24:], uint64(r.FirstChange))
 	binary.BigEndian.PutUint64(b[32:], uint64(r.CPU))
-	var flags uint32
+	var flags uint16
 	if r.EOF {
 		flags |= flagEOF
 	}
-	binary.BigEndian.PutUint32(b[40:], flags)
+	binary.BigEndian.PutUint16(b[40:], flags)
+	binary.BigEndian.PutUint16(b[42:], uint16(r.smallPort))
 	binary.BigEndian.PutUint32(b[44:], uint32(min(max(r.Window, 0), 1<<31-1)))
 	copy(b[48:], r.token[:])
 	return b
@@ -148,7 +149,8 @@ func readReply(rd io.Reader, op byte) (Report, error) {
 		Changed:     int64(binary.BigEndian.Uint64(b[16:])),
 		FirstChange: int64(binary.BigEndian.Uint64(b[24:])),
 		CPU:         time.Duration(binary.BigEndian.Uint64(b[32:])),
-		EOF:         binary.BigEndian.Uint32(b[40:])&flagEOF != 0,
+		EOF:         binary.BigEndian.Uint16(b[40:])&flagEOF != 0,
+		smallPort:   int(binary.BigEndian.Uint16(b[42:])),
 		Window:      int(binary.BigEndian.Uint32(b[44:])),
 		token:       [16]byte(b[48:64]),
 	}

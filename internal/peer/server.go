@@ -8,6 +8,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -28,9 +29,6 @@ const handshakeTimeout = 10 * time.Second
 // peer generates and drops that many bytes.
 const maxSkip = 1 << 30
 
-// minRcvbuf is the smallest window a session may ask for.
-const minRcvbuf = 4096
-
 // Server is the peer. The zero value is ready to use.
 type Server struct {
 	// MaxSessions bounds the control connections served at once;
@@ -46,11 +44,12 @@ type Server struct {
 	// Logf, if set, is told of each session's start and end.
 	Logf func(format string, args ...any)
 
-	mu       sync.Mutex
-	sessions int
-	tokens   map[[16]byte]*session
-	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	smallPort int
+	sessions  int
+	tokens    map[[16]byte]*session
+	conns     map[net.Conn]struct{}
+	wg        sync.WaitGroup
 }
 
 func (s *Server) maxSessions() int {
@@ -80,48 +79,95 @@ func (s *Server) logf(format string, args ...any) {
 	}
 }
 
-// Listen opens a TCP listener on addr whose connections get a receive
-// buffer of MaxRcvbuf bytes before the handshake (SO_RCVBUFFORCE where the
-// process may, else SO_RCVBUF), so that the window scale they negotiate
-// allows a window that large; each data connection's window is then clamped
-// to what its session asks for (TCP_WINDOW_CLAMP).
-func (s *Server) Listen(ctx context.Context, addr string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return setRcvbuf(c, s.maxRcvbuf())
-	}}
-	lc.SetMultipathTCP(false)
-	return lc.Listen(ctx, "tcp", addr)
+// Listeners are the peer's two listening sockets: one for control
+// connections and data connections with a large window, one for data
+// connections with a small window.
+type Listeners struct {
+	// Main is where control connections come, and data connections that
+	// asked for a window over SmallWindow: its sockets have a receive
+	// buffer of Server.MaxRcvbuf from before the handshake (SO_RCVBUFFORCE
+	// where the process may, else SO_RCVBUF), so the window scale they
+	// negotiate allows a window that large.
+	Main net.Listener
+	// Small is where data connections that asked for a window of at most
+	// SmallWindow come: its sockets have a receive buffer of SmallWindow
+	// from before the handshake, so the window stays that small from the
+	// first segment on. (A buffer made small after the handshake makes the
+	// kernel drop the segments that the window it advertised before still
+	// admitted.)
+	Small net.Listener
 }
 
-// Serve accepts connections on ln until ctx ends or ln fails, then closes ln
-// and every connection and returns.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+// Close closes both listeners.
+func (l *Listeners) Close() error { return errors.Join(l.Main.Close(), l.Small.Close()) }
+
+// SmallWindow is the receive buffer of the data connections that ask for a
+// small window.
+const SmallWindow = 4096
+
+// Listen opens the peer's listeners: Main on addr, Small on smallPort of the
+// same host (0: any free port). The sessions tell their clients where Small
+// is.
+func (s *Server) Listen(ctx context.Context, addr string, smallPort int) (*Listeners, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	listen := func(addr string, size int) (net.Listener, error) {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			return setRcvbuf(c, size)
+		}}
+		lc.SetMultipathTCP(false)
+		return lc.Listen(ctx, "tcp", addr)
+	}
+	main, err := listen(addr, s.maxRcvbuf())
+	if err != nil {
+		return nil, err
+	}
+	small, err := listen(net.JoinHostPort(host, strconv.Itoa(smallPort)), SmallWindow)
+	if err != nil {
+		main.Close()
+		return nil, err
+	}
+	return &Listeners{Main: main, Small: small}, nil
+}
+
+// Serve accepts connections on ls until ctx ends or a listener fails, then
+// closes ls and every connection and returns.
+func (s *Server) Serve(ctx context.Context, ls *Listeners) error {
 	s.mu.Lock()
 	if s.tokens == nil {
 		s.tokens = map[[16]byte]*session{}
 		s.conns = map[net.Conn]struct{}{}
 	}
+	s.smallPort = ls.Small.Addr().(*net.TCPAddr).Port
 	s.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	stop := context.AfterFunc(ctx, func() { ls.Close() })
 	defer stop()
-	var err error
-	for {
-		var c net.Conn
-		c, err = ln.Accept()
-		if err != nil {
-			break
-		}
-		if !s.track(c) {
-			c.Close()
-			continue
-		}
-		s.wg.Add(1)
+	errs := make(chan error, 2)
+	for _, ln := range []net.Listener{ls.Main, ls.Small} {
 		go func() {
-			defer s.wg.Done()
-			s.handle(c)
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					ls.Close()
+					errs <- err
+					return
+				}
+				if !s.track(c) {
+					c.Close()
+					continue
+				}
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					s.handle(c)
+				}()
+			}
 		}()
 	}
-	ln.Close()
+	err := <-errs
+	<-errs
 	s.mu.Lock()
 	for c := range s.conns {
 		c.Close()
@@ -229,7 +275,6 @@ type session struct {
 	mu     sync.Mutex
 	data   *net.TCPConn
 	window int
-	want   int // the window asked for
 
 	cmp      *mrand.ChaCha8 // the stream received bytes are compared with
 	received int64
@@ -308,13 +353,8 @@ func (ss *session) open(req request) Report {
 		}
 	}
 	ss.received, ss.changed, ss.first, ss.eof, ss.failed = 0, 0, -1, false, false
-	want := int(min(req.args[5], uint64(ss.srv.maxRcvbuf())))
-	if want == 0 {
-		want = ss.srv.maxRcvbuf()
-	}
-	want = max(want, minRcvbuf)
 	ss.mu.Lock()
-	ss.want, ss.window = want, 0
+	ss.window = 0
 	ss.mu.Unlock()
 	rand.Read(ss.token[:])
 	ss.srv.mu.Lock()
@@ -322,6 +362,9 @@ func (ss *session) open(req request) Report {
 	ss.srv.mu.Unlock()
 	r := ss.report(opOpen, statusOK)
 	r.token = ss.token
+	ss.srv.mu.Lock()
+	r.smallPort = ss.srv.smallPort
+	ss.srv.mu.Unlock()
 	return r
 }
 
@@ -333,7 +376,7 @@ func (ss *session) attach(c *net.TCPConn) bool {
 	if ss.data != nil {
 		return false
 	}
-	ss.window = clampWindow(c, ss.want)
+	ss.window = getRcvbuf(c)
 	r := Report{op: opData, status: statusOK, Window: ss.window, FirstChange: -1, CPU: cpuTime()}
 	if _, err := c.Write(r.marshal()); err != nil {
 		return false
@@ -430,4 +473,12 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Conns is the number of connections the server has open now, control and
+// data, and those not yet identified.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }

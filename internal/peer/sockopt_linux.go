@@ -24,20 +24,13 @@ func setRcvbuf(c syscall.RawConn, size int) error {
 	return os.NewSyscallError("setsockopt SO_RCVBUF", err)
 }
 
-// clampWindow limits the window c advertises to size bytes
-// (TCP_WINDOW_CLAMP) and returns the clamp as getsockopt(2) reads it back.
-// Unlike a small SO_RCVBUF set after the handshake, which makes the kernel
-// drop segments that the window it advertised before still admitted, the
-// clamp keeps the receive buffer and only stops the window from opening.
-func clampWindow(c *net.TCPConn, size int) int {
+// getRcvbuf is SO_RCVBUF as getsockopt(2) reads it, 0 if it cannot.
+func getRcvbuf(c *net.TCPConn) int {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return 0
 	}
 	v := 0
-	rc.Control(func(fd uintptr) {
-		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_WINDOW_CLAMP, size)
-		v, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_WINDOW_CLAMP)
-	})
+	rc.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) })
 	return v
 }

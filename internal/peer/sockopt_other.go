@@ -19,17 +19,13 @@ func setRcvbuf(c syscall.RawConn, size int) error {
 	return err
 }
 
-// clampWindow limits c's receive buffer to size bytes (SO_RCVBUF) and
-// returns it as getsockopt(2) reads it.
-func clampWindow(c *net.TCPConn, size int) int {
+// getRcvbuf is SO_RCVBUF as getsockopt(2) reads it, 0 if it cannot.
+func getRcvbuf(c *net.TCPConn) int {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return 0
 	}
 	v := 0
-	rc.Control(func(fd uintptr) {
-		syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
-		v, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
-	})
+	rc.Control(func(fd uintptr) { v, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
 	return v
 }
