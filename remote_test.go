@@ -269,7 +269,11 @@ func TestRemoteFaults(t *testing.T) {
 				if !errors.Is(r.err, io.ErrUnexpectedEOF) {
 					t.Fatalf("Send = %d, %v; want an error matching io.ErrUnexpectedEOF", r.n, r.err)
 				}
-				if r.n < peerRead || r.n >= remoteSize || s.Method() != sendfile2.URing && r.n != newSize {
+				// The methods that send from the file's pages stop at its
+				// new end, or before: msgzc's call that spans the end
+				// fails whole (EFAULT) across a device, where a page
+				// pinned for zero-copy must exist.
+				if r.n < peerRead || r.n > newSize {
 					t.Errorf("Send reported %d bytes sent; the peer had read %d when the file shrank to %d bytes", r.n, peerRead, newSize)
 				}
 				checkRemotePrefix(t, await(t, rest, "the peer's bytes"), r.n)
@@ -346,7 +350,7 @@ func remoteNotifying(t *testing.T, addr string, m sendfile2.Method) {
 	defer cancel()
 	res := goSend(ctx, s, a, f, 0, size)
 	var r sendResult
-	returned := false
+	returned, early := false, false
 	for deadline := time.Now().Add(hangBound); !returned && sentAndAcked(t, a) < size; time.Sleep(time.Millisecond) {
 		select {
 		case r = <-res:
@@ -357,6 +361,9 @@ func remoteNotifying(t *testing.T, addr string, m sendfile2.Method) {
 			t.Fatalf("after %v only %d of %d bytes in the socket", hangBound, sentAndAcked(t, a), size)
 		}
 	}
+	// A send that returned before the cancellation is done (the peer
+	// acknowledged everything).
+	early = returned
 	cancel()
 	if !returned {
 		select {
@@ -387,7 +394,7 @@ func remoteNotifying(t *testing.T, addr string, m sendfile2.Method) {
 		}
 		return
 	}
-	if !(s.Method() == sendfile2.Copy && r.err == nil) && !errors.Is(r.err, context.Canceled) {
+	if !((early || s.Method() == sendfile2.Copy) && r.err == nil) && !errors.Is(r.err, context.Canceled) {
 		t.Errorf("Send = %d, %v; want an error matching context.Canceled", r.n, r.err)
 	}
 	if r.n != size {

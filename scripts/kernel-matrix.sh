@@ -27,21 +27,26 @@
 # finished within the timeout is killed.
 #
 # The real network device. Each guest also has a virtio-net device
-# (-netdev user -device virtio-net-pci): Debian builds virtio_net as a
-# module, so the modules it needs are taken from the same kernel package and
-# loaded by the init (finit_module). On that device the guest kernel sends
-# from the pages, which loopback never does. The guest is 10.0.2.15/24;
-# qemu's user-mode stack turns its connections to 10.0.2.2:PORT into
-# connections to 127.0.0.1:PORT where qemu runs, where `sendfile2 peer`
-# listens. Across the device the guest runs `sendfile2 check --peer` for
-# every method and the TestRemote tests (reset, stalled peer at a deadline,
-# truncation, cancellation, Close with notifications pending), against that
-# peer.
+# (-device virtio-net-pci): Debian builds virtio_net as a module, so the
+# modules it needs are taken from the same kernel package and loaded by the
+# init (finit_module). On that device the guest kernel holds the pages until
+# the peer acknowledges them, which loopback never does. The guest is
+# 10.0.2.15/24 and the host 10.0.2.2, where `sendfile2 peer` listens. The
+# device's other end is, where the machine allows it (--net), a tap device
+# with virtio's offload header: the guest sees scatter-gather, checksum
+# offload and TSO, and hands the pages themselves to the device. Else it is
+# qemu's user-mode stack (-netdev user), which turns the guest's connections
+# to 10.0.2.2:PORT into connections to 127.0.0.1:PORT, and whose device has
+# none of these offloads. Across the device the guest runs `sendfile2 check
+# --peer` for every method and TestRemoteFaults (reset, stalled peer at a
+# deadline, truncation, cancellation, Close with notifications pending)
+# against that peer.
 #
 # Nothing a guest sends can leave the machine: qemu and the peer run inside
-# a network namespace made for each VM (unshare --net), which has only lo,
-# brought up there; no other interface, route or address exists in it, so
-# qemu's user-mode stack can reach nothing but that namespace's loopback.
+# a network namespace made for each VM (unshare --net). It has lo and, with
+# the tap network, tap0 (10.0.2.2/24), both created there, and nothing else:
+# no other interface, no route, no forwarding to anywhere; with the
+# user-mode stack, qemu can reach nothing but that namespace's loopback.
 #
 # The table gives, per kernel and test package, passed/failed/skipped tests
 # (subtests included), the methods that `check` found safe and unsafe (the
@@ -58,6 +63,7 @@
 #   scripts/kernel-matrix.sh [--kernels "5.10 6.1 6.12 6.18 6.12-arm64"] [--jobs N]
 #                            [--timeout SECONDS] [--cache DIR] [--refresh]
 #                            [--keep] [--out FILE.md] [--mirror URI]
+#                            [--net tap|user]
 set -euo pipefail
 
 usage() {
@@ -74,6 +80,9 @@ usage: scripts/kernel-matrix.sh [options]
   --keep           keep the work directory (initramfs, console logs)
   --out FILE.md    also write the table, with the date and command, to FILE.md
   --mirror URI     Debian mirror to fetch from; default: the machine's apt sources
+  --net tap|user   the guests' network: a tap device in the VM's namespace
+                   (default where the machine allows one), or qemu's
+                   user-mode stack
 EOF
 }
 
@@ -85,10 +94,11 @@ refresh=0
 keep=0
 out=
 mirror=
+net=
 cmdline="scripts/kernel-matrix.sh $*"
 while [ $# -gt 0 ]; do
 	case $1 in
-	--kernels | --jobs | --timeout | --cache | --out | --mirror)
+	--kernels | --jobs | --timeout | --cache | --out | --mirror | --net)
 		if [ $# -lt 2 ]; then
 			usage >&2
 			exit 2
@@ -100,6 +110,7 @@ while [ $# -gt 0 ]; do
 		--cache) cache=$2 ;;
 		--out) out=$2 ;;
 		--mirror) mirror=$2 ;;
+		--net) net=$2 ;;
 		esac
 		shift 2
 		;;
@@ -383,17 +394,25 @@ done
 vm_memory=2G
 
 # The network namespace each VM runs in (see the header): this script,
-# run by unshare --net, brings lo up (the only interface there), starts the
-# peer on 127.0.0.1:PORT, waits until it listens, runs the command (qemu)
-# and stops the peer.
+# run by unshare --net, brings lo up, and with the tap network also creates
+# tap0 (10.0.2.2/24, the only other interface there: qemu's end of the
+# guest's device), starts the peer on 10.0.2.2:PORT (tap) or 127.0.0.1:PORT
+# (user), waits until it listens, runs the command (qemu) and stops the peer.
 cat >"$work"/netns.sh <<'EOF'
 #!/usr/bin/env bash
-# netns.sh PEER PORT PEERLOG COMMAND...
+# netns.sh tap|user PEER PORT PEERLOG COMMAND...
 set -u
-peer=$1 port=$2 log=$3
-shift 3
+net=$1 peer=$2 port=$3 log=$4
+shift 4
 ip link set lo up || exit 1
-"$peer" peer --listen "127.0.0.1:$port" >"$log" 2>&1 &
+addr=127.0.0.1
+if [ "$net" = tap ]; then
+	ip tuntap add dev tap0 mode tap vnet_hdr || exit 1
+	ip addr add 10.0.2.2/24 dev tap0 || exit 1
+	ip link set tap0 up || exit 1
+	addr=10.0.2.2
+fi
+"$peer" peer --listen "$addr:$port" >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
 	grep -q listening "$log" && break
@@ -408,6 +427,26 @@ exit $rc
 EOF
 chmod +x "$work"/netns.sh
 
+# The guest's network: a tap device with virtio's offload header (the guest
+# sees a device with scatter-gather, checksum offload and TSO, as real NICs
+# have: its kernel hands the pages themselves to the device) where the
+# machine allows tap devices in a namespace; else qemu's user-mode stack,
+# whose device has none of these (the guest kernel then segments and copies
+# in software, and only the pinning until the peer's acknowledgement is the
+# device's).
+if [ -z "$net" ]; then
+	net=user
+	if unshare --net -- ip tuntap add dev probe0 mode tap vnet_hdr >/dev/null 2>&1; then
+		net=tap
+	fi
+fi
+case $net in
+tap) netdev=(-netdev tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off) ;;
+user) netdev=(-netdev user,id=n0) ;;
+*) echo "kernel-matrix: --net $net: want tap or user" >&2; exit 2 ;;
+esac
+echo "   network: $net"
+
 # boot KERNEL: one VM, console log in $work/KERNEL.log, the peer's in
 # $work/KERNEL.peer, qemu's exit status in $work/KERNEL.status (124 when the
 # timeout killed it).
@@ -418,11 +457,11 @@ boot() {
 	amd64) qemu=(qemu-system-x86_64 -accel tcg -cpu qemu64 -append "console=ttyS0 panic=-1 loglevel=4") ;;
 	arm64) qemu=(qemu-system-aarch64 -M virt -accel tcg -cpu cortex-a72 -append "console=ttyAMA0 panic=-1 loglevel=4") ;;
 	esac
-	timeout --kill-after=10 "$vm_timeout" unshare --net -- "$work"/netns.sh "$work"/peer "$peer_port" "$work/$k.peer" \
+	timeout --kill-after=10 "$vm_timeout" unshare --net -- "$work"/netns.sh "$net" "$work"/peer "$peer_port" "$work/$k.peer" \
 		"${qemu[@]}" -smp 1 -m "$vm_memory" \
 		-nodefaults -display none -no-reboot \
 		-serial "file:$work/$k.log" \
-		-netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile= \
+		"${netdev[@]}" -device virtio-net-pci,netdev=n0,romfile= \
 		-kernel "$cache/$k/vmlinuz" -initrd "$work/initrd-$k.gz" \
 		</dev/null >"$work/$k.qemu" 2>&1 || rc=$?
 	echo "$rc $(($(date +%s) - t0))" >"$work/$k.status"
@@ -512,6 +551,45 @@ for k in $kernels; do
 	table="$table"$'\n'"$row"
 done
 
+# The real device: per kernel and method, what `check --peer` found across
+# the virtio-net device and what the kernel reported copied. A baseline that
+# did not corrupt, a safe method that did, a check that failed, or auto that
+# did not stay zero-copy (it sent with copy, or the kernel reported nothing
+# sent from the pages) is a problem.
+dtable="| kernel | eth0 sg/csum/tso | method | verdict | corrupted bytes | zero-copy (kernel's report) | sent with |"$'\n'"|---|---|---|---|---|---|---|"
+for k in $kernels; do
+	lt=$work/$k.log.txt
+	release=$(awk '$1 == "MATRIX" && $2 == "kernel" { print $3 }' "$lt")
+	nic=$(awk '$1 == "MATRIX" && $2 == "net" { sub("sg=", "", $4); sub("tx_csum=", "", $5); sub("tso=", "", $6); print $4 "/" $5 "/" $6 }' "$lt")
+	[ -n "$nic" ] || problems+=("$k: no network device in the guest")
+	dexit=$(awk '$1 == "MATRIX" && $2 == "device" && $3 ~ /^exit=/ { sub("exit=", "", $3); print $3 }' "$lt")
+	if [ -z "$dexit" ]; then
+		problems+=("$k: no result from check across the device")
+	elif [ "$dexit" != 0 ]; then
+		problems+=("$k: check across the device exited $dexit (a method expected to be safe was not)")
+	fi
+	while read -r method verdict expected resolved corrupted zc copied sent; do
+		frac=-
+		if [ $((zc + copied)) -gt 0 ]; then
+			frac=$(awk -v z="$zc" -v c="$copied" 'BEGIN { printf "%.0f%%", 100 * z / (z + c) }')
+		fi
+		name=$method
+		[ "$resolved" = - ] || name="$method ($resolved)"
+		dtable="$dtable"$'\n'"| ${release:-$k} | ${nic:-?} | $name | $verdict | $corrupted | $frac | ${sent//,/ } |"
+		if [ "$expected" = unsafe ] && [ "$verdict" != unsafe ]; then
+			problems+=("$k: across the device the baseline $method did not corrupt ($verdict): the check lost its power to fail")
+		fi
+		if [ "$method" = auto ] && [ "$verdict" = safe ]; then
+			case ",$sent," in
+			*,copy:*) problems+=("$k: across the device auto sent with copy ($sent)") ;;
+			esac
+			[ "$zc" -gt 0 ] || problems+=("$k: across the device the kernel reported none of auto's bytes sent from the pages")
+		fi
+	done < <(awk '$1 == "MATRIX" && $2 == "device" && $3 !~ /^exit=/ {
+		for (i = 4; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		print $3, v["verdict"], v["expected"], v["resolved"], v["corrupted"], v["zc"], v["copied"], v["sent"] }' "$lt")
+done
+
 # The probe's answers, one row per kernel.
 probe_keys="io_uring send_zc sendmsg_zc zc_report_usage read_fixed dontcache msg_zerocopy io_uring_disabled"
 ptable="| kernel |"
@@ -545,6 +623,10 @@ echo "Cells: passed/failed/skipped tests, subtests included."
 echo
 echo "$ptable"
 echo
+echo "Across the network device (sendfile2 check --peer, to the peer on the host):"
+echo
+echo "$dtable"
+echo
 echo "Skips in the guests:"
 for k in $kernels; do
 	grep -E '^MATRIX skipped ' "$work/$k.log.txt" | sed "s/^MATRIX skipped /   $k: /" || true
@@ -559,6 +641,8 @@ if [ -n "$out" ]; then
 		echo "$table"
 		echo
 		echo "$ptable"
+		echo
+		echo "$dtable"
 	} >"$out"
 fi
 

@@ -52,6 +52,34 @@ func TestCheckPeer(t *testing.T) {
 			t.Fatalf("the peer does not listen: %v", err)
 		}
 	}
+	t.Run("bench", func(t *testing.T) {
+		out, errOut, code := runCmd(t, "bench", "--json", "--peer", addr, "--rounds", "1",
+			"--total", "4MiB", "--file-size", "1MiB", "--methods", "copy,uring-mmap")
+		if code != 0 {
+			t.Fatalf("exit %d, stderr %q\n%s", code, errOut, out)
+		}
+		var rep struct {
+			Results []struct {
+				Method string    `json:"method"`
+				Status string    `json:"status"`
+				GBps   []float64 `json:"gbps"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, out)
+		}
+		if len(rep.Results) != 2 {
+			t.Fatalf("%d results, want 2:\n%s", len(rep.Results), out)
+		}
+		for _, r := range rep.Results {
+			if r.Status == "ok" && (len(r.GBps) != 1 || r.GBps[0] <= 0) {
+				t.Errorf("%s: %v GB/s", r.Method, r.GBps)
+			}
+			if r.Status == "failed" {
+				t.Errorf("%s failed", r.Method)
+			}
+		}
+	})
 	out, errOut, code := runCmd(t, "check", "--json", "--rounds", "1", "--peer", addr,
 		"--method", "copy", "--method", "sendfile", "--method", "uring-mmap")
 	if code != 0 {

@@ -20,6 +20,9 @@
 //	device BINARY TIMEOUT PEER
 //	    run BINARY check --json --peer PEER: the same across the network
 //	    device, to `sendfile2 peer` on the host
+//	bench BINARY TIMEOUT PEER [ARG...]
+//	    run BINARY bench --json --peer PEER ARG...: each method's throughput,
+//	    CPU and zero-copy fraction across the device
 //	run TIMEOUT BINARY [ARG...]
 //	    run BINARY with the arguments (a command to look at by hand)
 //
@@ -35,6 +38,8 @@
 //	MATRIX net eth0 sg=0|1 tx_csum=0|1 tso=0|1
 //	MATRIX device METHOD verdict=V expected=safe|unsafe resolved=M corrupted=N zc=N copied=N zcmethods=N sent=M:N,...
 //	MATRIX device exit=N seconds=S
+//	MATRIX bench METHOD status=S gbps=G sender_cpu=S peer_cpu=S zc=F resolved=M
+//	MATRIX bench exit=N seconds=S
 //	MATRIX run BINARY exit=N seconds=S
 //	MATRIX done
 //
@@ -213,6 +218,12 @@ func runPlan(path string) error {
 				return fmt.Errorf("%q: %w", line, err)
 			}
 			runDeviceCheck(f[1], timeout, f[3])
+		case f[0] == "bench" && len(f) >= 4:
+			timeout, err := time.ParseDuration(f[2])
+			if err != nil {
+				return fmt.Errorf("%q: %w", line, err)
+			}
+			runDeviceBench(f[1], timeout, f[3], f[4:])
 		case f[0] == "run" && len(f) >= 3:
 			timeout, err := time.ParseDuration(f[1])
 			if err != nil {

@@ -185,3 +185,45 @@ func runDeviceCheck(bin string, timeout time.Duration, peer string) {
 	}
 	fmt.Fprintf(out, "MATRIX device exit=%d seconds=%.1f\n", exit, seconds)
 }
+
+// runDeviceBench runs `sendfile2 bench --peer peer --json` with args and
+// prints each method's figures as
+//
+//	MATRIX bench METHOD status=S gbps=G sender_cpu=S peer_cpu=S zc=F resolved=M
+//
+// (CPU in seconds per GiB, zc the fraction of the zero-copy methods' bytes
+// the kernel reported sent from the pages, -1 for none).
+func runDeviceBench(bin string, timeout time.Duration, peer string, args []string) {
+	fmt.Fprintf(out, "=== MATRIX running %s bench --json --peer %s %s\n", bin, peer, strings.Join(args, " "))
+	var buf bytes.Buffer
+	exit, seconds := run(&buf, timeout, nil, bin, append([]string{"bench", "--json", "--peer", peer}, args...)...)
+	var rep struct {
+		Results []struct {
+			Method    string    `json:"method"`
+			Resolved  string    `json:"resolved"`
+			Status    string    `json:"status"`
+			GBps      []float64 `json:"gbps"`
+			SenderCPU float64   `json:"sender_cpu_s_gib"`
+			PeerCPU   float64   `json:"peer_cpu_s_gib"`
+			ZeroCopy  float64   `json:"zero_copy_fraction"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &rep); err != nil {
+		fmt.Fprintf(out, "MATRIX error device bench: %v\n", err)
+	}
+	for _, r := range rep.Results {
+		g := slices.Clone(r.GBps)
+		slices.Sort(g)
+		med := 0.0
+		if len(g) > 0 {
+			med = g[len(g)/2]
+		}
+		resolved := r.Resolved
+		if resolved == "" {
+			resolved = "-"
+		}
+		fmt.Fprintf(out, "MATRIX bench %s status=%s gbps=%.4f sender_cpu=%.2f peer_cpu=%.2f zc=%.2f resolved=%s\n",
+			r.Method, r.Status, med, r.SenderCPU, r.PeerCPU, r.ZeroCopy, resolved)
+	}
+	fmt.Fprintf(out, "MATRIX bench exit=%d seconds=%.1f\n", exit, seconds)
+}
