@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 )
 
@@ -129,7 +130,7 @@ func (r *Report) marshal() []byte {
 	}
 	binary.BigEndian.PutUint16(b[40:], flags)
 	binary.BigEndian.PutUint16(b[42:], uint16(r.smallPort))
-	binary.BigEndian.PutUint32(b[44:], uint32(min(max(r.Window, 0), 1<<31-1)))
+	binary.BigEndian.PutUint32(b[44:], uint32(min(max(int64(r.Window), 0), math.MaxUint32)))
 	copy(b[48:], r.token[:])
 	return b
 }
@@ -139,7 +140,7 @@ func readReply(rd io.Reader, op byte) (Report, error) {
 	if _, err := io.ReadFull(rd, b[:]); err != nil {
 		return Report{}, err
 	}
-	if [4]byte(b[:4]) != replyMagic || b[4] != version {
+	if [4]byte(b[:4]) != replyMagic || b[4] != version || b[7] != 0 || binary.BigEndian.Uint16(b[40:])&^flagEOF != 0 {
 		return Report{}, errProtocol
 	}
 	r := Report{
