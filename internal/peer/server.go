@@ -224,7 +224,7 @@ func (s *Server) handle(c net.Conn) {
 		c.Write((&Report{op: req.op, status: statusBusy}).marshal())
 		return
 	}
-	ss := &session{srv: s, ctl: c, buf: make([]byte, 128<<10), first: -1}
+	ss := &session{srv: s, buf: make([]byte, 128<<10), first: -1}
 	s.logf("session from %s", c.RemoteAddr())
 	defer func() {
 		ss.end()
@@ -267,14 +267,13 @@ func (s *Server) join(c net.Conn, token [16]byte) {
 // session is one control connection and its data connection.
 type session struct {
 	srv   *Server
-	ctl   net.Conn
 	buf   []byte
 	exp   []byte
 	token [16]byte
 
-	mu     sync.Mutex
-	data   *net.TCPConn
-	window int
+	mu     sync.Mutex   // guards data and window, which join's goroutine sets
+	data   *net.TCPConn // nil until a data connection joins
+	window int          // its receive buffer
 
 	cmp      *mrand.ChaCha8 // the stream received bytes are compared with
 	received int64
@@ -285,9 +284,11 @@ type session struct {
 }
 
 func (ss *session) report(op byte, status byte) Report {
-	r := Report{op: op, status: status, Received: ss.received, Changed: ss.changed,
-		FirstChange: ss.first, EOF: ss.eof, Window: ss.window, CPU: cpuTime()}
-	return r
+	ss.mu.Lock()
+	window := ss.window
+	ss.mu.Unlock()
+	return Report{op: op, status: status, Received: ss.received, Changed: ss.changed,
+		FirstChange: ss.first, EOF: ss.eof, Window: window, CPU: cpuTime()}
 }
 
 func (ss *session) serve(req request) Report {
