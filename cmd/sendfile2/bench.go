@@ -73,7 +73,6 @@ func benchCommand() *cobra.Command {
 		source    string
 		receiver  string
 		direction string
-		peerAddr  string
 	)
 	cfg.Total, cfg.FileSize = bench.DefaultTotal, bench.DefaultFileSize
 	cmd := &cobra.Command{
@@ -144,12 +143,6 @@ a method failed during the run, 2 for bad flags or a failed setup.`,
 			if cfg.Conns < 1 {
 				return fmt.Errorf("--conns %d: want at least 1", cfg.Conns)
 			}
-			if peerAddr != "" {
-				if d != bench.Send || cfg.Netns || source != string(bench.FromFile) {
-					return errors.New("--peer sends files: not with --direction receive, --netns or --source memory")
-				}
-				return benchPeer(cmd, peerAddr, cfg)
-			}
 			var bar *progressbar.ProgressBar
 			if !cfg.JSON && isTerminal(cmd.ErrOrStderr()) {
 				cfg.Planned = func(n int64) {
@@ -214,7 +207,6 @@ a method failed during the run, 2 for bad flags or a failed setup.`,
 	f.StringVar(&receiver, "receiver", string(bench.Read), "what the receiver does: read (into a 1 MiB buffer) or discard (recv with MSG_TRUNC)")
 	f.BoolVar(&cfg.Sync, "sync", false, "with --direction receive: each Receive ends with fdatasync (Config.Sync), so RWF_DONTCACHE pages are dropped before the round ends")
 	f.StringVar(&cfg.Dir, "dir", "", "where the files go, in a temporary directory removed afterwards (default: $TMPDIR or /tmp)")
-	f.StringVar(&peerAddr, "peer", "", "send to `sendfile2 peer` at HOST:PORT on another machine (one connection, methods interleaved; GB/s, CPU of both ends, zero-copy fraction)")
 	f.BoolVar(&cfg.Netns, "netns", false, "send across a veth pair between two network namespaces (root, iproute2)")
 	f.BoolVar(&cfg.JSON, "json", false, "print one JSON object")
 	f.StringVar(&cfg.Report, "report", "", "also write an HTML page with charts to `FILE.html` (self-contained, reads offline)")

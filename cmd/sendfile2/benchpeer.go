@@ -42,6 +42,74 @@ type peerReport struct {
 	Results  []peerResult `json:"results"`
 }
 
+// withPeer adds --peer to the bench command: with it, the command runs
+// benchPeer, from the flags that apply, instead of its own run.
+func withPeer(cmd *cobra.Command) *cobra.Command {
+	var addr string
+	cmd.Flags().StringVar(&addr, "peer", "", "send to `sendfile2 peer` at HOST:PORT on another machine (one connection, methods interleaved; GB/s, CPU of both ends, zero-copy fraction; takes --methods, --total, --file-size, --buffer-size, --rounds, --dir, --json)")
+	run := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if addr == "" {
+			return run(cmd, args)
+		}
+		for _, name := range []string{"direction", "send-size", "conns", "source", "receiver", "sync", "netns", "report"} {
+			if cmd.Flags().Changed(name) {
+				return fmt.Errorf("--%s does not apply to --peer", name)
+			}
+		}
+		cfg, err := peerConfig(cmd)
+		if err != nil {
+			return err
+		}
+		return benchPeer(cmd, addr, cfg)
+	}
+	return cmd
+}
+
+// peerConfig reads the bench flags that --peer takes.
+func peerConfig(cmd *cobra.Command) (bench.Config, error) {
+	var cfg bench.Config
+	f := cmd.Flags()
+	var err error
+	size := func(name string) int64 {
+		if err != nil {
+			return 0
+		}
+		var n int64
+		n, err = bench.ParseSize(f.Lookup(name).Value.String())
+		return n
+	}
+	cfg.Total, cfg.FileSize = size("total"), size("file-size")
+	if f.Changed("buffer-size") {
+		cfg.BufferSize = int(size("buffer-size"))
+	}
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Rounds, err = f.GetInt("rounds"); err != nil {
+		return cfg, err
+	}
+	if cfg.Dir, err = f.GetString("dir"); err != nil {
+		return cfg, err
+	}
+	if cfg.JSON, err = f.GetBool("json"); err != nil {
+		return cfg, err
+	}
+	methods, err := f.GetString("methods")
+	if err != nil {
+		return cfg, err
+	}
+	if methods != "" {
+		if cfg.Methods, err = bench.ParseMethods(methods); err != nil {
+			return cfg, err
+		}
+	}
+	if cfg.Rounds < 1 || cfg.Total < 1 || cfg.FileSize < 1 {
+		return cfg, fmt.Errorf("--rounds %d, --total %d, --file-size %d: want at least 1 each", cfg.Rounds, cfg.Total, cfg.FileSize)
+	}
+	return cfg, nil
+}
+
 // benchPeer is `bench --peer`: each round sends total bytes with each method
 // (interleaved) over one connection to the peer at addr, which reads as fast
 // as it can and counts.

@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
-	root.AddCommand(serveCommand(), checkCommand(), probeCommand(), benchCommand(), peerCommand())
+	root.AddCommand(serveCommand(), checkCommand(), probeCommand(), withPeer(benchCommand()), peerCommand())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {
