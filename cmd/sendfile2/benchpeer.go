@@ -46,7 +46,7 @@ type peerReport struct {
 // benchPeer, from the flags that apply, instead of its own run.
 func withPeer(cmd *cobra.Command) *cobra.Command {
 	var addr string
-	cmd.Flags().StringVar(&addr, "peer", "", "send to `sendfile2 peer` at HOST:PORT on another machine (one connection, methods interleaved; GB/s, CPU of both ends, zero-copy fraction; takes --methods, --total, --file-size, --buffer-size, --rounds, --dir, --json)")
+	cmd.Flags().StringVar(&addr, "peer", "", "send to the sendfile2 peer at `HOST:PORT` on another machine (one connection, methods interleaved; GB/s, CPU of both ends, zero-copy fraction; takes --methods, --total, --file-size, --buffer-size, --rounds, --dir, --json)")
 	run := cmd.RunE
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if addr == "" {

@@ -107,7 +107,7 @@ is 0 only when every method expected to be safe had zero corrupted bytes.`,
 	cmd.Flags().IntVar(&opts.Rounds, "rounds", check.DefaultRounds, "rounds per scenario")
 	cmd.Flags().IntVar(&opts.Size, "size", check.DefaultSize, "file size per round in bytes")
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", check.DefaultTimeout, "how long a send may take with the receiver held back")
-	cmd.Flags().StringVar(&opts.Peer, "peer", "", "send to `sendfile2 peer` at HOST:PORT on another machine instead of a receiver on loopback")
+	cmd.Flags().StringVar(&opts.Peer, "peer", "", "send to the sendfile2 peer at `HOST:PORT` on another machine instead of a receiver on loopback")
 	return cmd
 }
 

@@ -60,7 +60,7 @@ at once. There is no authentication: listen on a network you trust.`,
 			return srv.Serve(cmd.Context(), ls)
 		},
 	}
-	cmd.Flags().StringVar(&addr, "listen", "", "address to listen on, HOST:PORT")
+	cmd.Flags().StringVar(&addr, "listen", "", "address to listen on, `HOST:PORT`")
 	cmd.Flags().IntVar(&smallPort, "small-port", -1, "port of the data connections with a small window (default: the --listen port + 1)")
 	cmd.Flags().IntVar(&srv.MaxSessions, "max-sessions", peer.DefaultMaxSessions, "senders served at once")
 	cmd.Flags().IntVar(&srv.MaxRcvbuf, "max-rcvbuf", peer.DefaultMaxRcvbuf, "receive buffer of each connection, and the largest window a sender may ask for")
