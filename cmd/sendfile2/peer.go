@@ -61,9 +61,9 @@ at once. There is no authentication: listen on a network you trust.`,
 		},
 	}
 	cmd.Flags().StringVar(&addr, "listen", "", "address to listen on, `HOST:PORT`")
-	cmd.Flags().IntVar(&smallPort, "small-port", -1, "port of the data connections with a small window (default: the --listen port + 1)")
+	cmd.Flags().IntVar(&smallPort, "small-port", -1, "port of the data connections with a small window; -1: the --listen port + 1")
 	cmd.Flags().IntVar(&srv.MaxSessions, "max-sessions", peer.DefaultMaxSessions, "senders served at once")
-	cmd.Flags().IntVar(&srv.MaxRcvbuf, "max-rcvbuf", peer.DefaultMaxRcvbuf, "receive buffer of each connection, and the largest window a sender may ask for")
+	cmd.Flags().IntVar(&srv.MaxRcvbuf, "max-rcvbuf", peer.DefaultMaxRcvbuf, "receive buffer of the connections on the --listen port (SO_RCVBUFFORCE as root, else capped by net.core.rmem_max)")
 	cmd.Flags().DurationVar(&srv.Idle, "idle", peer.DefaultIdle, "how long a sender may hold a connection without a request")
 	return cmd
 }
