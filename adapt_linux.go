@@ -3,14 +3,18 @@ package sendfile2
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/engine"
 )
 
 // Adaptivity, for Auto only: a zero-copy send costs more than a copy when the
 // kernel copies anyway, which it does for every send that leaves through lo
-// or veth, or through a device without scatter-gather (KERNEL.md, section 3).
+// or veth (a zero-copy skb delivered to a local socket is copied before it is
+// queued there), or through a device without scatter-gather.
 // The notifications say so (IORING_NOTIF_USAGE_ZC_COPIED, SO_EE_CODE_ZEROCOPY_COPIED).
 // A Sender remembers, per route (local and peer address), whether the last
 // zero-copy sends were all copied; after copiedStreak such sends in a row it
@@ -32,6 +36,15 @@ const (
 	maxRoutes    = 4096
 )
 
+// routes is what an Auto Sender knows about its routes, and counts of what
+// it decided.
+type routes struct {
+	mu sync.Mutex
+	m  map[routeKey]*route
+
+	switches, copiedRoute, small, probing atomic.Int64
+}
+
 type routeKey struct{ local, peer netip.Addr }
 
 // route is what a Sender knows about one route.
@@ -41,18 +54,18 @@ type route struct {
 	copying time.Time // sends take Copy until then
 	known   bool      // a zero-copy send left without a copy since the route last switched to Copy
 	probes  int       // zero-copy sends out while the route is not known
-	s       *Sender
+	rs      *routes
 }
 
-// probe is one zero-copy send on a route, which reports to it with end; the
-// zero probe, for sends that teach no route, does nothing.
-type probe struct {
+// trial is one zero-copy send on a route, which reports to it with end; the
+// zero trial, for sends that teach no route, does nothing.
+type trial struct {
 	r       *route
 	counted bool // one of the route's probes
 }
 
 // end reports what the notifications of the send said, if it succeeded.
-func (p probe) end(ok bool, zc, copied int64) {
+func (p trial) end(ok bool, zc, copied int64) {
 	r := p.r
 	if r == nil {
 		return
@@ -78,74 +91,85 @@ func (p probe) end(ok bool, zc, copied int64) {
 			if !now.Before(r.copying) {
 				// Sends that were in flight when the route switched
 				// report after it: they do not switch it again.
-				r.s.adaptSwitches.Add(1)
+				r.rs.switches.Add(1)
 			}
 			r.copying = now.Add(reprobe)
 		}
 	}
 }
 
-// adapt picks the method for one send of n bytes on sock when the Sender was
-// configured with Auto, and returns the probe that the send ends.
-func (s *Sender) adapt(m Method, sock *socket, n int64) (Method, probe) {
-	if s.cfg.Method != Auto || !m.zeroCopy() {
-		return m, probe{}
+// choose picks the method for one send of n bytes on sock, whose method
+// would be m, and returns the trial that the send ends. The Sender asks only
+// when it was configured with Auto.
+func (rs *routes) choose(m Method, sock *engine.Socket, n int64) (Method, trial) {
+	if !kindOf(m).ZeroCopy() {
+		return m, trial{}
 	}
 	if n < smallSend {
-		s.smallSends.Add(1)
-		return Copy, probe{}
+		rs.small.Add(1)
+		return Copy, trial{}
 	}
-	if sock.local == nil {
-		local, err := unix.Getsockname(sock.fd)
+	if sock.Local == nil {
+		local, err := unix.Getsockname(sock.FD)
 		if err != nil {
-			return m, probe{}
+			return m, trial{}
 		}
-		sock.local = local
+		sock.Local = local
 	}
-	key := routeKey{addrOf(sock.local), addrOf(sock.peer)}
-	s.routesMu.Lock()
-	r := s.routes[key]
-	if r == nil {
-		if len(s.routes) >= maxRoutes {
-			clear(s.routes) // forget everything rather than grow without bound
-		}
-		if s.routes == nil {
-			s.routes = map[routeKey]*route{}
-		}
-		r = &route{s: s}
-		s.routes[key] = r
-	}
-	s.routesMu.Unlock()
+	r := rs.route(routeKey{addrOf(sock.Local), addrOf(sock.Peer)})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case time.Now().Before(r.copying):
-		s.adaptedSends.Add(1)
-		return Copy, probe{}
+		rs.copiedRoute.Add(1)
+		return Copy, trial{}
 	case r.known:
-		return m, probe{r: r}
+		return m, trial{r: r}
 	case r.probes < maxProbes:
 		r.probes++
-		return m, probe{r: r, counted: true}
+		return m, trial{r: r, counted: true}
 	}
-	s.probingSends.Add(1)
-	return Copy, probe{}
+	rs.probing.Add(1)
+	return Copy, trial{}
 }
 
-// copyingRoutes counts the routes that send with Copy now.
-func (s *Sender) copyingRoutes() int64 {
-	s.routesMu.Lock()
-	defer s.routesMu.Unlock()
+// route returns the route of key, made if it is new.
+func (rs *routes) route(key routeKey) *route {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r := rs.m[key]
+	if r == nil {
+		if len(rs.m) >= maxRoutes {
+			clear(rs.m) // forget everything rather than grow without bound
+		}
+		if rs.m == nil {
+			rs.m = map[routeKey]*route{}
+		}
+		r = &route{rs: rs}
+		rs.m[key] = r
+	}
+	return r
+}
+
+// stats reports the decisions, and the routes that send with Copy now.
+func (rs *routes) stats() AdaptiveStats {
+	st := AdaptiveStats{
+		Switches:    rs.switches.Load(),
+		CopiedRoute: rs.copiedRoute.Load(),
+		Small:       rs.small.Load(),
+		Probing:     rs.probing.Load(),
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
 	now := time.Now()
-	var n int64
-	for _, r := range s.routes {
+	for _, r := range rs.m {
 		r.mu.Lock()
 		if now.Before(r.copying) {
-			n++
+			st.CopyingRoutes++
 		}
 		r.mu.Unlock()
 	}
-	return n
+	return st
 }
 
 func addrOf(sa unix.Sockaddr) netip.Addr {

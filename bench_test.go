@@ -69,8 +69,8 @@ func BenchmarkCopyVariants(b *testing.B) {
 				case "kept":
 					keep = 0
 				}
-				defer sendfile2.SetCopyMmapMin(keep, own)()
-				benchSend(b, newSender(b, sendfile2.Config{Method: sendfile2.Copy}), size)
+				tune := func(t *sendfile2.Tuning) { t.CopyKeepMin, t.CopyMmapMin = keep, own }
+				benchSend(b, newTunedSender(b, sendfile2.Config{Method: sendfile2.Copy}, tune), size)
 			})
 		}
 	}

@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/engine"
 )
 
 // CheckNoLeaks closes the package's default Sender and reports mappings or
@@ -18,69 +19,53 @@ func CheckNoLeaks() error {
 		defaultSender = nil
 	}
 	defaultMu.Unlock()
-	if n := liveMappings.Load(); n != 0 {
+	if n := engine.Mappings(); n != 0 {
 		return fmt.Errorf("%d memory mappings left (buffer pools or file mappings)", n)
 	}
 	return nil
 }
 
 // BuffersOut is the number of s's registered buffers not in its pool.
-func BuffersOut(s *Sender) int64 {
-	if s.pool == nil {
-		return 0
-	}
-	return s.pool.out.Load()
-}
+func BuffersOut(s *Sender) int64 { return s.eng.BuffersOut() }
 
-// SetCopyMmapMin sets the sizes from which Copy sends from a kept mapping
-// and from a mapping of its own, for BenchmarkCopyVariants, and returns a
-// function that restores them.
-func SetCopyMmapMin(keep, own int64) func() {
-	oldKeep, oldOwn := copyKeepMin, copyMmapMin
-	copyKeepMin, copyMmapMin = keep, own
-	return func() { copyKeepMin, copyMmapMin = oldKeep, oldOwn }
+// Tuning holds the engines' thresholds that benchmarks and tests change.
+type Tuning = engine.Tuning
+
+// NewSenderTuned is NewSender with the thresholds that tune sets.
+func NewSenderTuned(cfg Config, tune func(*Tuning)) (*Sender, error) {
+	t := engine.DefaultTuning()
+	if tune != nil {
+		tune(&t)
+	}
+	return newSender(cfg, t)
 }
 
 // FileMaps is the number of mappings of files s keeps now, the number it
 // has made, and the number of sends that found theirs kept.
-func FileMaps(s *Sender) (kept int, mapped, hits int64) { return s.maps.counts() }
-
-// SetMapIdle sets how long a kept mapping may go unused, for tests, and
-// returns a function that restores it.
-func SetMapIdle(d time.Duration) func() {
-	old := mapIdle.Swap(int64(d))
-	return func() { mapIdle.Store(old) }
-}
+func FileMaps(s *Sender) (kept int, mapped, hits int64) { return s.eng.MapCounts() }
 
 // MsgZCNoBufs is the number of times s's MsgZC sends got ENOBUFS from
 // send(MSG_ZEROCOPY) and sent again after notifications.
-func MsgZCNoBufs(s *Sender) int64 { return s.msgzcNoBufs.Load() }
-
-// SetMsgZC sets the chunk size of MsgZC and whether it sends from pread(2)
-// buffers instead of a mapping, for BenchmarkMsgZCVariants, and returns a
-// function that restores them.
-func SetMsgZC(chunk int, pread bool) func() {
-	oldChunk, oldPread := msgzcChunk, msgzcPread
-	msgzcChunk, msgzcPread = chunk, pread
-	return func() { msgzcChunk, msgzcPread = oldChunk, oldPread }
-}
+func MsgZCNoBufs(s *Sender) int64 { return s.eng.MsgZCNoBufs() }
 
 // URingLoad is the number of requests in flight on s's ring, the number its
 // Loop admits at once, and the CQEs that named no live request: zeros for a
 // Sender without a ring.
 func URingLoad(s *Sender) (inFlight int64, capacity int, stray uint64) {
-	if s.loop == nil {
+	l := s.eng.Loop()
+	if l == nil {
 		return 0, 0, 0
 	}
-	return s.loop.InFlight(), s.loop.Capacity(), s.loop.Stray()
+	return l.InFlight(), l.Capacity(), l.Stray()
 }
 
 // URingOverflows is the number of times s's completion queue overflowed.
 func URingOverflows(s *Sender) uint64 {
-	if s.loop == nil {
+	l := s.eng.Loop()
+	if l == nil {
 		return 0
 	}
-	return s.loop.Overflows()
+	return l.Overflows()
 }
 
 // HoldWrite makes the next Write of c, a conn of NewListener, hold its bytes
@@ -104,12 +89,15 @@ func SendContext(s *Sender, ctx context.Context) (context.Context, func()) {
 // the method and the function that ends the send, as its notifications
 // would report it: zc bytes sent without a copy, copied bytes copied.
 func Adapt(s *Sender) (Method, func(ok bool, zc, copied int64)) {
-	sock := &socket{
-		fd:     -1,
-		family: unix.AF_INET,
-		local:  &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}},
-		peer:   &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 2}},
+	sock := &engine.Socket{
+		FD:     -1,
+		Family: unix.AF_INET,
+		Local:  &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 1}},
+		Peer:   &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 2}},
 	}
-	m, p := s.adapt(s.Method(), sock, 1<<20)
+	if s.cfg.Method != Auto {
+		return s.Method(), trial{}.end
+	}
+	m, p := s.routes.choose(s.Method(), sock, 1<<20)
 	return m, p.end
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/engine"
 )
 
 // NewListener wraps ln so that the conns it accepts send file bodies with s.
@@ -107,10 +109,8 @@ func newConn(c net.Conn, s *Sender) net.Conn {
 	w.life, w.kill = context.WithCancelCause(context.Background())
 	w.sends = w.life
 	if s != nil {
-		// Registered once per conn, not at every send: see sendChecked.
-		var end context.CancelCauseFunc
-		w.sends, end = context.WithCancelCause(w.life)
-		w.unwatch = context.AfterFunc(s.ctx, func() { end(ErrClosed) })
+		// Once per conn, not at every send: see sendChecked.
+		w.sends, w.unwatch = s.sendContext(w.life)
 	}
 	w.wctx, w.wcancel = context.WithCancelCause(w.sends)
 	_, cr := c.(interface{ CloseRead() error })
@@ -134,7 +134,7 @@ type conn struct {
 
 	// Checked at the first ReadFrom that sends a file, under wsem.
 	rc   syscall.RawConn
-	sock *socket
+	sock *engine.Socket
 
 	wsem chan struct{} // held by Write and ReadFrom: one writer at a time
 
@@ -149,7 +149,7 @@ type conn struct {
 
 	// sends ends with life or when the Sender closes (cause ErrClosed).
 	sends   context.Context
-	unwatch func() bool // stops the Sender's Close from ending sends
+	unwatch func() // stops the Sender's Close from ending sends
 
 	mu      sync.Mutex
 	wctx    context.Context // child of sends; ends when the write deadline passes, cause os.ErrDeadlineExceeded
@@ -213,7 +213,7 @@ func (c *conn) send(ctx context.Context, hdr []byte, src fileSource) (int64, err
 		if err != nil {
 			return 0, err
 		}
-		sock, err := inspectConn(c.raw)
+		sock, err := engine.InspectConn(c.raw)
 		if err != nil {
 			return 0, fmt.Errorf("sendfile2: send: dst: %w", err)
 		}

@@ -197,8 +197,7 @@ func TestKeptMappings(t *testing.T) {
 
 	// A mapping keeps a removed file's blocks: it must not outlive its use.
 	t.Run("idle mappings go", func(t *testing.T) {
-		defer sendfile2.SetMapIdle(50 * time.Millisecond)()
-		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		s := newTunedSender(t, sendfile2.Config{Method: sendfile2.Copy}, func(t *sendfile2.Tuning) { t.MapIdle = 50 * time.Millisecond })
 		f, data := tempFile(t, size)
 		mustSend(t, s, f, data)
 		mustSend(t, s, f, data)

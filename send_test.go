@@ -26,10 +26,14 @@ import (
 // check that every registered buffer came back.
 func newSender(t testing.TB, cfg sendfile2.Config) *sendfile2.Sender {
 	t.Helper()
-	s, err := sendfile2.NewSender(cfg)
-	if errors.Is(err, sendfile2.ErrNotSupported) {
-		testutil.RequireFeature(t, "io_uring with SEND_ZC", "6.0", false, err)
-	}
+	return newTunedSender(t, cfg, nil)
+}
+
+// newTunedSender is newSender with the engines' thresholds that tune sets.
+func newTunedSender(t testing.TB, cfg sendfile2.Config, tune func(*sendfile2.Tuning)) *sendfile2.Sender {
+	t.Helper()
+	s, err := sendfile2.NewSenderTuned(cfg, tune)
+	testutil.RequireSupported(t, err)
 	if err != nil {
 		t.Fatalf("NewSender(%+v): %v", cfg, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/sendfile2/sendfile2/internal/probe"
 )
 
 // Method names a way of moving file data to a socket. The names are the ones
@@ -60,9 +62,6 @@ func (m Method) Safe() bool {
 	return false
 }
 
-// zeroCopy reports whether m sends without copying where the device allows.
-func (m Method) zeroCopy() bool { return m == URing || m == URingMmap || m == MsgZC }
-
 // ParseMethod returns the Method named s.
 func ParseMethod(s string) (Method, error) {
 	m := Method(s)
@@ -85,14 +84,14 @@ var (
 	// ErrNotSupported is matched by errors for what this system or kernel
 	// cannot do: another OS, a kernel without a needed io_uring opcode,
 	// io_uring refused by seccomp or kernel.io_uring_disabled.
-	ErrNotSupported = errors.New("sendfile2: not supported")
+	ErrNotSupported = probe.ErrNotSupported
 	// ErrClosed is matched by the errors of a Sender used after Close, and of
 	// sends that Close interrupted.
-	ErrClosed = errors.New("sendfile2: sender closed")
+	ErrClosed = errors.New("sender closed")
 	// ErrRange is matched by the error for a negative offset or count, or a
 	// range that ends past the end of the file when the send starts. Nothing
 	// is sent. A file that shrinks during a send gives io.ErrUnexpectedEOF.
-	ErrRange = errors.New("sendfile2: range outside the file")
+	ErrRange = errors.New("range outside the file")
 )
 
 // Config configures a Sender. The zero value is valid.

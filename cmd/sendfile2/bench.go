@@ -14,7 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sendfile2/sendfile2"
-	"github.com/sendfile2/sendfile2/internal/bench"
+	"github.com/sendfile2/sendfile2/cmd/sendfile2/internal/bench"
 )
 
 // bench starts this same binary again as its receiver process; in that
@@ -66,15 +66,18 @@ func (f intSizeFlag) Set(s string) error {
 
 func (intSizeFlag) Type() string { return "size" }
 
+// benchOptions are the flags of `sendfile2 bench`.
+type benchOptions struct {
+	cfg       bench.Config
+	methods   string
+	source    string
+	receiver  string
+	direction string
+}
+
 func benchCommand() *cobra.Command {
-	var (
-		cfg       bench.Config
-		methods   string
-		source    string
-		receiver  string
-		direction string
-	)
-	cfg.Total, cfg.FileSize = bench.DefaultTotal, bench.DefaultFileSize
+	o := &benchOptions{}
+	o.cfg.Total, o.cfg.FileSize = bench.DefaultTotal, bench.DefaultFileSize
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the throughput and CPU of each send (or receive) method over TCP",
@@ -114,103 +117,134 @@ with fdatasync (Config.Sync), inside the measured time. --file-size,
 A method the kernel lacks is reported unavailable. The exit status is 1 when
 a method failed during the run, 2 for bad flags or a failed setup.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := bench.ParseDirection(direction)
-			if err != nil {
-				return err
-			}
-			cfg.Direction = d
-			cfg.Methods = nil // the direction's default
-			if methods != "" {
-				if cfg.Methods, err = bench.ParseMethods(methods); err != nil {
-					return err
-				}
-			}
-			cfg.Source, cfg.Receiver = bench.Source(source), bench.ReceiverMode(receiver)
-			if d == bench.Receive {
-				for _, name := range []string{"file-size", "send-size", "source", "receiver"} {
-					if cmd.Flags().Changed(name) {
-						return fmt.Errorf("--%s is a send flag: with --direction receive the peer writes from memory", name)
-					}
-				}
-				cfg.FileSize, cfg.SendSize, cfg.Source, cfg.Receiver = 0, 0, "", ""
-			} else if cfg.Sync {
-				return errors.New("--sync applies to --direction receive")
-			}
-			if cfg.Rounds < 1 {
-				return fmt.Errorf("--rounds %d: want at least 1", cfg.Rounds)
-			}
-			if cfg.Conns < 1 {
-				return fmt.Errorf("--conns %d: want at least 1", cfg.Conns)
-			}
-			var bar *progressbar.ProgressBar
-			if !cfg.JSON && isTerminal(cmd.ErrOrStderr()) {
-				cfg.Planned = func(n int64) {
-					bar = progressbar.NewOptions64(n,
-						progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-						progressbar.OptionShowBytes(true),
-						progressbar.OptionSetWidth(30),
-						progressbar.OptionThrottle(100*time.Millisecond),
-						progressbar.OptionClearOnFinish(),
-					)
-				}
-				cfg.Started = func(round int, m sendfile2.Method) {
-					bar.Describe(fmt.Sprintf("round %d/%d %-10s", round, cfg.Rounds, m))
-				}
-				cfg.Sent = func(n int64) { bar.Add64(n) }
-			}
-			rep, err := bench.Run(cmd.Context(), cfg)
-			if bar != nil {
-				bar.Finish()
-				bar.Clear()
-			}
-			if err != nil {
-				return err
-			}
-			if cfg.Report != "" {
-				if err := writeReport(cfg.Report, rep); err != nil {
-					return err
-				}
-			}
-			if cfg.JSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
-					return err
-				}
-			} else if err := bench.WriteTable(cmd.OutOrStdout(), rep); err != nil {
-				return err
-			}
-			for _, r := range rep.Results {
-				if r.Status == bench.StatusFailed {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s failed: %s\n", r.Method, r.Error)
-				}
-			}
-			for _, r := range rep.Results {
-				if r.Status == bench.StatusFailed {
-					return exitError{1}
-				}
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&direction, "direction", string(bench.Send), "send (this process sends, a peer process reads) or receive (a peer process writes, this process receives into files)")
-	f.StringVar(&methods, "methods", "", "comma-separated methods, run in this order (default: every method and auto; with --direction receive uring,uring+dontcache,copy,splice,auto)")
-	f.Var(sizeFlag{&cfg.Total}, "total", "bytes per method per round, split among the connections (units: 64KiB, 1MiB, 1GiB, 1e6)")
-	f.Var(sizeFlag{&cfg.FileSize}, "file-size", "size of the file (or of the buffer with --source memory), sent again and again")
-	f.Var(sizeFlag{&cfg.SendSize}, "send-size", "bytes per Send call at most (default: the file size)")
-	f.Var(intSizeFlag{&cfg.BufferSize}, "buffer-size", "size of each registered buffer, and so of each SEND_ZC of uring (Config.BufferSize; default: the Sender's)")
-	f.IntVar(&cfg.Conns, "conns", bench.DefaultConns, "connections, each sending total/conns bytes at once")
-	f.IntVar(&cfg.Rounds, "rounds", bench.DefaultRounds, "rounds; each runs every method once")
-	f.StringVar(&source, "source", string(bench.FromFile), "where the bytes come from: file (a cached file) or memory (an anonymous buffer)")
-	f.StringVar(&receiver, "receiver", string(bench.Read), "what the receiver does: read (into a 1 MiB buffer) or discard (recv with MSG_TRUNC)")
-	f.BoolVar(&cfg.Sync, "sync", false, "with --direction receive: each Receive ends with fdatasync (Config.Sync), so RWF_DONTCACHE pages are dropped before the round ends")
-	f.StringVar(&cfg.Dir, "dir", "", "where the files go, in a temporary directory removed afterwards (default: $TMPDIR or /tmp)")
-	f.BoolVar(&cfg.Netns, "netns", false, "send across a veth pair between two network namespaces (root, iproute2)")
-	f.BoolVar(&cfg.JSON, "json", false, "print one JSON object")
-	f.StringVar(&cfg.Report, "report", "", "also write an HTML page with charts to `FILE.html` (self-contained, reads offline)")
+	f.StringVar(&o.direction, "direction", string(bench.Send), "send (this process sends, a peer process reads) or receive (a peer process writes, this process receives into files)")
+	f.StringVar(&o.methods, "methods", "", "comma-separated methods, run in this order (default: every method and auto; with --direction receive uring,uring+dontcache,copy,splice,auto)")
+	f.Var(sizeFlag{&o.cfg.Total}, "total", "bytes per method per round, split among the connections (units: 64KiB, 1MiB, 1GiB, 1e6)")
+	f.Var(sizeFlag{&o.cfg.FileSize}, "file-size", "size of the file (or of the buffer with --source memory), sent again and again")
+	f.Var(sizeFlag{&o.cfg.SendSize}, "send-size", "bytes per Send call at most (default: the file size)")
+	f.Var(intSizeFlag{&o.cfg.BufferSize}, "buffer-size", "size of each registered buffer, and so of each SEND_ZC of uring (Config.BufferSize; default: the Sender's)")
+	f.IntVar(&o.cfg.Conns, "conns", bench.DefaultConns, "connections, each sending total/conns bytes at once")
+	f.IntVar(&o.cfg.Rounds, "rounds", bench.DefaultRounds, "rounds; each runs every method once")
+	f.StringVar(&o.source, "source", string(bench.FromFile), "where the bytes come from: file (a cached file) or memory (an anonymous buffer)")
+	f.StringVar(&o.receiver, "receiver", string(bench.Read), "what the receiver does: read (into a 1 MiB buffer) or discard (recv with MSG_TRUNC)")
+	f.BoolVar(&o.cfg.Sync, "sync", false, "with --direction receive: each Receive ends with fdatasync (Config.Sync), so RWF_DONTCACHE pages are dropped before the round ends")
+	f.StringVar(&o.cfg.Dir, "dir", "", "where the files go, in a temporary directory removed afterwards (default: $TMPDIR or /tmp)")
+	f.BoolVar(&o.cfg.Netns, "netns", false, "send across a veth pair between two network namespaces (root, iproute2)")
+	f.BoolVar(&o.cfg.JSON, "json", false, "print one JSON object")
+	f.StringVar(&o.cfg.Report, "report", "", "also write an HTML page with charts to `FILE.html` (self-contained, reads offline)")
 	return cmd
+}
+
+// run runs the benchmark and prints its report.
+func (o *benchOptions) run(cmd *cobra.Command) error {
+	if err := o.config(cmd.Flags().Changed); err != nil {
+		return err
+	}
+	var finish func()
+	if !o.cfg.JSON && isTerminal(cmd.ErrOrStderr()) {
+		finish = o.progress(cmd.ErrOrStderr())
+	}
+	rep, err := bench.Run(cmd.Context(), o.cfg)
+	if finish != nil {
+		finish()
+	}
+	if err != nil {
+		return err
+	}
+	return o.write(cmd.OutOrStdout(), cmd.ErrOrStderr(), rep)
+}
+
+// config checks the flags and completes o.cfg from them; changed reports
+// whether a flag was given.
+func (o *benchOptions) config(changed func(name string) bool) error {
+	cfg := &o.cfg
+	d, err := bench.ParseDirection(o.direction)
+	if err != nil {
+		return err
+	}
+	cfg.Direction = d
+	cfg.Methods = nil // the direction's default
+	if o.methods != "" {
+		if cfg.Methods, err = bench.ParseMethods(o.methods); err != nil {
+			return err
+		}
+	}
+	cfg.Source, cfg.Receiver = bench.Source(o.source), bench.ReceiverMode(o.receiver)
+	if d == bench.Receive {
+		for _, name := range []string{"file-size", "send-size", "source", "receiver"} {
+			if changed(name) {
+				return fmt.Errorf("--%s is a send flag: with --direction receive the peer writes from memory", name)
+			}
+		}
+		cfg.FileSize, cfg.SendSize, cfg.Source, cfg.Receiver = 0, 0, "", ""
+	} else if cfg.Sync {
+		return errors.New("--sync applies to --direction receive")
+	}
+	if cfg.Rounds < 1 {
+		return fmt.Errorf("--rounds %d: want at least 1", cfg.Rounds)
+	}
+	if cfg.Conns < 1 {
+		return fmt.Errorf("--conns %d: want at least 1", cfg.Conns)
+	}
+	return nil
+}
+
+// progress makes the run show a progress bar on w, and returns what
+// removes it.
+func (o *benchOptions) progress(w io.Writer) (finish func()) {
+	var bar *progressbar.ProgressBar
+	o.cfg.Planned = func(n int64) {
+		bar = progressbar.NewOptions64(n,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		)
+	}
+	o.cfg.Started = func(round int, m sendfile2.Method) {
+		bar.Describe(fmt.Sprintf("round %d/%d %-10s", round, o.cfg.Rounds, m))
+	}
+	o.cfg.Sent = func(n int64) { bar.Add64(n) }
+	return func() {
+		if bar != nil {
+			bar.Finish()
+			bar.Clear()
+		}
+	}
+}
+
+// write writes the report (--report, then JSON or the table on stdout) and
+// the methods that failed on stderr, which make the exit status 1.
+func (o *benchOptions) write(stdout, stderr io.Writer, rep *bench.Report) error {
+	if o.cfg.Report != "" {
+		if err := writeReport(o.cfg.Report, rep); err != nil {
+			return err
+		}
+	}
+	if o.cfg.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else if err := bench.WriteTable(stdout, rep); err != nil {
+		return err
+	}
+	failed := false
+	for _, r := range rep.Results {
+		if r.Status == bench.StatusFailed {
+			fmt.Fprintf(stderr, "%s failed: %s\n", r.Method, r.Error)
+			failed = true
+		}
+	}
+	if failed {
+		return exitError{1}
+	}
+	return nil
 }
 
 func writeReport(path string, rep *bench.Report) error {

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sendfile2/sendfile2"
-	"github.com/sendfile2/sendfile2/internal/bench"
+	"github.com/sendfile2/sendfile2/cmd/sendfile2/internal/bench"
 	"github.com/sendfile2/sendfile2/internal/peer"
 )
 

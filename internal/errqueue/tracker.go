@@ -72,19 +72,6 @@ func (t *Tracker) Pending() uint64 { return t.sent - t.notified }
 // Calls is the number of calls made.
 func (t *Tracker) Calls() uint64 { return t.sent }
 
-// NotifiedBelow reports whether every call numbered below k (from 0, in the
-// order made) is known to have been notified. Before the first value is
-// known, that is the case only once every call has been; afterwards exactly.
-// Out-of-order notifications make it false until the gaps below k are filled.
-func (t *Tracker) NotifiedBelow(k uint64) bool {
-	return t.known && k <= t.notified-t.ahead
-}
-
-// Reset makes t ready for another send.
-func (t *Tracker) Reset() {
-	*t = Tracker{spans: t.spans[:0], scratch: t.scratch[:0]}
-}
-
 // Notify counts the calls of n and returns how many there were. A range
 // that cannot belong to the send counts nothing and gives an error matching
 // ErrUnexpected.

@@ -16,10 +16,7 @@ import (
 // fresh runs every probe once.
 func fresh() Features {
 	f := Features{Kernel: uname(), IOURingDisabled: -1}
-	var k kernelVersion
-	if major, minor, ok := parseRelease(f.Kernel); ok {
-		k = kernelVersion{major, minor}
-	}
+	k := kernelOf(f.Kernel)
 	status, _ := readStatus()
 	f.Seccomp = status.Seccomp == 2
 	if n, err := readSysctlInt("/proc/sys/kernel/io_uring_disabled"); err == nil {
@@ -29,7 +26,15 @@ func fresh() Features {
 
 	probeIOURing(&f, k, status)
 	f.DontCache, f.DontCacheReason = probeDontCache(os.TempDir(), k)
-	f.MsgZerocopy, f.MsgZerocopyReason = probeMsgZerocopy(k)
+	if err := msgZerocopy(k); err != nil {
+		f.MsgZerocopyReason = err.Error()
+		var e *Error
+		if errors.As(err, &e) {
+			f.MsgZerocopyReason = e.Reason
+		}
+	} else {
+		f.MsgZerocopy = true
+	}
 	return f
 }
 
@@ -232,27 +237,4 @@ func probeDontCache(dir string, k kernelVersion) (bool, string) {
 		return false, rerr.Error()
 	}
 	return false, dontcacheReason(errno, k, dir)
-}
-
-// probeMsgZerocopy opens a TCP socket with socket(2), IPv4 or else IPv6,
-// and sets SO_ZEROCOPY on it with setsockopt(2) (Linux 4.14).
-func probeMsgZerocopy(k kernelVersion) (bool, string) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-	if errors.Is(err, unix.EAFNOSUPPORT) {
-		fd, err = unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-	}
-	if err != nil {
-		return false, "cannot open a TCP socket: " + os.NewSyscallError("socket", err).Error()
-	}
-	defer unix.Close(fd)
-	err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1)
-	if err == nil {
-		return true, ""
-	}
-	err = os.NewSyscallError("setsockopt", err)
-	var errno syscall.Errno
-	if !errors.As(err, &errno) {
-		return false, err.Error()
-	}
-	return false, msgZerocopyReason(errno, k)
 }

@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/sendfile2/sendfile2/internal/probe"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,4 +129,16 @@ func IOURingRefused() string { return refused }
 func isIOURingFeature(feature string) bool {
 	f := strings.ToLower(feature)
 	return strings.Contains(f, "io_uring") || strings.Contains(f, "ioring")
+}
+
+// RequireSupported is RequireFeature for err, an error of sendfile2 that may
+// match ErrNotSupported: it skips or fails t as RequireFeature does for the
+// feature and kernel that err names, and does nothing when err is nil or
+// says something else.
+func RequireSupported(t testing.TB, err error) {
+	t.Helper()
+	var e *probe.Error
+	if errors.As(err, &e) {
+		RequireFeature(t, e.Feature, e.Since, false, err)
+	}
 }

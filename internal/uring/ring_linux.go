@@ -332,13 +332,3 @@ func OpName(op uint8) string {
 	}
 	return fmt.Sprintf("op %d", op)
 }
-
-// Mmap allocates size bytes of anonymous memory outside the Go heap, suitable
-// for registered buffers.
-func Mmap(size int) ([]byte, error) {
-	b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		return nil, os.NewSyscallError("mmap", err)
-	}
-	return b, nil
-}

@@ -93,6 +93,3 @@ func (t *table) complete(c CQE) (h Handler, done bool) {
 	}
 	return h, done
 }
-
-// live is the number of requests in flight.
-func (t *table) live() int { return len(t.slots) - len(t.free) }

@@ -117,3 +117,6 @@ func FuzzTable(f *testing.F) {
 		}
 	})
 }
+
+// live is the number of requests in flight.
+func (t *table) live() int { return len(t.slots) - len(t.free) }

@@ -11,7 +11,8 @@
 // after another, as `sendfile2 bench --source memory` does (a Send returns
 // only when the kernel holds no reference to the data). It prints MB/s=N
 // (bytes sent / elapsed, MB = 1e6), and for zero-copy methods the fraction the
-// kernel reported as copied.
+// kernel reported as copied. Sizes are byte counts or take a unit as
+// github.com/dustin/go-humanize reads it (64KiB, 1MiB).
 package main
 
 import (
@@ -22,8 +23,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/sendfile2/sendfile2"
-	"github.com/sendfile2/sendfile2/internal/bench"
 )
 
 func main() {
@@ -44,15 +45,15 @@ func run(method, size, bufSize string, port int, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	n, err := bench.ParseSize(size)
+	n, err := humanize.ParseBytes(size)
 	if err != nil {
 		return err
 	}
-	bs, err := bench.ParseSize(bufSize)
+	bs, err := humanize.ParseBytes(bufSize)
 	if err != nil {
 		return err
 	}
-	if n <= 0 || bs <= 0 || bs > 1<<30 || d <= 0 {
+	if n == 0 || bs == 0 || bs > 1<<30 || d <= 0 {
 		return fmt.Errorf("-size, -buffer-size and -t must be positive")
 	}
 	s, err := sendfile2.NewSender(sendfile2.Config{Method: m, BufferSize: int(bs)})

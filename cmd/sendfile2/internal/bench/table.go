@@ -57,7 +57,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nGB = 1e9 bytes. COPIED: the fraction of zero-copy bytes the kernel reported copied (- when the method reports none);\non loopback and veth the kernel copies every zero-copy send (KERNEL.md, section 3).")
+	fmt.Fprintln(w, "\nGB = 1e9 bytes. COPIED: the fraction of zero-copy bytes the kernel reported copied (- when the method reports none);\non loopback and veth the kernel copies every zero-copy send (docs/KERNEL-FACTS.md, section 3).")
 	// What the bytes came from: one line when it is the same for all.
 	same := true
 	for _, r := range rep.Results {

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/sendfile2/sendfile2"
-	"github.com/sendfile2/sendfile2/internal/bench"
+	"github.com/sendfile2/sendfile2/cmd/sendfile2/internal/bench"
 	"github.com/sendfile2/sendfile2/internal/testutil"
 )
 

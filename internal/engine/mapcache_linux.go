@@ -1,9 +1,8 @@
-package sendfile2
+package engine
 
 import (
 	"container/list"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,7 +25,7 @@ import (
 // another file, as NFS may, never find the old file's mapping.)
 //
 // A mapping holds a reference to its file, which keeps a removed file's
-// blocks allocated. Mappings that no send has used for mapIdle are unmapped,
+// blocks allocated. Mappings that no send has used for idle are unmapped,
 // and at most maxMapped windows of maxMappedBytes in all are kept: the least
 // recently used idle one makes room. Close unmaps them all.
 type fileMaps struct {
@@ -36,6 +35,7 @@ type fileMaps struct {
 	bytes  int64       // the length of all mappings in m
 	sweep  *time.Timer // runs sweepIdle while m is not empty; nil otherwise
 	closed bool
+	idle   time.Duration // how long a kept mapping may go unused (Tuning.MapIdle)
 
 	mapped, hits int64 // mappings made, and sends that found one
 }
@@ -44,13 +44,6 @@ const (
 	maxMapped      = 1024
 	maxMappedBytes = 1 << 30
 )
-
-// mapIdle is how long, in nanoseconds, a kept mapping may go unused.
-var mapIdle atomic.Int64
-
-func init() { mapIdle.Store(int64(5 * time.Second)) }
-
-func idle() time.Duration { return time.Duration(mapIdle.Load()) }
 
 type mapKey struct {
 	dev, ino uint64
@@ -78,7 +71,7 @@ type fileMap struct {
 
 // acquire returns the kept mapping of the window of the file fd (whose
 // fstat(2) is st) that holds offset pos, for one send; release gives it back.
-// A window is mapped at its second send within mapIdle, not at its first: a
+// A window is mapped at its second send within idle, not at its first: a
 // file sent once, as most files of a large cold set are, would pay mmap(2)
 // and munmap(2) for one send, which costs more than the pread(2) copy it
 // saves (BenchmarkCopyVariants). acquire returns nil for a first send, and
@@ -123,7 +116,7 @@ func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) *fileMap {
 	}
 	c.mu.Unlock()
 	base := key.window * copyWindow
-	mem, err := mmap(fd, base, int(min(st.Size-base, copyWindow)), unix.PROT_READ, unix.MAP_SHARED)
+	mem, err := mapFile(fd, base, int(min(st.Size-base, copyWindow)))
 	if err != nil {
 		// A file system without mmap, for one: the caller reads with
 		// pread(2) (or tries its own mapping, and reports the error), and
@@ -183,7 +176,7 @@ func (c *fileMaps) insert(fm *fileMap) {
 	fm.elem = c.lru.PushFront(fm)
 	c.bytes += int64(len(fm.mem))
 	if c.sweep == nil {
-		c.sweep = time.AfterFunc(idle(), c.sweepIdle)
+		c.sweep = time.AfterFunc(c.idle, c.sweepIdle)
 	}
 }
 
@@ -222,7 +215,7 @@ func (c *fileMaps) dropOldestIdle(mapped bool) bool {
 	return false
 }
 
-// sweepIdle unmaps the mappings unused for mapIdle, and runs again while
+// sweepIdle unmaps the mappings unused for idle, and runs again while
 // any are left.
 func (c *fileMaps) sweepIdle() {
 	c.mu.Lock()
@@ -234,7 +227,7 @@ func (c *fileMaps) sweepIdle() {
 	now := time.Now()
 	for e := c.lru.Back(); e != nil; {
 		fm := e.Value.(*fileMap)
-		if now.Sub(fm.used) < idle() {
+		if now.Sub(fm.used) < c.idle {
 			break // and so are all before it
 		}
 		e = e.Prev()
@@ -243,7 +236,7 @@ func (c *fileMaps) sweepIdle() {
 		}
 	}
 	if len(c.m) > 0 {
-		c.sweep = time.AfterFunc(idle(), c.sweepIdle)
+		c.sweep = time.AfterFunc(c.idle, c.sweepIdle)
 	}
 }
 
@@ -260,17 +253,4 @@ func (c *fileMaps) close() {
 	for _, fm := range c.m {
 		c.drop(fm)
 	}
-}
-
-// counts returns the mappings kept now, the mappings made, and the sends
-// that found theirs kept.
-func (c *fileMaps) counts() (kept int, mapped, hits int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, fm := range c.m {
-		if fm.mem != nil {
-			kept++
-		}
-	}
-	return kept, c.mapped, c.hits
 }

@@ -82,51 +82,76 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 	runs := make([]*methodRun, len(cfg.Methods))
 	active := 0
 	for i, m := range cfg.Methods {
-		mr := &methodRun{res: Result{Method: m, Safe: m.Safe(), Rounds: []Round{}}}
-		runs[i] = mr
-		scfg := sendfile2.Config{Method: m, BufferSize: cfg.BufferSize}
-		switch {
-		case receive:
-			mr.res.Safe = true
-			mr.res.Source = receiveNote(m, rep.Machine.FileSystem, cfg.Sync)
-			if note, ok := ReceiveNote(m); !ok {
-				mr.res.Status, mr.res.Error = StatusUnavailable, note
-				continue
-			}
-			scfg.Sync = cfg.Sync
-			if m == URingDontCache {
-				scfg.Method, scfg.DontCache = sendfile2.URing, true
-			}
-		case cfg.Source == FromMemory:
-			note, ok := MemoryNote(m)
-			mr.res.Source = note
-			if !ok {
-				mr.res.Status, mr.res.Error = StatusUnavailable, note
-				continue
-			}
-		default:
-			mr.res.Source = fileNote(cfg.FileSize, rep.Machine.FileSystem)
+		runs[i] = newMethodRun(m, cfg, rep.Machine.FileSystem)
+		if runs[i].s != nil {
+			defer runs[i].s.Close()
+			active++
 		}
-		s, err := sendfile2.NewSender(scfg)
-		if err != nil {
-			mr.res.Status, mr.res.Error = StatusUnavailable, err.Error()
-			if !errors.Is(err, sendfile2.ErrNotSupported) {
-				mr.res.Status = StatusFailed
-			}
-			continue
-		}
-		defer s.Close()
-		mr.s = s
-		mr.res.Available, mr.res.Status = true, StatusOK
-		if m == sendfile2.Auto {
-			mr.res.Resolved = s.Method()
-		}
-		active++
 	}
 	if cfg.Planned != nil {
 		cfg.Planned(int64(active) * int64(cfg.Rounds) * cfg.Total)
 	}
 
+	if err := b.rounds(ctx, runs); err != nil {
+		return nil, err
+	}
+	for _, mr := range runs {
+		mr.res.summarize()
+		rep.Results = append(rep.Results, mr.res)
+	}
+	compare(rep.Results)
+	return rep, nil
+}
+
+// newMethodRun makes the Sender of method m, or says in its result why m
+// cannot run; fs is the file system the files are on.
+func newMethodRun(m sendfile2.Method, cfg Config, fs string) *methodRun {
+	mr := &methodRun{res: Result{Method: m, Safe: m.Safe(), Rounds: []Round{}}}
+	scfg := sendfile2.Config{Method: m, BufferSize: cfg.BufferSize}
+	switch {
+	case cfg.Direction == Receive:
+		mr.res.Safe = true
+		mr.res.Source = receiveNote(m, fs, cfg.Sync)
+		if note, ok := ReceiveNote(m); !ok {
+			mr.res.Status, mr.res.Error = StatusUnavailable, note
+			return mr
+		}
+		scfg.Sync = cfg.Sync
+		if m == URingDontCache {
+			scfg.Method, scfg.DontCache = sendfile2.URing, true
+		}
+	case cfg.Source == FromMemory:
+		note, ok := MemoryNote(m)
+		mr.res.Source = note
+		if !ok {
+			mr.res.Status, mr.res.Error = StatusUnavailable, note
+			return mr
+		}
+	default:
+		mr.res.Source = fileNote(cfg.FileSize, fs)
+	}
+	s, err := sendfile2.NewSender(scfg)
+	if err != nil {
+		mr.res.Status, mr.res.Error = StatusUnavailable, err.Error()
+		if !errors.Is(err, sendfile2.ErrNotSupported) {
+			mr.res.Status = StatusFailed
+		}
+		return mr
+	}
+	mr.s = s
+	mr.res.Available, mr.res.Status = true, StatusOK
+	if m == sendfile2.Auto {
+		mr.res.Resolved = s.Method()
+	}
+	return mr
+}
+
+// rounds runs cfg.Rounds rounds of every method that can run, in turn. A
+// method that fails is left out of the later rounds; only ctx's end stops
+// them all.
+func (b *bench) rounds(ctx context.Context, runs []*methodRun) error {
+	cfg := b.cfg
+	receive := cfg.Direction == Receive
 	for round := 1; round <= cfg.Rounds; round++ {
 		for _, mr := range runs {
 			if mr.s == nil || mr.res.Status != StatusOK {
@@ -136,13 +161,14 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 				cfg.Started(round, mr.res.Method)
 			}
 			var rd Round
+			var err error
 			if receive {
 				rd, err = b.receiveRound(ctx, mr.s, round)
 			} else {
 				rd, err = b.round(ctx, mr.s, round)
 			}
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("bench: %w", context.Cause(ctx))
+				return fmt.Errorf("bench: %w", context.Cause(ctx))
 			}
 			if err != nil {
 				mr.res.Status, mr.res.Error = StatusFailed, fmt.Sprintf("round %d: %v", round, err)
@@ -151,12 +177,7 @@ func Run(ctx context.Context, cfg Config) (_ *Report, err error) {
 			mr.res.Rounds = append(mr.res.Rounds, rd)
 		}
 	}
-	for _, mr := range runs {
-		mr.res.summarize()
-		rep.Results = append(rep.Results, mr.res)
-	}
-	compare(rep.Results)
-	return rep, nil
+	return nil
 }
 
 type methodRun struct {

@@ -1,4 +1,4 @@
-package sendfile2
+package engine
 
 import (
 	"context"
@@ -8,24 +8,6 @@ import (
 
 	"github.com/sendfile2/sendfile2/internal/uring"
 )
-
-// liveMappings counts the memory mappings the package holds (registered
-// buffer pools, mappings of files being sent). Tests check it returns to zero.
-var liveMappings atomic.Int64
-
-func mmap(fd int, off int64, n int, prot, flags int) ([]byte, error) {
-	b, err := unix.Mmap(fd, off, n, prot, flags)
-	if err == nil {
-		liveMappings.Add(1)
-	}
-	return b, err
-}
-
-func munmap(b []byte) {
-	if unix.Munmap(b) == nil {
-		liveMappings.Add(-1)
-	}
-}
 
 // bufPool is the Sender's set of registered buffers: one anonymous mapping,
 // outside the Go heap, cut into equal buffers registered with the ring as

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sendfile2/sendfile2/internal/bench"
+	"github.com/sendfile2/sendfile2/cmd/sendfile2/internal/bench"
 )
 
 // FuzzParseSize: a size that parses is a whole number of bytes from 1 to

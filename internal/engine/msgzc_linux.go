@@ -1,0 +1,353 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/epoll"
+	"github.com/sendfile2/sendfile2/internal/errqueue"
+)
+
+// msgzcMaxCalls bounds the zero-copy calls of one send whose notification
+// has not come yet, and so the file's pages it pins: msgzcMaxCalls *
+// Tuning.MsgZCChunk bytes. Each call also holds a little of
+// net.core.optmem_max.
+const msgzcMaxCalls = 32
+
+// msgzc is the MsgZC engine: send(2) with MSG_ZEROCOPY from a shared mapping
+// of the file, non-blocking, up to msgzcMaxCalls calls awaiting their
+// notification. Every successful call pins the file's page-cache pages until
+// the kernel posts its notification on the socket's error queue
+// (recvmsg(2) with MSG_ERRQUEUE), so the send returns only when every call
+// has been notified: on success, on errors and on cancellation. Waiting, for
+// room in the socket buffer (EPOLLOUT) or for notifications (EPOLLERR), goes
+// through one private epoll instance, edge-triggered, watching only what the
+// send waits for at that moment.
+//
+// ENOBUFS (net.core.optmem_max or RLIMIT_MEMLOCK exhausted) waits for
+// notifications and sends again; with none to wait for, the rest of the send
+// is copied with send(2) and counted as a fallback.
+func (t *transfer) msgzc() (int64, error) {
+	if t.Count == 0 {
+		return 0, nil
+	}
+	release, err := lockZCSocket(t.Ctx, t.Sock)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	if err := unix.SetsockoptInt(t.Sock, unix.SOL_SOCKET, unix.SO_ZEROCOPY, 1); err != nil {
+		if err == unix.ENOPROTOOPT || err == unix.EOPNOTSUPP || err == unix.EBUSY {
+			// Refused for this socket: copying keeps the guarantee.
+			t.fallbacks++
+			return t.copy()
+		}
+		return 0, fmt.Errorf("so_zerocopy: %w", os.NewSyscallError("setsockopt", err))
+	}
+	w, err := epoll.New(t.Sock, unix.EPOLLERR|unix.EPOLLET)
+	if err != nil {
+		return 0, err
+	}
+	defer w.Close()
+	z := &zcSend{transfer: t, w: w, events: unix.EPOLLERR | unix.EPOLLET, chunk: t.e.cfg.Tuning.MsgZCChunk}
+	defer z.unmap()
+	return z.run()
+}
+
+// zcSend is the state of one MsgZC send.
+type zcSend struct {
+	*transfer
+	w      *epoll.Waiter
+	events uint32 // registered with w
+	chunk  int    // bytes per call
+
+	pos    int64 // bytes of the range handed to the kernel
+	mem    []byte
+	memOff int64 // file offset of mem[0]
+
+	tr    errqueue.Tracker
+	calls [msgzcMaxCalls]zcCall // outstanding calls, oldest first, from head
+	head  int
+
+	unattributed uint64 // calls of ranges the tracker refused
+	oob          [256]byte
+	notes        []errqueue.Notification
+
+	err       error
+	cancelled bool
+	needRoom  bool // the socket buffer is full: wait for EPOLLOUT
+	hold      bool // ENOBUFS: wait for a notification before sending
+	fallback  bool // ENOBUFS with nothing outstanding: copy the rest
+}
+
+// zcCall is one successful zero-copy call awaiting its notification.
+type zcCall struct {
+	n  int
+	at time.Time // when notifications are timed
+}
+
+func (z *zcSend) run() (int64, error) {
+	// Nothing of this send is outstanding yet, so a notification already
+	// queued is someone else's: another user of MSG_ZEROCOPY on the socket,
+	// whose notifications could later be taken for this send's. Refuse.
+	if _, err := z.drain(); err != nil {
+		return 0, err
+	}
+	if z.unattributed > 0 {
+		return 0, errors.New("msg_zerocopy: notifications pending before the send")
+	}
+	for {
+		z.sendSome()
+		if z.fallback && z.err == nil && !z.cancelled && z.pos < z.Count {
+			if z.err = z.copyRest(); z.err != nil && z.Ctx.Err() != nil {
+				z.cancelled, z.err = true, nil
+			}
+		}
+		if z.Ctx.Err() != nil {
+			z.cancelled = true
+		}
+		if z.released() && (z.err != nil || z.cancelled || z.pos == z.Count) {
+			break
+		}
+		if err := z.wait(); err != nil {
+			return z.pos, err // cannot wait; unreachable in practice
+		}
+	}
+	return result(z.Ctx, z.pos, z.Count, z.cancelled, z.err)
+}
+
+// sendSome makes calls until the socket buffer is full, the send must wait
+// for a notification, or it is done or stopped.
+func (z *zcSend) sendSome() {
+	for z.err == nil && !z.cancelled && !z.fallback && !z.needRoom && !z.hold && z.pos < z.Count {
+		if z.tr.Pending() >= msgzcMaxCalls || !z.tr.CanSend() {
+			return // wait for a notification
+		}
+		if z.Ctx.Err() != nil {
+			z.cancelled = true
+			return
+		}
+		p, err := z.next()
+		if err != nil {
+			z.err = err
+			return
+		}
+		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(z.Sock), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+			unix.MSG_ZEROCOPY|unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		switch errno {
+		case 0:
+			z.sent(int(n))
+		case unix.EINTR:
+		case unix.EAGAIN:
+			z.needRoom = true
+		case unix.ENOBUFS:
+			// The kernel could not account the call (optmem_max or
+			// RLIMIT_MEMLOCK). It took nothing.
+			if z.tr.Pending() > 0 {
+				z.e.msgzcNoBufs.Add(1)
+				z.hold = true
+			} else {
+				z.fallbacks++
+				z.fallback = true
+			}
+		case unix.EFAULT:
+			// The mapping reaches past the end of a file that shrank.
+			z.err = shrunk(z.File, z.Off+z.Count, fmt.Errorf("send msg_zerocopy: %w", errno))
+		default:
+			z.err = fmt.Errorf("send msg_zerocopy: %w", os.NewSyscallError("send", errno))
+		}
+	}
+}
+
+// wait counts what the kernel has released so far, and waits only when that
+// was nothing: for a notification, and for room when a call found none.
+// Once stopped, it waits for the notifications whatever the context: the
+// kernel may still read the file's pages.
+func (z *zcSend) wait() error {
+	got, err := z.drain()
+	if err != nil && z.err == nil {
+		z.err = err
+	}
+	if got > 0 {
+		z.hold = false
+		return nil
+	}
+	events := uint32(unix.EPOLLERR | unix.EPOLLET)
+	if z.needRoom && z.err == nil && !z.cancelled {
+		events |= unix.EPOLLOUT
+	}
+	if events != z.events {
+		if err := z.w.Modify(events); err != nil {
+			return err
+		}
+		z.events = events
+	}
+	ctx := z.Ctx
+	if z.err != nil || z.cancelled {
+		ctx = context.Background()
+	}
+	ev, err := z.w.Wait(ctx)
+	switch {
+	case err != nil && z.Ctx.Err() != nil:
+		z.cancelled = true
+	case err != nil:
+		return err
+	}
+	if ev&unix.EPOLLOUT != 0 {
+		z.needRoom = false
+	}
+	return nil
+}
+
+// released reports whether the kernel holds nothing of this send any more.
+// After a range the tracker refused (another MSG_ZEROCOPY user on the
+// socket), the count can no longer be trusted: then it also waits until the
+// socket's output queue is empty (SIOCOUTQ).
+func (z *zcSend) released() bool {
+	p := z.tr.Pending()
+	if p == 0 {
+		return true
+	}
+	if z.unattributed == 0 || z.unattributed < p {
+		return false
+	}
+	n, err := unix.IoctlGetInt(z.Sock, unix.SIOCOUTQ)
+	return err == nil && n == 0
+}
+
+// next returns the bytes to send next, from the mapping.
+func (z *zcSend) next() ([]byte, error) {
+	pos := z.Off + z.pos
+	if z.mem == nil || pos >= z.memOff+int64(len(z.mem)) {
+		if err := z.mapAt(pos); err != nil {
+			return nil, err
+		}
+	}
+	rest := z.mem[pos-z.memOff:]
+	return rest[:min(int64(len(rest)), int64(z.chunk))], nil
+}
+
+// mapAt maps the window of the range that starts at file offset pos. The
+// previous window may go: the pages that calls still pin stay pinned.
+func (z *zcSend) mapAt(pos int64) error {
+	z.unmap()
+	base := pos &^ int64(os.Getpagesize()-1)
+	mem, err := mapFile(z.File, base, int(min(z.Off+z.Count-base, copyWindow)))
+	if err != nil {
+		return os.NewSyscallError("mmap", err)
+	}
+	z.mem, z.memOff = mem, base
+	return nil
+}
+
+func (z *zcSend) unmap() {
+	if z.mem != nil {
+		munmap(z.mem)
+		z.mem = nil
+	}
+}
+
+// sent records a successful call of n bytes.
+func (z *zcSend) sent(n int) {
+	z.tr.Sent()
+	c := &z.calls[(z.head+int(z.tr.Pending())-1)%msgzcMaxCalls]
+	*c = zcCall{n: n}
+	if z.e.cfg.Notified != nil {
+		c.at = time.Now()
+	}
+	z.pos += int64(n)
+}
+
+// drain reads the error queue until it is empty (recvmsg(2) with
+// MSG_ERRQUEUE and MSG_DONTWAIT) and accounts the notifications. It returns
+// the number of calls notified.
+func (z *zcSend) drain() (uint64, error) {
+	var got uint64
+	var err error
+	for {
+		var msg unix.Msghdr
+		msg.Control = &z.oob[0]
+		msg.SetControllen(len(z.oob))
+		_, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(z.Sock), uintptr(unsafe.Pointer(&msg)), unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		switch errno {
+		case 0:
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return got, err
+		default:
+			return got, fmt.Errorf("recvmsg msg_errqueue: %w", os.NewSyscallError("recvmsg", errno))
+		}
+		if msg.Flags&unix.MSG_CTRUNC != 0 && err == nil {
+			err = fmt.Errorf("recvmsg msg_errqueue: control message truncated at %d bytes", len(z.oob))
+		}
+		z.notes, _ = errqueue.Parse(z.oob[:msg.Controllen], z.notes[:0])
+		for _, n := range z.notes {
+			c, terr := z.tr.Notify(n)
+			if terr != nil {
+				// Not this send's: another user of MSG_ZEROCOPY on the socket.
+				z.unattributed += n.Calls()
+				if err == nil {
+					err = fmt.Errorf("msg_zerocopy notification: %w", terr)
+				}
+				continue
+			}
+			got += c
+			z.account(c, n.Copied)
+		}
+	}
+}
+
+// account takes the c oldest outstanding calls off the queue. Notifications
+// usually come in order; when they do not, the split between zero-copy and
+// copied bytes and the latency are approximate, the totals are not.
+func (z *zcSend) account(c uint64, copied bool) {
+	var bytes int64
+	oldest := z.calls[z.head].at
+	for range c {
+		call := &z.calls[z.head]
+		bytes += int64(call.n)
+		*call = zcCall{}
+		z.head = (z.head + 1) % msgzcMaxCalls
+	}
+	if z.Usage != nil {
+		z.Usage.add(copied, bytes)
+	}
+	z.usage.add(copied, bytes)
+	if f := z.e.cfg.Notified; f != nil {
+		f(MsgZC, time.Since(oldest), copied)
+	}
+}
+
+// copyRest sends the rest of the range with send(2), which copies. Nothing
+// is outstanding then: the error queue stays quiet.
+func (z *zcSend) copyRest() error {
+	if z.events != unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLET {
+		if err := z.w.Modify(unix.EPOLLOUT | unix.EPOLLERR | unix.EPOLLET); err != nil {
+			return err
+		}
+		z.events = unix.EPOLLOUT | unix.EPOLLERR | unix.EPOLLET
+	}
+	sw := &sockWait{fd: z.Sock, w: z.w}
+	for z.pos < z.Count {
+		if _, err := z.next(); err != nil {
+			return err
+		}
+		// Whole windows at once: send(2) copies, no chunk is needed.
+		n, err := sendAll(z.Ctx, sw, z.mem[z.Off+z.pos-z.memOff:])
+		z.pos += int64(n)
+		if err != nil {
+			if errors.Is(err, unix.EFAULT) {
+				err = shrunk(z.File, z.Off+z.Count, err)
+			}
+			return err
+		}
+	}
+	return nil
+}

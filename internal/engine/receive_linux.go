@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sendfile2/sendfile2/internal/uring"
+)
+
+// ReceivesWithURing reports whether the URing receive can run: the ring has
+// registered buffers and IORING_OP_RECV and IORING_OP_WRITE_FIXED.
+func (e *Engines) ReceivesWithURing() bool {
+	if e.loop == nil || e.pool == nil {
+		return false
+	}
+	p := e.loop.Probe()
+	return p.Supports(uring.OpRecv) && p.Supports(uring.OpWriteFixed)
+}
+
+// Receive runs j. Its count is always the number of bytes written to the
+// file contiguously from j.Off.
+func (e *Engines) Receive(j RecvJob) Outcome {
+	r := &receiver{e: e, RecvJob: j}
+	var n int64
+	var err error
+	switch j.Kind {
+	case URing:
+		n, err = r.uring()
+	case Splice:
+		n, err = r.splice()
+	default:
+		n, err = r.copy()
+	}
+	if err == nil && e.cfg.Sync && j.Kind != URing {
+		err = fdatasync(j.File)
+	}
+	return Outcome{N: n, Err: err, Fallbacks: r.fallbacks}
+}
+
+// copy is the Copy receive: recv(2) into a buffer until it is full or the
+// socket has nothing more for now, then pwrite(2) of the buffer; it waits for
+// bytes to read only with nothing left to write, so that a receive that stops
+// has written everything it took from the socket.
+func (r *receiver) copy() (int64, error) {
+	rw := &readWait{fd: r.Sock}
+	defer rw.close()
+	bp := getCopyBuf(math.MaxInt64)
+	defer putCopyBuf(bp)
+	buf := *bp
+	var written int64
+	for {
+		if err := r.Ctx.Err(); err != nil {
+			return written, context.Cause(r.Ctx)
+		}
+		want := len(buf)
+		if r.Count >= 0 {
+			want = int(min(int64(want), r.Count-written))
+		}
+		h, ended := 0, false
+		var rerr error
+	fill:
+		for h < want {
+			n, errno := recvDontWait(r.Sock, buf[h:want])
+			switch {
+			case errno == unix.EINTR:
+			case errno == unix.EAGAIN:
+				if h > 0 {
+					break fill // write what we have before waiting
+				}
+				if err := rw.wait(r.Ctx); err != nil {
+					return written, err
+				}
+			case errno != 0:
+				rerr = os.NewSyscallError("recv", errno)
+				break fill
+			case n == 0:
+				ended = true
+				break fill
+			default:
+				h += n
+			}
+		}
+		n, err := pwriteAll(r.File, buf[:h], r.Off+written)
+		written += int64(n)
+		switch {
+		case err != nil:
+			return written, err
+		case rerr != nil:
+			return written, rerr
+		case ended && r.Count >= 0 && written < r.Count:
+			return written, unexpectedEOF(written, r.Count)
+		case ended || written == r.Count:
+			return written, nil
+		}
+	}
+}
+
+// splice is the Splice receive, socket to pipe to file with splice(2): a
+// baseline. Like copy, it empties the pipe into the file before it waits.
+func (r *receiver) splice() (int64, error) {
+	p, pipeSize, err := newPipe()
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	rw := &readWait{fd: r.Sock}
+	defer rw.close()
+	var written int64
+	for {
+		if err := r.Ctx.Err(); err != nil {
+			return written, context.Cause(r.Ctx)
+		}
+		want := int64(pipeSize)
+		if r.Count >= 0 {
+			want = min(want, r.Count-written)
+		}
+		in, err := unix.Splice(r.Sock, nil, p[1], nil, int(want), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if err := rw.wait(r.Ctx); err != nil {
+				return written, err
+			}
+			continue
+		case err != nil:
+			return written, os.NewSyscallError("splice", err)
+		case in == 0:
+			if r.Count >= 0 {
+				return written, unexpectedEOF(written, r.Count)
+			}
+			return written, nil
+		}
+		for in > 0 {
+			off := r.Off + written
+			out, err := unix.Splice(p[0], nil, r.File, &off, int(in), unix.SPLICE_F_MOVE)
+			if out > 0 {
+				in -= out
+				written += out
+			}
+			switch {
+			case err == unix.EINTR || err == unix.EAGAIN:
+			case err != nil:
+				return written, os.NewSyscallError("splice", err)
+			case out == 0:
+				return written, fmt.Errorf("splice: %w", io.ErrShortWrite)
+			}
+		}
+		if written == r.Count {
+			return written, nil
+		}
+	}
+}

@@ -1,0 +1,115 @@
+/* baseline: GB/s and sender CPU of the plain ways to send a cached file over
+ * TCP on loopback: sendfile(2), splice(2) through a pipe, pread(2)+write(2),
+ * send(2) from an mmap of the file. 1 GiB per round from a 64 MiB file, a
+ * receiver process reading 1 MiB at a time; methods interleaved round by
+ * round; prints the median and range over the rounds of GB/s and of the
+ * CPU time of the sender process and of the receiver process per GiB.
+ *
+ *   gcc -O2 -o /tmp/baseline baseline.c && /tmp/baseline [ROUNDS] [DIR]
+ */
+#include "common.h"
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/wait.h>
+
+#define FILE_SIZE (64UL << 20)
+#define TOTAL (1UL << 30)
+
+struct method { const char *name; size_t chunk; int kind; };
+enum { SENDFILE, SPLICE, PREAD, MMAP };
+static struct method methods[] = {
+	{ "sendfile, 1 MiB calls (unsafe)", 1 << 20, SENDFILE },
+	{ "splice via pipe, 1 MiB (unsafe)", 1 << 20, SPLICE },
+	{ "pread + write, 1 MiB", 1 << 20, PREAD },
+	{ "pread + write, 64 KiB", 64 << 10, PREAD },
+	{ "mmap + send, 1 MiB (unsafe)", 1 << 20, MMAP },
+};
+#define NM (sizeof(methods) / sizeof(methods[0]))
+
+static double cpu_of(int who)
+{
+	struct rusage ru;
+	getrusage(who, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void writeall(int s, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = write(s, p, n);
+		if (k <= 0) die("write");
+		p += k; n -= k;
+	}
+}
+
+static void run(struct method *m, int fd, char *map, double *gbs, double *cpus, double *rcpus)
+{
+	static char *buf;
+	if (!buf) buf = malloc(1 << 20);
+	int s, rc, p[2];
+	tcp_pair(&s, &rc, 0);
+	pid_t pid = fork();
+	if (pid == 0) { close(s); static char b[1 << 20]; while (read(rc, b, sizeof(b)) > 0) {} _exit(0); }
+	close(rc);
+	if (m->kind == SPLICE && pipe(p)) die("pipe");
+	if (m->kind == SPLICE) fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+	double t0 = now(), c0 = cpu_of(RUSAGE_SELF), r0 = cpu_of(RUSAGE_CHILDREN);
+	for (size_t sent = 0; sent < TOTAL;) {
+		size_t off = sent % FILE_SIZE, n = m->chunk;
+		ssize_t k;
+		switch (m->kind) {
+		case SENDFILE: { off_t o = off; k = sendfile(s, fd, &o, n); break; }
+		case SPLICE: {
+			loff_t o = off;
+			k = splice(fd, &o, p[1], NULL, n, SPLICE_F_MOVE);
+			for (ssize_t left = k; left > 0;) {
+				ssize_t w = splice(p[0], NULL, s, NULL, left, SPLICE_F_MOVE);
+				if (w <= 0) die("splice out");
+				left -= w;
+			}
+			break;
+		}
+		case PREAD: k = pread(fd, buf, n, off); if (k > 0) writeall(s, buf, k); break;
+		default: writeall(s, map + off, n); k = n; break;
+		}
+		if (k <= 0) die(m->name);
+		sent += k;
+	}
+	close(s);
+	waitpid(pid, NULL, 0); /* the receiver has read everything */
+	double t = now() - t0;
+	*gbs = TOTAL / t / 1e9;
+	*cpus = (cpu_of(RUSAGE_SELF) - c0) / (TOTAL / (double)(1 << 30));
+	*rcpus = (cpu_of(RUSAGE_CHILDREN) - r0) / (TOTAL / (double)(1 << 30));
+	if (m->kind == SPLICE) { close(p[0]); close(p[1]); }
+}
+
+static int cmp(const void *a, const void *b) { double x = *(double *)a, y = *(double *)b; return (x > y) - (x < y); }
+
+int main(int argc, char **argv)
+{
+	int rounds = argc > 1 ? atoi(argv[1]) : 5;
+	const char *dir = argc > 2 ? argv[2] : ".";
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/baseline-probe.dat", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	char *blk = malloc(1 << 20);
+	for (int i = 0; i < 1 << 20; i++) blk[i] = i * 7;
+	for (size_t o = 0; o < FILE_SIZE; o += 1 << 20) if (pwrite(fd, blk, 1 << 20, o) != 1 << 20) die("pwrite");
+	fsync(fd);
+	char *map = mmap(0, FILE_SIZE, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+	double g[NM][64], c[NM][64], rcv[NM][64];
+	for (int r = 0; r < rounds; r++)
+		for (size_t i = 0; i < NM; i++)
+			run(&methods[i], fd, map, &g[i][r], &c[i][r], &rcv[i][r]);
+	printf("| method | GB/s median (min-max) | sender CPU s/GiB median (min-max) | receiver CPU s/GiB median (min-max) |\n|---|---|---|---|\n");
+	for (size_t i = 0; i < NM; i++) {
+		qsort(g[i], rounds, sizeof(double), cmp);
+		qsort(c[i], rounds, sizeof(double), cmp);
+		qsort(rcv[i], rounds, sizeof(double), cmp);
+		printf("| %s | %.2f (%.2f-%.2f) | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) |\n", methods[i].name, g[i][rounds / 2], g[i][0],
+		       g[i][rounds - 1], c[i][rounds / 2], c[i][0], c[i][rounds - 1], rcv[i][rounds / 2], rcv[i][0], rcv[i][rounds - 1]);
+	}
+	unlink(path);
+	return 0;
+}

@@ -1,0 +1,50 @@
+package sendfile2
+
+import (
+	"sync/atomic"
+
+	"github.com/sendfile2/sendfile2/internal/engine"
+)
+
+// counters are a Sender's counters of each method, in the order of
+// methodIndex.
+type counters [len(methodIndex)]methodCounters
+
+type methodCounters struct {
+	sends, errors, bytes atomic.Int64
+	usage                engine.Usage // zero-copy and copied bytes, from the notifications
+
+	receives, receiveErrors, received atomic.Int64
+}
+
+// of returns the counters of the concrete method m.
+func (c *counters) of(m Method) *methodCounters {
+	for i, x := range methodIndex {
+		if x.m == m {
+			return &c[i]
+		}
+	}
+	panic("sendfile2: no counters for method " + string(m))
+}
+
+// stats returns the counters of every method that has run.
+func (c *counters) stats() map[Method]MethodStats {
+	st := map[Method]MethodStats{}
+	for i, x := range methodIndex {
+		mc := &c[i]
+		if mc.sends.Load() == 0 && mc.receives.Load() == 0 {
+			continue
+		}
+		st[x.m] = MethodStats{
+			Sends:         mc.sends.Load(),
+			Errors:        mc.errors.Load(),
+			Bytes:         mc.bytes.Load(),
+			ZeroCopyBytes: mc.usage.ZeroCopy.Load(),
+			CopiedBytes:   mc.usage.Copied.Load(),
+			Receives:      mc.receives.Load(),
+			ReceiveErrors: mc.receiveErrors.Load(),
+			Received:      mc.received.Load(),
+		}
+	}
+	return st
+}
