@@ -37,7 +37,7 @@ type OpenOptions struct {
 	// reads. The zero seed compares nothing: the peer only counts.
 	Seed [32]byte
 	// Skip is where in the seed's stream the data connection's bytes start
-	// (at most 1 GiB).
+	// (at most 64 MiB).
 	Skip int64
 	// Small asks for a data connection with a small window (a receive
 	// buffer of SmallWindow, from the handshake on, on the peer's second

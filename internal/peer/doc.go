@@ -18,7 +18,7 @@
 //
 // # What the peer exposes
 //
-// Anyone who can reach the peer's port can do what a client does, and
+// Anyone who can reach the peer's ports can do what a client does, and
 // nothing more:
 //
 //   - make it accept TCP connections on its ports and read from them into a
@@ -26,8 +26,11 @@
 //     peer never writes to a file, never opens one, never connects anywhere,
 //     and sends back only fixed-size replies (64 bytes): counts of bytes
 //     received and changed, the first changed offset, whether the stream
-//     ended, the window the kernel granted, and the CPU time of the
-//     peer process.
+//     ended, the receive buffer the kernel granted, the port of the second
+//     listener, and the CPU time of the peer process. The CPU it spends is
+//     in proportion to the bytes sent to it, plus at most 64 MiB of stream
+//     generated per data connection asked for (where the comparison
+//     starts).
 //   - hold a connection unread, up to the idle timeout (Server.Idle, 2
 //     minutes by default), with a receive buffer of Server.MaxRcvbuf (8
 //     MiB): kernel memory of at most 2 x MaxSessions x MaxRcvbuf (the
