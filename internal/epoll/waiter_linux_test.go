@@ -158,3 +158,62 @@ func TestModify(t *testing.T) {
 		t.Fatalf("after a second write, Wait = %#x", ev)
 	}
 }
+
+// TestPoller: one Poller serves many Watches; each wakes for its own
+// descriptor only, a cancelled wait leaves the Watch usable, and Close
+// stops the collecting goroutine (the leak check of TestMain).
+func TestPoller(t *testing.T) {
+	p, err := epoll.NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const n = 16
+	var peers [n]int
+	var watches [n]*epoll.Watch
+	for i := range n {
+		a, b := socketpair(t)
+		peers[i] = b
+		watches[i] = p.Watch(a)
+		defer watches[i].Close()
+	}
+	// Nothing to read anywhere: a wait ends with its context.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := watches[3].Wait(ctx, unix.EPOLLIN); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with nothing to read = %v, want context.DeadlineExceeded", err)
+	}
+	// Data for one: only its Watch wakes.
+	for i := range n {
+		if err := watches[i].Arm(unix.EPOLLIN); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unix.Write(peers[5], []byte("x"))
+	select {
+	case ev := <-watches[5].C():
+		if ev&unix.EPOLLIN == 0 {
+			t.Fatalf("woke with %#x, want EPOLLIN", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Watch with data did not wake")
+	}
+	for i := range n {
+		select {
+		case ev := <-watches[i].C():
+			t.Fatalf("Watch %d woke (%#x) without data", i, ev)
+		default:
+		}
+	}
+	// A descriptor number another Watch has armed is refused.
+	a, _ := socketpair(t)
+	w1, w2 := p.Watch(a), p.Watch(a)
+	defer w1.Close()
+	defer w2.Close()
+	if err := w1.Arm(unix.EPOLLOUT); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Arm(unix.EPOLLOUT); !errors.Is(err, epoll.ErrBusy) {
+		t.Fatalf("Arm of a descriptor armed by another Watch = %v, want ErrBusy", err)
+	}
+}
