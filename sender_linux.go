@@ -151,6 +151,7 @@ func (s *Sender) Stats() Stats {
 		Demotions: s.demotions.Load(),
 		InFlight:  s.inFlight.Load(),
 		Fallbacks: s.fallbacks.Load(),
+		PoolShort: s.eng.PoolShort(),
 		Methods:   s.counters.stats(),
 		Adaptive:  s.routes.stats(),
 	}

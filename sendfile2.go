@@ -139,9 +139,15 @@ type Stats struct {
 	// sockets other than TCP (sent with Copy), MsgZC sends whose send(2)
 	// got ENOBUFS with no notification to wait for (the rest copied),
 	// URingMmap sends that could not pin one chunk under RLIMIT_MEMLOCK
-	// (the rest copied), and reads that the kernel or file system refused
-	// with RWF_DONTCACHE (read without it).
+	// (the rest copied), reads that the kernel or file system refused
+	// with RWF_DONTCACHE (read without it), and the parts counted in
+	// PoolShort.
 	Fallbacks int64
+	// PoolShort counts the parts of URing sends and receives that found
+	// every registered buffer lent (to other connections, up to a share of
+	// the pool each) and were copied with send(2) or recv(2) instead of
+	// waiting for one.
+	PoolShort int64
 	// Demotions counts the times Auto's method failed at run time for a
 	// reason that says "not here" (EPERM, ENOSYS) and was replaced by the next
 	// one in Auto's order.

@@ -10,7 +10,7 @@ import (
 // sendfile is the Sendfile baseline: UNSAFE, it returns while the socket
 // still references the file's pages.
 func (t *transfer) sendfile() (int64, error) {
-	sw := &sockWait{fd: t.Sock}
+	sw := t.e.roomWait(t.Sock)
 	defer sw.close()
 	var sent int64
 	off := t.Off
@@ -41,7 +41,7 @@ func (t *transfer) splice() (int64, error) {
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
-	sw := &sockWait{fd: t.Sock}
+	sw := t.e.roomWait(t.Sock)
 	defer sw.close()
 	var sent int64
 	off := t.Off

@@ -13,7 +13,7 @@ import (
 // ranges, pread(2) into a buffer and send(2) for small ones. Safe by
 // construction: send(2) copies before it returns.
 func (t *transfer) copy() (int64, error) {
-	sw := &sockWait{fd: t.Sock}
+	sw := t.e.roomWait(t.Sock)
 	defer sw.close()
 	if t.Count < t.e.cfg.Tuning.CopyKeepMin {
 		return t.copyRead(sw)

@@ -58,6 +58,14 @@ func (d *driver) submit(ctx context.Context, batch []*request, prep func(i int, 
 // operation cancelled, calls cancel, and returns none: the caller goes round
 // again, and from then on next waits for what is in flight whatever ctx says.
 func (d *driver) next(cancel func()) []event {
+	evs, _, _ := d.nextOr(cancel, nil)
+	return evs
+}
+
+// nextOr is next that also returns, with no events, when ready delivers
+// (a socket's readiness, see sockWait.arm): it returns ready's events and
+// true then.
+func (d *driver) nextOr(cancel func(), ready <-chan uint32) ([]event, uint32, bool) {
 	clear(d.evs)
 	d.evs = d.evs[:0]
 	if d.cancelled {
@@ -65,10 +73,12 @@ func (d *driver) next(cancel func()) []event {
 	} else {
 		select {
 		case <-d.in.wake:
+		case ev := <-ready:
+			return nil, ev, true
 		case <-d.ctx.Done():
 			d.cancelled = true
 			cancel()
-			return nil
+			return nil, 0, false
 		}
 	}
 	d.evs = d.in.take(d.evs)
@@ -77,7 +87,7 @@ func (d *driver) next(cancel func()) []event {
 			delete(d.live, e.r)
 		}
 	}
-	return d.evs
+	return d.evs, 0, false
 }
 
 // cancelLive asks the kernel to cancel the requests whose result has not

@@ -41,6 +41,7 @@ func (e *Engines) SetupURing(buffers bool) error {
 // for the notifications of cancelled sends, then unmaps the buffers.
 func (e *Engines) Close() error {
 	e.maps.close()
+	e.closePoller()
 	var err error
 	if e.loop != nil {
 		err = e.loop.Close()
@@ -50,6 +51,10 @@ func (e *Engines) Close() error {
 	}
 	return err
 }
+
+// PoolShort is the number of parts of sends and receives that were copied
+// because every registered buffer was lent.
+func (e *Engines) PoolShort() int64 { return e.poolShort.Load() }
 
 // Send runs j. It returns when the kernel holds no reference to j's file
 // pages or header.
@@ -70,7 +75,7 @@ func (t *transfer) plainHeader() (int64, error) {
 	if len(t.Header) == 0 || t.Kind == URing || t.Kind == URingMmap || t.Kind == Copy {
 		return 0, nil
 	}
-	sw := &sockWait{fd: t.Sock}
+	sw := t.e.roomWait(t.Sock)
 	defer sw.close()
 	n, err := sendAllFlags(t.Ctx, sw, t.Header, t.more())
 	t.Header = nil

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sendfile2/sendfile2/internal/epoll"
 	"github.com/sendfile2/sendfile2/internal/uring"
 )
 
@@ -88,6 +90,11 @@ type Engines struct {
 	loop *uring.Loop // nil until SetupURing
 	pool *bufPool    // registered buffers of URing
 	maps fileMaps    // Copy's mappings of the files it sends
+
+	pollMu sync.Mutex
+	poll   *epoll.Poller // where sends wait for room and receives for data
+
+	poolShort atomic.Int64 // parts sent or received without a registered buffer: all were lent
 
 	noReportUsage atomic.Bool // the kernel refused IORING_SEND_ZC_REPORT_USAGE
 	noDontCache   atomic.Bool // the kernel or file system refused RWF_DONTCACHE

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -48,6 +47,13 @@ func newBufPool(loop *uring.Loop, n, size int) (*bufPool, error) {
 	return p, nil
 }
 
+// share is the most buffers one send or receive may hold at once, those
+// waiting for their notification included: a quarter of the pool (at most
+// maxDepth, at least one), so that a few peers that stall cannot hold the
+// whole pool. A send or receive that finds the pool empty takes a path that
+// needs no buffer rather than wait for one.
+func (p *bufPool) share() int { return max(1, min(maxDepth, p.n/4)) }
+
 func (p *bufPool) buf(i uint16) []byte {
 	off := int(i) * p.size
 	return p.mem[off : off+p.size : off+p.size]
@@ -60,16 +66,6 @@ func (p *bufPool) tryGet() (uint16, bool) {
 		return i, true
 	default:
 		return 0, false
-	}
-}
-
-func (p *bufPool) get(ctx context.Context) (uint16, error) {
-	select {
-	case i := <-p.free:
-		p.out.Add(1)
-		return i, nil
-	case <-ctx.Done():
-		return 0, context.Cause(ctx)
 	}
 }
 

@@ -47,7 +47,7 @@ func (e *Engines) Receive(j RecvJob) Outcome {
 // bytes to read only with nothing left to write, so that a receive that stops
 // has written everything it took from the socket.
 func (r *receiver) copy() (int64, error) {
-	rw := &readWait{fd: r.Sock}
+	rw := r.e.dataWait(r.Sock)
 	defer rw.close()
 	bp := getCopyBuf(math.MaxInt64)
 	defer putCopyBuf(bp)
@@ -109,7 +109,7 @@ func (r *receiver) splice() (int64, error) {
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
-	rw := &readWait{fd: r.Sock}
+	rw := r.e.dataWait(r.Sock)
 	defer rw.close()
 	var written int64
 	for {

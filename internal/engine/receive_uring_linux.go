@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +29,15 @@ import (
 // a time: a short or failed write breaks that chain, so the file never holds
 // bytes past the first one that failed, and the count returned is exact. A
 // buffer goes back to the pool when its bytes are all written.
+//
+// Buffers are lent for what the socket holds (FIONREAD), never for bytes the
+// peer has yet to send: with nothing to read, the receive waits in the
+// Engines' Poller holding no buffer for it (the buffers being written go
+// back as their writes complete), so a peer that stops in the middle of its
+// body holds nothing of the pool. It holds at most the pool's share
+// (bufPool.share); with the pool empty and nothing of its own in flight, it
+// takes the bytes with recv(2) and pwrite(2) (copyPart) rather than wait for
+// another connection's buffer.
 type uringRecv struct {
 	*receiver
 	d        *driver
@@ -49,6 +59,11 @@ type uringRecv struct {
 	werr     error // from the file or the ring: stops everything
 	batch    []*request
 	links    []bool // links[i]: batch[i] is linked to batch[i+1]
+
+	held     atomic.Int64 // buffers lent to this receive and not back in the pool
+	dataw    *sockWait    // the wait for bytes to read, made at the first
+	waitData bool         // nothing to read: wait for the peer
+	woke     bool         // the wait returned: a receive learns what came
 }
 
 func (r *receiver) uring() (int64, error) {
@@ -56,9 +71,11 @@ func (r *receiver) uring() (int64, error) {
 		receiver: r,
 		d:        newDriver(r.e.loop, r.Ctx),
 		pool:     r.e.pool,
-		depth:    min(r.e.pool.n, maxDepth),
+		depth:    r.e.pool.share(),
 		useFsync: r.e.cfg.Sync && r.e.loop.Probe().Supports(uring.OpFsync),
+		dataw:    r.e.dataWait(r.Sock),
 	}
+	defer u.dataw.close()
 	if r.e.cfg.DontCache {
 		u.rwFlags = unix.RWF_DONTCACHE
 	}
@@ -69,18 +86,30 @@ func (r *receiver) uring() (int64, error) {
 	}()
 	for {
 		u.batch, u.links = u.batch[:0], u.links[:0]
+		u.waitData = false
 		u.planWrites()
-		if len(u.recvs) == 0 && !u.stopped() && !u.planRecvs() {
-			continue // cancelled while waiting for a buffer: write what was received
+		if len(u.recvs) == 0 && !u.stopped() && u.planRecvs() {
+			continue // received without a buffer: look again
 		}
 		u.planFsync()
 		if len(u.batch) > 0 && !u.submit() {
 			continue
 		}
-		if len(u.recvs) == 0 && u.writes == 0 && u.fsync == nil {
+		if len(u.recvs) == 0 && u.writes == 0 && u.fsync == nil && !u.waitData {
 			return u.result() // nothing in flight, nothing more to submit
 		}
-		for _, e := range u.d.next(u.cancel) {
+		var data <-chan uint32
+		if u.waitData {
+			c, err := u.dataw.arm()
+			if err != nil {
+				u.woke = true // cannot wait here: let the RECV wait in the kernel
+				continue
+			}
+			data = c
+		}
+		evs, _, ready := u.d.nextOr(u.cancel, data)
+		u.woke = u.woke || ready
+		for _, e := range evs {
 			u.handle(e)
 		}
 		u.giveBack()
@@ -118,43 +147,106 @@ func (u *uringRecv) planWrites() {
 	}
 }
 
-// planRecvs adds the next chain of receives: the rest of the buffers lent,
-// then new ones. It reports false if ctx ended while it waited for a buffer.
+// planRecvs adds the next chain of receives, for the bytes the socket holds
+// now, into new buffers, up to the receive's share of the pool. With nothing
+// to read it asks to wait for data, unless woken by the wait: then one
+// receive, MSG_DONTWAIT, learns what came (the end of the stream, an error).
+// With the pool empty and nothing of its own in flight it receives with
+// copyPart and reports true: go round again.
 func (u *uringRecv) planRecvs() bool {
+	want := int64(math.MaxInt64)
+	if u.Count >= 0 {
+		want = u.Count - u.next
+	}
+	avail := u.avail()
+	if avail == 0 && !u.woke {
+		u.waitData = true
+		return false
+	}
+	peek := avail == 0
+	u.woke = false
+	take := min(want, max(avail, 1))
 	idle := len(u.batch) == 0 && u.writes == 0 // nothing to write before this chain
 	for _, c := range u.queue {
-		if c.filled < c.n {
-			u.add(&request{kind: reqRecv, c: c, n: c.n - c.filled})
-		}
 		idle = idle && c.acked == 0
 	}
-	for len(u.queue) < u.depth && (u.Count < 0 || u.next < u.Count) {
+	for take > 0 && len(u.queue) < u.depth && u.held.Load() < int64(u.depth) {
 		idx, ok := u.pool.tryGet()
 		if !ok {
-			if u.writes > 0 || len(u.batch) > 0 {
-				break // a completion will come; look again then
+			if len(u.queue) == 0 && u.writes == 0 && len(u.batch) == 0 {
+				u.copyPart(take)
+				return true
 			}
-			// Nothing of ours in flight will return a buffer: wait for
-			// another send or receive to.
-			var err error
-			if idx, err = u.pool.get(u.Ctx); err != nil {
-				u.d.cancelled = true
-				return false
-			}
+			break // a completion of this receive's will come
 		}
-		n := int64(u.pool.size)
-		if u.Count >= 0 {
-			n = min(n, u.Count-u.next)
+		n := min(take, int64(u.pool.size))
+		if peek {
+			n = min(want, int64(u.pool.size))
 		}
-		c := u.pool.lend(idx, u.next, int(n))
+		c := u.pool.lend(idx, u.next, int(n), &u.held)
 		u.next += n
+		take -= n
 		u.queue = append(u.queue, c)
-		u.add(&request{kind: reqRecv, c: c, n: c.n})
+		u.add(&request{kind: reqRecv, c: c, n: c.n, peek: peek})
 	}
-	if idle && u.next == u.Count && len(u.batch) > 0 {
+	if idle && !peek && u.next == u.Count && len(u.batch) > 0 {
 		u.linkLastChain()
 	}
-	return true
+	return false
+}
+
+// avail is the number of bytes the socket holds (FIONREAD). A socket that
+// cannot say is taken to hold a buffer's worth: the RECV waits in the kernel.
+func (u *uringRecv) avail() int64 {
+	n, err := unix.IoctlGetInt(u.Sock, unix.SIOCINQ)
+	if err != nil {
+		return int64(u.pool.size)
+	}
+	return int64(n)
+}
+
+// copyPart takes what the socket holds, up to want bytes, with recv(2)
+// (MSG_DONTWAIT) into a copy buffer and writes it with pwrite(2), for want
+// of a registered buffer: the pool's are all lent, to other sends and
+// receives. Nothing of this receive is in flight, so the bytes land right
+// after the ones before.
+func (u *uringRecv) copyPart(want int64) {
+	u.fallbacks++
+	u.e.poolShort.Add(1)
+	bp := getCopyBuf(want)
+	defer putCopyBuf(bp)
+	buf := *bp
+	for want > 0 {
+		n, errno := recvDontWait(u.Sock, buf[:min(int64(len(buf)), want)])
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN:
+			return
+		case errno != 0:
+			u.rerr = fmt.Errorf("recv: %w", errno)
+			return
+		case n == 0:
+			u.ended = true
+			if u.Count >= 0 {
+				u.rerr = unexpectedEOF(u.received, u.Count)
+			}
+			return
+		}
+		w, err := pwriteAll(u.File, buf[:n], u.Off+u.received)
+		u.received += int64(n)
+		u.written += int64(w)
+		u.next = u.received
+		want -= int64(n)
+		if err != nil {
+			u.werr = err
+			return
+		}
+		if u.received == u.Count {
+			u.ended = true
+			return
+		}
+	}
 }
 
 // linkLastChain links, after a chain of receives that ends the stream with
@@ -198,7 +290,11 @@ func (u *uringRecv) submit() bool {
 		case reqRecv:
 			c.ref()
 			c.reading = true
-			sqe.PrepRecv(u.Sock, unsafe.Pointer(&c.mem[c.filled]), uint32(q.n), unix.MSG_WAITALL)
+			flags := uint32(unix.MSG_WAITALL) // the bytes are there: whole buffers
+			if q.peek {
+				flags = unix.MSG_DONTWAIT // whatever came, or EAGAIN
+			}
+			sqe.PrepRecv(u.Sock, unsafe.Pointer(&c.mem[c.filled]), uint32(q.n), flags)
 		case reqWrite:
 			c.ref()
 			c.sending = true
@@ -347,7 +443,17 @@ func (u *uringRecv) writeDone(q *request, res int32) {
 }
 
 // giveBack returns to the pool the buffers whose bytes are all written.
+// Once no receive is in flight, what a buffer was lent for and did not get
+// (a short receive) is given up: it is written as it is and goes back, and
+// the next chain starts at the stream's position in new buffers, so that no
+// buffer waits for the peer.
 func (u *uringRecv) giveBack() {
+	if len(u.recvs) == 0 {
+		for _, c := range u.queue {
+			c.n = c.filled
+		}
+		u.next = u.received
+	}
 	stopped := u.stopped()
 	for len(u.queue) > 0 {
 		c := u.queue[0]

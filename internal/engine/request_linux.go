@@ -69,6 +69,7 @@ type request struct {
 	usage     bool   // sent with IORING_SEND_ZC_REPORT_USAGE
 	dontcache bool   // read or written with RWF_DONTCACHE
 	plain     bool   // a copying IORING_OP_SEND (of a header)
+	peek      bool   // a RECV with MSG_DONTWAIT, to learn what woke a receive
 	seen      bool   // its result was processed (the owner's goroutine only)
 
 	// Where the notifications' reports go: the kind's counters and the
@@ -145,27 +146,35 @@ type chunk struct {
 	reading bool  // a READ_FIXED (or RECV) is in flight
 	sending bool  // a SEND_ZC (or WRITE_FIXED) is in flight
 	state   atomic.Int64
+	held    *atomic.Int64 // the owner's count of buffers not back in the pool
 }
 
 const retired = 1 << 40
 
-// lend takes buffer idx of p for the n bytes of the stream from pos.
-func (p *bufPool) lend(idx uint16, pos int64, n int) *chunk {
-	return &chunk{pool: p, idx: idx, mem: p.buf(idx), pos: pos, n: n}
+// lend takes buffer idx of p for the n bytes of the stream from pos, and
+// counts it in held until it is back in the pool.
+func (p *bufPool) lend(idx uint16, pos int64, n int, held *atomic.Int64) *chunk {
+	held.Add(1)
+	return &chunk{pool: p, idx: idx, mem: p.buf(idx), pos: pos, n: n, held: held}
 }
 
 func (c *chunk) ref() { c.state.Add(1) }
 
 func (c *chunk) unref() {
 	if c.state.Add(-1) == retired {
-		c.pool.put(c.idx)
+		c.giveBack()
 	}
 }
 
 func (c *chunk) retire() {
 	if c.state.Add(retired) == retired {
-		c.pool.put(c.idx)
+		c.giveBack()
 	}
+}
+
+func (c *chunk) giveBack() {
+	c.held.Add(-1)
+	c.pool.put(c.idx)
 }
 
 func errnoOf(res int32) syscall.Errno { return syscall.Errno(-res) }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"os"
 	"syscall"
 	"unsafe"
@@ -11,26 +12,95 @@ import (
 	"github.com/sendfile2/sendfile2/internal/epoll"
 )
 
-// sockWait waits for room in the send buffer of a socket through a private
-// epoll instance, created at the first wait.
+// sockWait waits for room in the send buffer of a socket (or, for a
+// receive, for bytes to read) through the Engines' Poller: one epoll instance
+// for all the sends of a Sender, none per send. The caller keeps fd open
+// until close. A send whose socket the Poller already watches under the same
+// number (never the case for the sends of the root package, which use a
+// duplicate or a conn's own descriptor one send at a time) waits on an epoll
+// instance of its own instead. MsgZC sets w, its own instance, which also
+// watches the error queue.
 type sockWait struct {
-	fd int
-	w  *epoll.Waiter
+	e      *Engines
+	fd     int
+	events uint32 // EPOLLOUT, or EPOLLIN|EPOLLRDHUP
+	watch  *epoll.Watch
+	w      *epoll.Waiter
 }
 
+// poller returns the Engines' Poller, made at the first wait.
+func (e *Engines) poller() (*epoll.Poller, error) {
+	e.pollMu.Lock()
+	defer e.pollMu.Unlock()
+	if e.poll == nil {
+		p, err := epoll.NewPoller()
+		if err != nil {
+			return nil, err
+		}
+		e.poll = p
+	}
+	return e.poll, nil
+}
+
+// closePoller closes the Poller; every send has returned.
+func (e *Engines) closePoller() {
+	if e.poll != nil {
+		e.poll.Close()
+		e.poll = nil
+	}
+}
+
+func (e *Engines) roomWait(fd int) *sockWait { return &sockWait{e: e, fd: fd, events: unix.EPOLLOUT} }
+func (e *Engines) dataWait(fd int) *sockWait {
+	return &sockWait{e: e, fd: fd, events: unix.EPOLLIN | unix.EPOLLRDHUP}
+}
+
+// arm asks for the next event on the channel it returns, once.
+func (sw *sockWait) arm() (<-chan uint32, error) {
+	if sw.watch == nil {
+		p, err := sw.e.poller()
+		if err != nil {
+			return nil, err
+		}
+		sw.watch = p.Watch(sw.fd)
+	}
+	if err := sw.watch.Arm(sw.events); err != nil {
+		return nil, err
+	}
+	return sw.watch.C(), nil
+}
+
+// wait blocks until the socket has room (or data), an error, or ctx ends.
 func (sw *sockWait) wait(ctx context.Context) error {
 	if sw.w == nil {
-		w, err := epoll.New(sw.fd, unix.EPOLLOUT)
-		if err != nil {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		c, err := sw.arm()
+		if err == nil {
+			select {
+			case <-c:
+				return nil
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		if !errors.Is(err, epoll.ErrBusy) {
 			return err
 		}
-		sw.w = w
+		if sw.w, err = epoll.New(sw.fd, sw.events); err != nil {
+			return err
+		}
 	}
 	_, err := sw.w.Wait(ctx)
 	return err
 }
 
 func (sw *sockWait) close() {
+	if sw.watch != nil {
+		sw.watch.Close()
+		sw.watch = nil
+	}
 	if sw.w != nil {
 		sw.w.Close()
 	}
@@ -62,32 +132,6 @@ func sendAllFlags(ctx context.Context, sw *sockWait, p []byte, flags int) (int, 
 		}
 	}
 	return done, nil
-}
-
-// readWait waits until a socket has bytes to read (or its end, or an error)
-// through a private epoll instance, created at the first wait, so that the
-// caller's deadlines on the socket are never touched.
-type readWait struct {
-	fd int
-	w  *epoll.Waiter
-}
-
-func (rw *readWait) wait(ctx context.Context) error {
-	if rw.w == nil {
-		w, err := epoll.New(rw.fd, unix.EPOLLIN|unix.EPOLLRDHUP)
-		if err != nil {
-			return err
-		}
-		rw.w = w
-	}
-	_, err := rw.w.Wait(ctx)
-	return err
-}
-
-func (rw *readWait) close() {
-	if rw.w != nil {
-		rw.w.Close()
-	}
 }
 
 // recvDontWait is recv(2) with MSG_DONTWAIT: it never blocks, whether the

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -18,6 +19,16 @@ import (
 // SEND_ZC in the same submission (a short read breaks the link, and the rest
 // is read and sent again). A header is copied into the first buffer, ahead of
 // the file's first bytes, and leaves with them in one send.
+//
+// Buffers are lent for as long as the kernel works on them, not for as long
+// as the peer takes: a send takes buffers only for what the socket can take
+// now (its send buffer less what it holds unacknowledged), so that a SEND_ZC
+// completes instead of waiting in the kernel for the peer; with nothing of
+// its own in flight and the socket full, it waits for room in the Engines'
+// Poller holding no buffer. It holds at most the pool's share (bufPool.share),
+// counting the buffers whose notification is pending, and when the pool is
+// empty it sends the next part with Copy's send(2) rather than wait for
+// another connection's buffer (a fallback, counted in poolShort).
 //
 // The file is safe once every read has completed; the buffers are the
 // Sender's and return to its pool with their notifications. On success and
@@ -41,6 +52,11 @@ type uringSend struct {
 	sends  int
 	notifs int // notifications pending
 	batch  []*request
+
+	held     atomic.Int64 // buffers lent to this send and not back in the pool
+	roomw    *sockWait    // the wait for room in the socket, made at the first
+	waitRoom bool         // nothing in flight, the socket full: wait for room
+	woke     bool         // the wait for room returned: lend at least a little
 }
 
 func (t *transfer) uring() (int64, error) {
@@ -48,10 +64,12 @@ func (t *transfer) uring() (int64, error) {
 		transfer: t,
 		d:        newDriver(t.e.loop, t.Ctx),
 		pool:     t.e.pool,
-		depth:    min(t.e.pool.n, maxDepth),
+		depth:    t.e.pool.share(),
 		hdr:      int64(len(t.Header)),
 		total:    int64(len(t.Header)) + t.Count,
+		roomw:    t.e.roomWait(t.Sock),
 	}
+	defer u.roomw.close()
 	defer func() {
 		for _, c := range u.queue {
 			c.retire()
@@ -68,30 +86,114 @@ func (t *transfer) uring() (int64, error) {
 		if u.finished() {
 			return result(t.Ctx, u.sent, u.total, u.d.cancelled, u.err)
 		}
-		for _, e := range u.d.next(u.d.cancelLive) {
+		var room <-chan uint32
+		if u.waitRoom && !u.d.cancelled {
+			c, err := u.roomw.arm()
+			if err != nil {
+				u.woke = true // cannot wait here: let SEND_ZC wait in the kernel
+				continue
+			}
+			room = c
+		}
+		evs, _, ready := u.d.nextOr(u.d.cancelLive, room)
+		u.woke = u.woke || ready
+		for _, e := range evs {
 			u.handle(e)
 		}
 	}
 }
 
-// lend lends buffers to the stream still to send.
+// lend lends buffers to the stream still to send: up to what the socket can
+// take now beyond what is lent and not yet sent, and up to the send's share
+// of the pool. With nothing in flight, it asks to wait for room when the
+// socket is full, and copies the next part when the pool is empty.
 func (u *uringSend) lend() {
-	for u.next < u.total && len(u.queue) < u.depth {
+	u.waitRoom = false
+	if u.next == u.total || len(u.queue) >= u.depth || u.held.Load() >= int64(u.depth) {
+		return // a completion will come; look again then
+	}
+	idle := len(u.queue) == 0 && u.reads+u.sends == 0
+	budget := u.room()
+	for _, c := range u.queue {
+		budget -= int64(c.n - c.acked)
+	}
+	if budget <= 0 {
+		u.waitRoom = idle
+		return
+	}
+	u.woke = false
+	for u.next < u.total && len(u.queue) < u.depth && u.held.Load() < int64(u.depth) && budget > 0 {
 		idx, ok := u.pool.tryGet()
 		if !ok {
-			if len(u.queue) > 0 || u.reads+u.sends+u.notifs > 0 {
-				return // a completion will come; look again then
+			if idle {
+				u.copyPart(budget)
 			}
-			if idx, u.err = u.pool.get(u.Ctx); u.err != nil {
-				return
-			}
+			return // else a completion of this send's will come
 		}
-		c := u.pool.lend(idx, u.next, int(min(u.total-u.next, int64(u.pool.size))))
+		c := u.pool.lend(idx, u.next, int(min(u.total-u.next, int64(u.pool.size), budget)), &u.held)
 		if u.next < u.hdr {
 			c.filled = copy(c.mem[:c.n], u.Header[u.next:])
 		}
 		u.next += int64(c.n)
+		budget -= int64(c.n)
 		u.queue = append(u.queue, c)
+		idle = false
+	}
+}
+
+// room is what the socket can take now: its send buffer less the bytes it
+// holds unacknowledged (SO_SNDBUF, SIOCOUTQ; docs/ARCHITECTURE.md, "Who may
+// hold what, for how long"). Below a third of the buffer it is 0: the
+// kernel reports the socket writable (EPOLLOUT) from a third free, so a wait
+// for room never wakes to find none. After such a wake it is at least one
+// buffer's worth up to that third, and a socket that cannot say lets the
+// SEND_ZC find out.
+func (u *uringSend) room() int64 {
+	sndbuf, err := unix.GetsockoptInt(u.Sock, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	if err != nil {
+		return int64(u.pool.size)
+	}
+	outq, err := unix.IoctlGetInt(u.Sock, unix.SIOCOUTQ)
+	if err != nil {
+		return int64(u.pool.size)
+	}
+	free := int64(sndbuf - outq)
+	if free < int64(sndbuf/3) {
+		free = 0
+	}
+	if u.woke {
+		free = max(free, min(int64(u.pool.size), int64(sndbuf/3)), 4096)
+	}
+	return free
+}
+
+// copyPart sends the next part of the stream with Copy's send(2) (from a
+// pread(2) buffer or a mapping of the file), for want of a registered
+// buffer: the pool's are all lent, to other sends and receives. The part is
+// what the socket takes now, at least a buffer's worth; copy waits for room
+// holding no registered buffer. Nothing of this send is in flight, so the
+// bytes follow the ones before in the stream.
+func (u *uringSend) copyPart(budget int64) {
+	n := min(u.total-u.next, max(budget, int64(u.pool.size)))
+	part := &transfer{e: u.e, Job: u.Job}
+	if u.next < u.hdr {
+		part.Header = u.Header[u.next:]
+		part.Off, part.Count = u.Off, max(0, n-(u.hdr-u.next))
+	} else {
+		part.Header = nil
+		part.Off, part.Count = u.Off+u.next-u.hdr, n
+	}
+	sent, err := part.copy()
+	u.fallbacks++
+	u.e.poolShort.Add(1)
+	u.next += sent
+	u.sent += sent
+	if err != nil {
+		if u.Ctx.Err() != nil {
+			u.d.cancelled = true
+		} else {
+			u.err = err
+		}
 	}
 }
 

@@ -182,7 +182,7 @@ func (m *mmapSend) handle(e event) {
 // nothing.
 func (m *mmapSend) copyTheRest() {
 	m.fallbacks++
-	sw := &sockWait{fd: m.Sock}
+	sw := m.e.roomWait(m.Sock)
 	defer sw.close()
 	if m.pos < m.hdr {
 		n, err := sendAllFlags(m.Ctx, sw, m.Header[m.pos:], m.more())
