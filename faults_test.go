@@ -508,13 +508,14 @@ func TestFaultCancel(t *testing.T) {
 	}
 }
 
-// faultCancelNotifying is TestFaultCancel's last stage. The Sender has four
-// buffers, which the cancelled URing send leaves parked until the peer reads:
-// a send on another connection, started before that, must wait for them
-// rather than fill them while the kernel still sends from them.
+// faultCancelNotifying is TestFaultCancel's last stage. The Sender has one
+// buffer, of the whole range, which the cancelled URing send leaves parked
+// until the peer reads: a send on another connection, started before that,
+// must do without it (copy, for want of a buffer) rather than fill it while
+// the kernel still sends from it.
 func faultCancelNotifying(t *testing.T, m sendfile2.Method) {
-	const size = 1 << 20 // fits in the sender's socket buffer
-	s := newSender(t, sendfile2.Config{Method: m, Buffers: 4})
+	const size = 1 << 20 // fits in the sender's socket buffer, and in its one buffer
+	s := newSender(t, sendfile2.Config{Method: m, Buffers: 1, BufferSize: size})
 	_, data := tempFile(t, size)
 	f, path := faultFile(t, data)
 	w, err := os.OpenFile(path, os.O_WRONLY, 0)
