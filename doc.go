@@ -16,7 +16,11 @@
 //   - URing (Linux 6.0+): IORING_OP_READ_FIXED copies the file into registered
 //     buffers, IORING_OP_SEND_ZC sends from them, several chunks in flight.
 //     The file is safe once the reads have completed; each buffer is lent again
-//     only after the notification of its last send.
+//     only after the notification of its last send. A send takes buffers only
+//     for what the socket can take at the moment (it waits for room holding
+//     none), at most a quarter of the Sender's buffers; when every buffer is
+//     lent it copies the next part with send(2) instead of waiting
+//     (Stats.PoolShort), so peers that stall cannot keep the others waiting.
 //   - URingMmap (Linux 6.0+): IORING_OP_SEND_ZC straight from a mapping of the
 //     file. No copy where the device can send from the page cache; Send waits
 //     for every notification.
@@ -102,14 +106,16 @@
 // so the count is also the number of bytes consumed; only a failing file
 // (ENOSPC, EIO) loses the bytes that were received but could not be written.
 //
-//   - URing receives with IORING_OP_RECV and MSG_WAITALL into the Sender's
-//     registered buffers, linked in stream order, and writes them with
+//   - URing receives with IORING_OP_RECV, for the bytes the socket holds,
+//     into the Sender's registered buffers (a quarter of them at most; it
+//     waits for data holding none, and receives with recv(2) when every
+//     buffer is lent), linked in stream order, and writes them with
 //     IORING_OP_WRITE_FIXED, linked in file order, several buffers in
 //     flight; with Config.DontCache the writes carry RWF_DONTCACHE (Linux
 //     6.14; where the file system refuses it, plain writes and a fallback in
 //     Stats).
 //   - Copy uses recv(2) and pwrite(2); Splice moves the bytes through a pipe
-//     with splice(2). Both wait for data on a private epoll instance.
+//     with splice(2). Both wait for data in the Sender's epoll instance.
 //   - URingMmap, MsgZC and Sendfile receive with Copy.
 //
 // With Config.Sync, Receive returns only after fdatasync(2) (for URing,

@@ -579,8 +579,9 @@ func verify(c net.Conn, want []byte) <-chan error {
 }
 
 // TestLimitPoolExhausted: 32 sends at once on a Sender with one or two
-// registered buffers, behind small receive windows. Sends wait for a buffer;
-// the pool never lends more buffers than it has, every byte arrives, and the
+// registered buffers, behind small receive windows. Sends that find no
+// buffer copy their next part instead of waiting; the pool never lends more
+// buffers than it has, every byte arrives, and the
 // Go heap does not grow with the bytes sent.
 func TestLimitPoolExhausted(t *testing.T) {
 	const (
