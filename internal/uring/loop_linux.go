@@ -15,6 +15,9 @@ import (
 // ErrClosed is returned by Begin after Close.
 var ErrClosed = errors.New("uring: loop closed")
 
+// ErrFull is returned by TryBegin when the Loop is at capacity.
+var ErrFull = errors.New("uring: loop at capacity")
+
 // cancelSlots is the number of ASYNC_CANCEL requests that may be in flight at
 // once. They have slots of their own so that a Loop full of requests can
 // still cancel them.
@@ -176,6 +179,23 @@ func (l *Loop) Begin(ctx context.Context, n int) (Batch, error) {
 	if err := l.admit.Acquire(ctx, int64(n)); err != nil {
 		return Batch{}, err
 	}
+	return l.lock(n)
+}
+
+// TryBegin is Begin that does not wait: when the Loop is at capacity it
+// returns ErrFull.
+func (l *Loop) TryBegin(n int) (Batch, error) {
+	if n <= 0 || n > l.MaxBatch() || n > l.Capacity() {
+		return Batch{}, errors.New("uring: batch size out of range")
+	}
+	if !l.admit.TryAcquire(int64(n)) {
+		return Batch{}, ErrFull
+	}
+	return l.lock(n)
+}
+
+// lock locks the submission queue for a batch of n admitted requests.
+func (l *Loop) lock(n int) (Batch, error) {
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
