@@ -222,6 +222,7 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 	}
 	settle(t, conns)
 	held := sendfile2.BuffersOut(s)
+	ringHeld, _, _ := sendfile2.URingLoad(s)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Go(func() {
@@ -240,8 +241,8 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 		t.Error(err)
 	}
 	st := s.Stats()
-	t.Logf("%d stalled sends, %d stalled receives: %d registered buffers held by them; fallbacks %d, of them for want of a buffer %d",
-		gets, puts, held, st.Fallbacks, st.PoolShort)
+	t.Logf("%d stalled sends, %d stalled receives: %d registered buffers and %d ring requests held by them; fallbacks %d, of them for want of a buffer or ring slot %d",
+		gets, puts, held, ringHeld, st.Fallbacks, st.PoolShort)
 	for _, c := range conns {
 		r := c.end(t)
 		switch {
@@ -349,4 +350,21 @@ func TestSlowReaders(t *testing.T) {
 	}
 	slowWG.Wait()
 	checkAllBack(t, s)
+}
+
+// TestStalledPeersRing: uring-mmap's requests are not bounded by a pool of
+// buffers, so sends to peers that never read could fill the ring's Loop
+// (each keeps its zero-copy sends, 8 chunks of 4 KiB here, until their
+// notifications). 260 of them hold more than the Loop admits; a
+// well-behaved client's send must still complete, copying what finds no
+// room in the Loop rather than wait for it.
+func TestStalledPeersRing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("260 connections")
+	}
+	checkNoLeaks(t)
+	s := newSender(t, sendfile2.Config{Method: sendfile2.URingMmap, BufferSize: 4096})
+	_, capacity, _ := sendfile2.URingLoad(s)
+	runStalled(t, s, 260, 0, true)
+	t.Logf("the Loop admits %d requests", capacity)
 }

@@ -145,8 +145,8 @@ type Stats struct {
 	Fallbacks int64
 	// PoolShort counts the parts of URing sends and receives that found
 	// every registered buffer lent (to other connections, up to a share of
-	// the pool each) and were copied with send(2) or recv(2) instead of
-	// waiting for one.
+	// the pool each), and of URingMmap sends that found the ring full, and
+	// were copied with send(2) or recv(2) instead of waiting.
 	PoolShort int64
 	// Demotions counts the times Auto's method failed at run time for a
 	// reason that says "not here" (EPERM, ENOSYS) and was replaced by the next

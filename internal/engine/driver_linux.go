@@ -17,6 +17,7 @@ type driver struct {
 	live      map[*request]struct{} // submitted, last CQE not seen yet
 	evs       []event
 	cancelled bool // ctx ended: cancel, and wait only for what is in flight
+	try       bool // submit returns uring.ErrFull rather than wait for room in the Loop
 }
 
 func newDriver(loop *uring.Loop, ctx context.Context) *driver {
@@ -28,7 +29,13 @@ func newDriver(loop *uring.Loop, ctx context.Context) *driver {
 // the kernel took: those are live until their last CQE. undo is called for
 // each of the others, with whether prep ran for it.
 func (d *driver) submit(ctx context.Context, batch []*request, prep func(i int, r *request, sqe *uring.SQE), link func(i int) bool, undo func(r *request, prepared bool)) (int, error) {
-	b, err := d.loop.Begin(ctx, len(batch))
+	var b uring.Batch
+	var err error
+	if d.try {
+		b, err = d.loop.TryBegin(len(batch))
+	} else {
+		b, err = d.loop.Begin(ctx, len(batch))
+	}
 	if err != nil {
 		for _, r := range batch {
 			undo(r, false)

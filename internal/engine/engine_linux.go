@@ -53,7 +53,7 @@ func (e *Engines) Close() error {
 }
 
 // PoolShort is the number of parts of sends and receives that were copied
-// because every registered buffer was lent.
+// because every registered buffer was lent, or the ring was full.
 func (e *Engines) PoolShort() int64 { return e.poolShort.Load() }
 
 // Send runs j. It returns when the kernel holds no reference to j's file

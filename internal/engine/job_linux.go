@@ -94,7 +94,7 @@ type Engines struct {
 	pollMu sync.Mutex
 	poll   *epoll.Poller // where sends wait for room and receives for data
 
-	poolShort atomic.Int64 // parts sent or received without a registered buffer: all were lent
+	poolShort atomic.Int64 // parts copied for want of a registered buffer or a ring slot
 
 	noReportUsage atomic.Bool // the kernel refused IORING_SEND_ZC_REPORT_USAGE
 	noDontCache   atomic.Bool // the kernel or file system refused RWF_DONTCACHE

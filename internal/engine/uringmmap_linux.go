@@ -16,6 +16,9 @@ import (
 // file's page-cache pages until each notification, so the send waits for
 // every notification before it returns, also on errors and cancellation.
 // A header leads the first chain as a copying IORING_OP_SEND with MSG_MORE.
+// Its requests are bounded by no pool, so it never waits for room in the
+// Loop, which other sends' stalled peers may hold: it waits for its own
+// requests, or, with none in flight, copies a window's worth with send(2).
 type mmapSend struct {
 	*transfer
 	d      *driver
@@ -35,6 +38,7 @@ type mmapSend struct {
 	depth    int  // chunks per chain; 1 after an ENOMEM
 	alone    bool // the last chain went in with nothing of this send pinned
 	copyRest bool // not even one chunk could be pinned: copy what is left
+	full     bool // the Loop was at capacity: wait for this send's own CQEs, or copy
 }
 
 func (t *transfer) uringMmap() (int64, error) {
@@ -47,6 +51,9 @@ func (t *transfer) uringMmap() (int64, error) {
 		window:   int64(t.e.cfg.BufferSize) * maxDepth,
 		depth:    maxDepth,
 	}
+	// Never wait for room in the Loop, which other sends' stalled peers may
+	// hold: wait for this send's own requests, or copy a part.
+	m.d.try = true
 	if t.Count > 0 {
 		page := int64(os.Getpagesize())
 		base := t.Off &^ (page - 1)
@@ -61,6 +68,15 @@ func (t *transfer) uringMmap() (int64, error) {
 		if m.sends == 0 && m.err == nil && !m.d.cancelled && !m.hold && !m.copyRest && m.pos < m.total && m.pinned < m.window {
 			m.submit(m.plan())
 		}
+		if m.full && m.sends == 0 && m.notifs == 0 && m.err == nil && !m.d.cancelled {
+			// The Loop is full of other sends' requests: copy a window's
+			// worth, which needs no slot, rather than wait for them.
+			m.full = false
+			m.fallbacks++
+			m.e.poolShort.Add(1)
+			m.copyPart(m.window)
+			continue
+		}
 		if m.err != nil && !m.d.cancelled && t.Ctx.Err() != nil {
 			m.d.cancelled = true
 		}
@@ -70,6 +86,7 @@ func (t *transfer) uringMmap() (int64, error) {
 		for _, e := range m.d.next(m.d.cancelLive) {
 			m.handle(e)
 		}
+		m.full = false
 		m.hold = m.hold && m.notifs > 0
 	}
 	if m.copyRest && m.err == nil && !m.d.cancelled && m.pos < m.total {
@@ -120,6 +137,10 @@ func (m *mmapSend) submit(sq []*request) {
 	m.sends += k
 	if k > 0 {
 		m.pos = sq[k-1].pos + int64(sq[k-1].n)
+	}
+	if errors.Is(err, uring.ErrFull) {
+		m.full = true
+		return
 	}
 	m.err = err
 }
@@ -182,15 +203,22 @@ func (m *mmapSend) handle(e event) {
 // nothing.
 func (m *mmapSend) copyTheRest() {
 	m.fallbacks++
+	m.copyPart(m.total - m.pos)
+}
+
+// copyPart sends up to n bytes of the stream from pos with send(2), waiting
+// for room in the Poller. Nothing of this send is in flight.
+func (m *mmapSend) copyPart(n int64) {
 	sw := m.e.roomWait(m.Sock)
 	defer sw.close()
+	end := min(m.total, m.pos+n)
 	if m.pos < m.hdr {
-		n, err := sendAllFlags(m.Ctx, sw, m.Header[m.pos:], m.more())
-		m.sent, m.pos, m.err = m.sent+int64(n), m.pos+int64(n), err
+		k, err := sendAllFlags(m.Ctx, sw, m.Header[m.pos:], m.more())
+		m.sent, m.pos, m.err = m.sent+int64(k), m.pos+int64(k), err
 	}
-	if m.err == nil {
-		n, err := sendAll(m.Ctx, sw, m.data[m.pos-m.hdr:])
-		m.sent += int64(n)
+	if m.err == nil && m.pos < end {
+		k, err := sendAll(m.Ctx, sw, m.data[m.pos-m.hdr:end-m.hdr])
+		m.sent, m.pos = m.sent+int64(k), m.pos+int64(k)
 		if errors.Is(err, unix.EFAULT) {
 			err = shrunk(m.File, m.Off+m.Count, err)
 		}
