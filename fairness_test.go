@@ -182,6 +182,18 @@ func settle(t *testing.T, conns []*stalled) {
 	time.Sleep(100 * time.Millisecond) // let the sends fill what they can
 }
 
+// epollFDs is the number of epoll instances the process has open.
+func epollFDs(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for _, target := range faultFDs(t) {
+		if target == "anon_inode:[eventpoll]" {
+			n++
+		}
+	}
+	return n
+}
+
 // checkAllBack checks, once every send and receive has returned and the
 // stalled peers have read everything, that every registered buffer is back in
 // the pool and that no request of the ring waits for a notification (every
@@ -212,6 +224,7 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 	const fileSize = 16 << 20
 	f, data := tempFile(t, fileSize)
 	dir := t.TempDir()
+	epolls := epollFDs(t)
 	var conns []*stalled
 	for i := range gets + puts {
 		if i < gets {
@@ -223,6 +236,13 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 	settle(t, conns)
 	held := sendfile2.BuffersOut(s)
 	ringHeld, _, _ := sendfile2.URingLoad(s)
+	// Waiting sends and receives hold no descriptor of their own: they wait
+	// in the Sender's one epoll instance. MsgZC keeps one per send, for the
+	// socket's error queue.
+	waits := epollFDs(t) - epolls
+	if s.Method() != sendfile2.MsgZC && waits > 1 {
+		t.Errorf("%d epoll instances made while %d sends and receives wait; want the Sender's one", waits, gets+puts)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Go(func() {
@@ -241,8 +261,8 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 		t.Error(err)
 	}
 	st := s.Stats()
-	t.Logf("%d stalled sends, %d stalled receives: %d registered buffers and %d ring requests held by them; fallbacks %d, of them for want of a buffer or ring slot %d",
-		gets, puts, held, ringHeld, st.Fallbacks, st.PoolShort)
+	t.Logf("%d stalled sends, %d stalled receives: %d registered buffers, %d ring requests and %d epoll instances held by them; fallbacks %d, of them for want of a buffer or ring slot %d",
+		gets, puts, held, ringHeld, waits, st.Fallbacks, st.PoolShort)
 	for _, c := range conns {
 		r := c.end(t)
 		switch {
