@@ -218,7 +218,8 @@ func checkAllBack(t *testing.T, s *sendfile2.Sender) {
 }
 
 // runStalled stalls gets sends and puts receives on s, checks that a 4 MiB
-// send and a 1 MiB receive of a well-behaved client complete beside them,
+// send (then one of 16 MiB) and a 1 MiB receive of a well-behaved client
+// complete beside them,
 // then ends them and checks that everything comes back.
 func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 	const fileSize = 16 << 20
@@ -244,9 +245,13 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 		t.Errorf("%d epoll instances made while %d sends and receives wait; want the Sender's one", waits, gets+puts)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	wg.Go(func() {
 		if err := goodSend(t, s, f, data, 12345, 4<<20); err != nil {
+			errs <- err
+		}
+		// More than a socket buffer: sent in parts when the pool is empty.
+		if err := goodSend(t, s, f, data, 0, fileSize); err != nil {
 			errs <- err
 		}
 	})

@@ -174,7 +174,11 @@ func (u *uringRecv) planRecvs() bool {
 		idx, ok := u.pool.tryGet()
 		if !ok {
 			if len(u.queue) == 0 && u.writes == 0 && len(u.batch) == 0 {
-				u.copyPart(take)
+				if u.Ctx.Err() != nil {
+					u.d.cancelled = true // nothing in flight to cancel
+				} else {
+					u.copyPart(take)
+				}
 				return true
 			}
 			break // a completion of this receive's will come

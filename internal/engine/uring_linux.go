@@ -56,6 +56,7 @@ type uringSend struct {
 	held     atomic.Int64 // buffers lent to this send and not back in the pool
 	roomw    *sockWait    // the wait for room in the socket, made at the first
 	waitRoom bool         // nothing in flight, the socket full: wait for room
+	copied   bool         // lend copied a part: nothing to wait for, go round
 	woke     bool         // the wait for room returned: lend at least a little
 }
 
@@ -85,6 +86,12 @@ func (t *transfer) uring() (int64, error) {
 		}
 		if u.finished() {
 			return result(t.Ctx, u.sent, u.total, u.d.cancelled, u.err)
+		}
+		if u.copied {
+			u.copied = false
+			if t.Ctx.Err() == nil {
+				continue // nothing in flight may be waited for: lend again
+			}
 		}
 		var room <-chan uint32
 		if u.waitRoom && !u.d.cancelled {
@@ -184,6 +191,7 @@ func (u *uringSend) copyPart(budget int64) {
 		part.Off, part.Count = u.Off+u.next-u.hdr, n
 	}
 	sent, err := part.copy()
+	u.copied = true
 	u.fallbacks++
 	u.e.poolShort.Add(1)
 	u.next += sent

@@ -68,7 +68,7 @@ func (t *transfer) uringMmap() (int64, error) {
 		if m.sends == 0 && m.err == nil && !m.d.cancelled && !m.hold && !m.copyRest && m.pos < m.total && m.pinned < m.window {
 			m.submit(m.plan())
 		}
-		if m.full && m.sends == 0 && m.notifs == 0 && m.err == nil && !m.d.cancelled {
+		if m.full && m.sends == 0 && m.notifs == 0 && m.err == nil && !m.d.cancelled && t.Ctx.Err() == nil {
 			// The Loop is full of other sends' requests: copy a window's
 			// worth, which needs no slot, rather than wait for them.
 			m.full = false
