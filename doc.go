@@ -18,9 +18,10 @@
 //     The file is safe once the reads have completed; each buffer is lent again
 //     only after the notification of its last send. A send takes buffers only
 //     for what the socket can take at the moment (it waits for room holding
-//     none), at most a quarter of the Sender's buffers; when every buffer is
-//     lent it copies the next part with send(2) instead of waiting
-//     (Stats.PoolShort), so peers that stall cannot keep the others waiting.
+//     none), a quarter of the Sender's buffers when others need them; when
+//     every buffer is lent it copies the next part with send(2) instead of
+//     waiting (Stats.PoolShort), so peers that stall cannot keep the others
+//     waiting.
 //   - URingMmap (Linux 6.0+): IORING_OP_SEND_ZC straight from a mapping of the
 //     file. No copy where the device can send from the page cache; Send waits
 //     for every notification.
@@ -107,7 +108,7 @@
 // (ENOSPC, EIO) loses the bytes that were received but could not be written.
 //
 //   - URing receives with IORING_OP_RECV, for the bytes the socket holds,
-//     into the Sender's registered buffers (a quarter of them at most; it
+//     into the Sender's registered buffers (a share of them, as sends; it
 //     waits for data holding none, and receives with recv(2) when every
 //     buffer is lent), linked in stream order, and writes them with
 //     IORING_OP_WRITE_FIXED, linked in file order, several buffers in

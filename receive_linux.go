@@ -25,7 +25,7 @@ import (
 // matching ErrClosed): then, as after a peer error, the count is also the
 // number of bytes consumed from src. Only an error writing dst (ENOSPC, EIO,
 // ...) leaves bytes that were consumed from src and not written: those the
-// method held in its buffers (a quarter of the Sender's for URing, 256 KiB for
+// method held in its buffers (up to 8 x BufferSize for URing, 256 KiB for
 // Copy, a pipe's 1 MiB for Splice).
 //
 // With Config.Sync, Receive returns without error only once the bytes are on

@@ -48,11 +48,20 @@ func newBufPool(loop *uring.Loop, n, size int) (*bufPool, error) {
 }
 
 // share is the most buffers one send or receive may hold at once, those
-// waiting for their notification included: a quarter of the pool (at most
-// maxDepth, at least one), so that a few peers that stall cannot hold the
-// whole pool. A send or receive that finds the pool empty takes a path that
-// needs no buffer rather than wait for one.
+// waiting for their notification included, while the pool is in demand: a
+// quarter of the pool (at most maxDepth, at least one), so that a few peers
+// that stall cannot hold the whole pool. A send or receive that finds the
+// pool empty takes a path that needs no buffer rather than wait for one.
 func (p *bufPool) share() int { return max(1, min(maxDepth, p.n/4)) }
+
+// allows reports whether a send or receive that holds held buffers may take
+// one more: up to its share, and, while more than half of the pool is free,
+// up to maxDepth (with the default 16 buffers, one connection alone keeps 8
+// in flight, as many as before there was a share; a second one finds half
+// the pool taken and keeps to its share of 4).
+func (p *bufPool) allows(held int64) bool {
+	return held < int64(p.share()) || held < int64(min(maxDepth, p.n)) && len(p.free) > p.n/2
+}
 
 func (p *bufPool) buf(i uint16) []byte {
 	off := int(i) * p.size

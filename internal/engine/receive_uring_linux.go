@@ -35,7 +35,7 @@ import (
 // Engines' Poller holding no buffer for it (the buffers being written go
 // back as their writes complete), so a peer that stops in the middle of its
 // body holds nothing of the pool. It holds at most the pool's share
-// (bufPool.share); with the pool empty and nothing of its own in flight, it
+// (bufPool.allows); with the pool empty and nothing of its own in flight, it
 // takes the bytes with recv(2) and pwrite(2) (copyPart) rather than wait for
 // another connection's buffer.
 type uringRecv struct {
@@ -71,7 +71,7 @@ func (r *receiver) uring() (int64, error) {
 		receiver: r,
 		d:        newDriver(r.e.loop, r.Ctx),
 		pool:     r.e.pool,
-		depth:    r.e.pool.share(),
+		depth:    min(r.e.pool.n, maxDepth),
 		useFsync: r.e.cfg.Sync && r.e.loop.Probe().Supports(uring.OpFsync),
 		dataw:    r.e.dataWait(r.Sock),
 	}
@@ -170,7 +170,7 @@ func (u *uringRecv) planRecvs() bool {
 	for _, c := range u.queue {
 		idle = idle && c.acked == 0
 	}
-	for take > 0 && len(u.queue) < u.depth && u.held.Load() < int64(u.depth) {
+	for take > 0 && len(u.queue) < u.depth && u.pool.allows(u.held.Load()) {
 		idx, ok := u.pool.tryGet()
 		if !ok {
 			if len(u.queue) == 0 && u.writes == 0 && len(u.batch) == 0 {

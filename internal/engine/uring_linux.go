@@ -25,7 +25,7 @@ import (
 // now (its send buffer less what it holds unacknowledged), so that a SEND_ZC
 // completes instead of waiting in the kernel for the peer; with nothing of
 // its own in flight and the socket full, it waits for room in the Engines'
-// Poller holding no buffer. It holds at most the pool's share (bufPool.share),
+// Poller holding no buffer. It holds at most the pool's share (bufPool.allows),
 // counting the buffers whose notification is pending, and when the pool is
 // empty it sends the next part with Copy's send(2) rather than wait for
 // another connection's buffer (a fallback, counted in poolShort).
@@ -65,7 +65,7 @@ func (t *transfer) uring() (int64, error) {
 		transfer: t,
 		d:        newDriver(t.e.loop, t.Ctx),
 		pool:     t.e.pool,
-		depth:    t.e.pool.share(),
+		depth:    min(t.e.pool.n, maxDepth),
 		hdr:      int64(len(t.Header)),
 		total:    int64(len(t.Header)) + t.Count,
 		roomw:    t.e.roomWait(t.Sock),
@@ -116,7 +116,7 @@ func (t *transfer) uring() (int64, error) {
 // socket is full, and copies the next part when the pool is empty.
 func (u *uringSend) lend() {
 	u.waitRoom = false
-	if u.next == u.total || len(u.queue) >= u.depth || u.held.Load() >= int64(u.depth) {
+	if u.next == u.total || len(u.queue) >= u.depth || !u.pool.allows(u.held.Load()) {
 		return // a completion will come; look again then
 	}
 	idle := len(u.queue) == 0 && u.reads+u.sends == 0
@@ -129,7 +129,7 @@ func (u *uringSend) lend() {
 		return
 	}
 	u.woke = false
-	for u.next < u.total && len(u.queue) < u.depth && u.held.Load() < int64(u.depth) && budget > 0 {
+	for u.next < u.total && len(u.queue) < u.depth && u.pool.allows(u.held.Load()) && budget > 0 {
 		idx, ok := u.pool.tryGet()
 		if !ok {
 			if idle {
