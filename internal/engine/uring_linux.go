@@ -57,6 +57,7 @@ type uringSend struct {
 	roomw    *sockWait    // the wait for room in the socket, made at the first
 	waitRoom bool         // nothing in flight, the socket full: wait for room
 	copied   bool         // lend copied a part: nothing to wait for, go round
+	sndbuf   int          // SO_SNDBUF, read again when it leaves no room
 	woke     bool         // the wait for room returned: lend at least a little
 }
 
@@ -156,15 +157,20 @@ func (u *uringSend) lend() {
 // buffer's worth up to that third, and a socket that cannot say lets the
 // SEND_ZC find out.
 func (u *uringSend) room() int64 {
-	sndbuf, err := unix.GetsockoptInt(u.Sock, unix.SOL_SOCKET, unix.SO_SNDBUF)
-	if err != nil {
-		return int64(u.pool.size)
-	}
 	outq, err := unix.IoctlGetInt(u.Sock, unix.SIOCOUTQ)
 	if err != nil {
 		return int64(u.pool.size)
 	}
-	free := int64(sndbuf - outq)
+	free := int64(u.sndbuf - outq)
+	if u.sndbuf == 0 || free < int64(u.sndbuf/3) {
+		// The kernel grows the buffer as the connection goes (TCP's
+		// autotuning): look again before counting no room.
+		if u.sndbuf, err = unix.GetsockoptInt(u.Sock, unix.SOL_SOCKET, unix.SO_SNDBUF); err != nil {
+			return int64(u.pool.size)
+		}
+		free = int64(u.sndbuf - outq)
+	}
+	sndbuf := u.sndbuf
 	if free < int64(sndbuf/3) {
 		free = 0
 	}
