@@ -71,7 +71,7 @@ func URingOverflows(s *Sender) uint64 {
 // HoldWrite makes the next Write of c, a conn of NewListener, hold its bytes
 // as ServeContent does, and returns the function that ends the hold.
 func HoldWrite(c net.Conn) (release func() error) {
-	h := heldConn(c)
+	h, _ := heldConn(c)
 	if h == nil || !h.holdWrite() {
 		return func() error { return nil }
 	}

@@ -40,6 +40,7 @@ type Sender struct {
 
 	routes   routes // Auto's adaptivity
 	counters counters
+	bypassed bypassCounts
 }
 
 // NewSender returns a Sender configured by cfg. With Method Auto it picks
@@ -155,8 +156,12 @@ func (s *Sender) Stats() Stats {
 		Fallbacks: s.fallbacks.Load(),
 		Methods:   s.counters.stats(),
 		Adaptive:  s.routes.stats(),
+		Bypassed:  s.bypassed.stats(),
 	}
 }
+
+// bypass counts a file body that went around the Sender for reason.
+func (s *Sender) bypass(reason Bypass) { s.bypassed.add(reason) }
 
 // Close stops the Sender: new sends fail with ErrClosed, sends in flight are
 // cancelled and return an error matching ErrClosed, and Close returns when

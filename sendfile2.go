@@ -169,6 +169,14 @@ type Stats struct {
 	Methods map[Method]MethodStats
 	// Adaptive says what Auto decided from what the kernel reported.
 	Adaptive AdaptiveStats
+	// Bypassed counts the file bodies of HTTP responses that the Sender
+	// could have sent but that went around it, copied through a buffer
+	// (safe, without zero copy), by reason; nil when there were none. Only
+	// what a conn of NewListener or ServeContent sees is counted: a
+	// handler that copies a file with Write, or http.FileServer behind a
+	// wrapper that hides the conn or behind middleware that hides
+	// ReadFrom, never reaches them (see NewListener).
+	Bypassed map[Bypass]int64
 }
 
 // AdaptiveStats are the decisions of a Sender configured with Auto. A route
