@@ -69,6 +69,9 @@ const (
 // bypasses lists the reasons, in the order of a Sender's counters.
 var bypasses = [...]Bypass{BypassNoDescriptor, BypassWrappedConn, BypassWriter, BypassEncoded, BypassHTTP2}
 
+// Bypasses lists every reason that Stats.Bypassed counts.
+func Bypasses() []Bypass { return append([]Bypass(nil), bypasses[:]...) }
+
 // hiddenFile reports whether r reads a regular file without exposing a
 // descriptor (an fs.File that is not an *os.File), as ReadFrom sees it:
 // possibly bounded by an *io.LimitedReader or in an *io.SectionReader.
