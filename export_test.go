@@ -101,3 +101,7 @@ func Adapt(s *Sender) (Method, func(ok bool, zc, copied int64)) {
 	m, p := s.routes.choose(s.Method(), sock, 1<<20)
 	return m, p.end
 }
+
+// ExpectsContinue reports whether ReceiveBody answers "100 Continue" to r
+// before it reads the body.
+var ExpectsContinue = expectsContinue
