@@ -2,12 +2,14 @@ package sendfile2_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
 	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/net/netutil"
 
@@ -25,6 +27,11 @@ func serveOn(t *testing.T, ln net.Listener, h http.Handler, configure ...func(*h
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
+		// Shutdown, unlike Close, waits for the conns that net/http lingers
+		// on after a response that left the body unread.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
 		srv.Close()
 		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
