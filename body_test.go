@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sendfile2/sendfile2"
 )
@@ -218,5 +220,45 @@ func TestReplacement(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
 		t.Fatalf("%d entries, want f and d: a temporary file was left", len(ents))
+	}
+}
+
+// TestReceiveBodyContext: BodyOptions.ReceiveContext bounds the Receive of
+// a hijacked body: a client that stops sending is cut off when the context
+// it derived ends, and Reply still answers it.
+func TestReceiveBodyContext(t *testing.T) {
+	s := newSender(t, sendfile2.Config{})
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	var called atomic.Int64
+	opt := &sendfile2.BodyOptions{ReceiveContext: func(ctx context.Context, conn net.Conn) (context.Context, context.CancelFunc) {
+		called.Add(1)
+		return context.WithTimeout(ctx, 100*time.Millisecond)
+	}}
+	done := make(chan error, 1)
+	ln := listenTCP(t)
+	serveOn(t, ln, uploadHandler(s, root, opt, done))
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "PUT /obj HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789")
+	// The client sends nothing more, and keeps the conn open.
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) || called.Load() != 1 {
+		t.Fatalf("stalled body: %v, ReceiveContext called %d times; want context.DeadlineExceeded, once", err, called.Load())
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusBadRequest || resp.Header.Get("X-Stored") != "10" {
+		t.Fatalf("response to a stalled body: %v, %v", resp, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("%d entries left in the directory", len(ents))
 	}
 }
