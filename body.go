@@ -34,11 +34,11 @@ type BodyOptions struct {
 	MaxSize int64
 	// ReceiveContext, when set, derives the context under which Receive
 	// reads the body from a hijacked conn, and returns the function that
-	// releases it. Receive observes no deadline of the conn: a server ends
+	// releases it, called when Receive returns. Receive observes no deadline of the conn: a server ends
 	// there a body whose client stalls (an idle timeout that watches the
 	// socket, a deadline). Bodies read through net/http observe the
 	// server's read deadlines instead.
-	ReceiveContext func(ctx context.Context, conn net.Conn) (context.Context, context.CancelFunc)
+	ReceiveContext func(ctx context.Context, conn net.Conn) (_ context.Context, done func())
 }
 
 // Body is a request body that ReceiveBody received, or tried to.
@@ -127,7 +127,7 @@ func (s *Sender) receiveHijacked(ctx context.Context, b *Body, r *http.Request, 
 	if err == nil && n < size {
 		var k int64
 		if sc, ok := b.conn.(syscall.Conn); ok {
-			rctx, done := ctx, context.CancelFunc(func() {})
+			rctx, done := ctx, func() {}
 			if opt.ReceiveContext != nil {
 				rctx, done = opt.ReceiveContext(ctx, b.conn)
 			}

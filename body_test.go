@@ -235,7 +235,7 @@ func TestReceiveBodyContext(t *testing.T) {
 	}
 	defer root.Close()
 	var called atomic.Int64
-	opt := &sendfile2.BodyOptions{ReceiveContext: func(ctx context.Context, conn net.Conn) (context.Context, context.CancelFunc) {
+	opt := &sendfile2.BodyOptions{ReceiveContext: func(ctx context.Context, conn net.Conn) (context.Context, func()) {
 		called.Add(1)
 		return context.WithTimeout(ctx, 100*time.Millisecond)
 	}}
