@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,4 +226,60 @@ func TestBypassH2C(t *testing.T) {
 	if st := s.Stats(); st.Bypassed[sendfile2.BypassHTTP2] != 1 {
 		t.Fatalf("Bypassed %v, want http2: 1", st.Bypassed)
 	}
+}
+
+// opaqueListener accepts conns wrapped in a type that hides the socket.
+type opaqueListener struct{ net.Listener }
+
+type opaqueConn struct{ net.Conn }
+
+func (l opaqueListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return opaqueConn{c}, nil
+}
+
+// TestBypassOpaqueConn: a conn wrapper under NewListener that hides the
+// socket is logged once, with its type; the file bodies are copied, exact.
+func TestBypassOpaqueConn(t *testing.T) {
+	const size = 100 << 10
+	fs := newFileSet(t, size)
+	logs := &syncWriter{w: &strings.Builder{}}
+	s := newSender(t, sendfile2.Config{Method: sendfile2.Copy, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	url := serveOn(t, sendfile2.NewListener(opaqueListener{listenTCP(t)}, s), http.FileServer(http.Dir(fs.dir)))
+	for range 2 {
+		tr := &http.Transport{}
+		resp, body := get(t, &http.Client{Transport: tr}, "GET", url+"/"+fs.name(size))
+		tr.CloseIdleConnections()
+		if resp.StatusCode != 200 || !bytes.Equal(body, fs.data[fs.name(size)]) {
+			t.Fatalf("status %d, %d bytes that differ", resp.StatusCode, len(body))
+		}
+	}
+	if n := engineBytes(s); n != 0 {
+		t.Fatalf("the Sender sent %d bytes", n)
+	}
+	out := logs.String()
+	if strings.Count(out, "expose no socket") != 1 || !strings.Contains(out, "sendfile2_test.opaqueConn") {
+		t.Fatalf("log %q: want one warning naming sendfile2_test.opaqueConn", out)
+	}
+}
+
+// syncWriter serializes writes to w, and reads of it.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -2,6 +2,7 @@ package sendfile2
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -75,7 +76,9 @@ import (
 // n), s) sends with s (and its conns keep CloseRead and CloseWrite). A
 // wrapper of your own can say so by implementing syscall.Conn with the
 // socket's SyscallConn. Conns that expose no descriptor (a listener that
-// already speaks TLS, for instance) are returned unchanged. TLS is not in
+// already speaks TLS, for instance) are returned unchanged; the first such
+// conn that is not a *tls.Conn is logged, once per listener, with the
+// Sender's Logger (Config.Logger). TLS is not in
 // scope: a *tls.Conn has no ReadFrom and encrypts into its own buffers,
 // which is safe already, so wrapping the TCP listener under tls.NewListener
 // gains nothing.
@@ -109,7 +112,8 @@ func NewListener(ln net.Listener, s *Sender) net.Listener {
 
 type listener struct {
 	net.Listener
-	s *Sender
+	s      *Sender
+	warned sync.Once // of an accepted conn without a socket
 }
 
 // Accept waits for the next connection and wraps it.
@@ -118,7 +122,16 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(c, l.s), nil
+	w := newConn(c, l.s)
+	if w == c && l.s != nil {
+		if _, isTLS := c.(*tls.Conn); !isTLS {
+			l.warned.Do(func() {
+				l.s.logger().Warn("sendfile2: NewListener: the accepted conns expose no socket: their file bodies do not go through the Sender",
+					"conn", fmt.Sprintf("%T", c))
+			})
+		}
+	}
+	return w, nil
 }
 
 // newConn wraps c, keeping its CloseRead and CloseWrite methods if it, or
