@@ -76,7 +76,7 @@ const (
 	// phase (VmHWM, reset at the start of each phase, and the sampled
 	// VmRSS), soakMaxAnon its anonymous part (RssAnon: the Go heap and
 	// stacks, the registered buffers). Measured on the machine of
-	// KERNEL.md (2 vCPU, 24 GiB) with 15-second phases: VmHWM 131 MiB
+	// docs/RELIABILITY.md (2 vCPU, 24 GiB) with 15-second phases: VmHWM 131 MiB
 	// (uring), 543 MiB (uring-mmap), 806 MiB (msgzc), 530 MiB (auto), and
 	// RssAnon at most 170 MiB. The rest is RssFile: the pages of the files
 	// that uring-mmap, msgzc and copy map and the kernel reads, counted once

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -15,61 +16,16 @@ import (
 
 	"github.com/sendfile2/sendfile2"
 	"github.com/sendfile2/sendfile2/cmd/sendfile2/internal/bench"
+	"github.com/sendfile2/sendfile2/cmd/sendfile2/internal/bytesize"
 )
 
 // bench starts this same binary again as its receiver process; in that
 // process, ServeIfReceiver takes over before main runs.
 func init() { bench.ServeIfReceiver() }
 
-// sizeFlag is a byte count flag that takes units: 64KiB, 1MiB, 1GiB, 1000, 1e6.
-type sizeFlag struct{ p *int64 }
-
-func (f sizeFlag) String() string {
-	if f.p == nil {
-		return "0"
-	}
-	return bench.FormatSize(*f.p)
-}
-
-func (f sizeFlag) Set(s string) error {
-	n, err := bench.ParseSize(s)
-	if err != nil {
-		return err
-	}
-	*f.p = n
-	return nil
-}
-
-func (sizeFlag) Type() string { return "size" }
-
-// intSizeFlag is sizeFlag for an int.
-type intSizeFlag struct{ p *int }
-
-func (f intSizeFlag) String() string {
-	if f.p == nil {
-		return "0"
-	}
-	return bench.FormatSize(int64(*f.p))
-}
-
-func (f intSizeFlag) Set(s string) error {
-	n, err := bench.ParseSize(s)
-	if err != nil {
-		return err
-	}
-	if n > math.MaxInt32 {
-		return fmt.Errorf("size %s is too large", s)
-	}
-	*f.p = int(n)
-	return nil
-}
-
-func (intSizeFlag) Type() string { return "size" }
-
 // benchOptions are the flags of `sendfile2 bench`.
 type benchOptions struct {
 	cfg       bench.Config
-	methods   string
 	source    string
 	receiver  string
 	direction string
@@ -77,7 +33,6 @@ type benchOptions struct {
 
 func benchCommand() *cobra.Command {
 	o := &benchOptions{}
-	o.cfg.Total, o.cfg.FileSize = bench.DefaultTotal, bench.DefaultFileSize
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the throughput and CPU of each send (or receive) method over TCP",
@@ -120,16 +75,16 @@ a method failed during the run, 2 for bad flags or a failed setup.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.direction, "direction", string(bench.Send), "send (this process sends, a peer process reads) or receive (a peer process writes, this process receives into files)")
-	f.StringVar(&o.methods, "methods", "", "comma-separated methods, run in this order (default: every method and auto; with --direction receive uring,uring+dontcache,copy,splice,auto)")
-	f.Var(sizeFlag{&o.cfg.Total}, "total", "bytes per method per round, split among the connections (units: 64KiB, 1MiB, 1GiB, 1e6)")
-	f.Var(sizeFlag{&o.cfg.FileSize}, "file-size", "size of the file (or of the buffer with --source memory), sent again and again")
-	f.Var(sizeFlag{&o.cfg.SendSize}, "send-size", "bytes per Send call at most (default: the file size)")
-	f.Var(intSizeFlag{&o.cfg.BufferSize}, "buffer-size", "size of each registered buffer, and so of each SEND_ZC of uring (Config.BufferSize; default: the Sender's)")
-	f.IntVar(&o.cfg.Conns, "conns", bench.DefaultConns, "connections, each sending total/conns bytes at once")
-	f.IntVar(&o.cfg.Rounds, "rounds", bench.DefaultRounds, "rounds; each runs every method once")
-	f.StringVar(&o.source, "source", string(bench.FromFile), "where the bytes come from: file (a cached file) or memory (an anonymous buffer)")
-	f.StringVar(&o.receiver, "receiver", string(bench.Read), "what the receiver does: read (into a 1 MiB buffer) or discard (recv with MSG_TRUNC)")
+	choiceVar(f, &o.direction, "direction", string(bench.Send), "direction", []string{string(bench.Send), string(bench.Receive)}, "send (this process sends, a peer process reads) or receive (a peer process writes, this process receives into files)")
+	methodsVar(f, &o.cfg.Methods, "methods", benchMethods(), "methods, run in this order: repeat the flag or list them with commas (default: every method, then auto; with --direction receive uring,uring+dontcache,copy,splice,auto)")
+	sizeVar(f, &o.cfg.Total, "total", bench.DefaultTotal, 1, 1<<62, "bytes per method per round, split among the connections (units: 64KiB, 1MiB, 1GiB, 1e6)")
+	sizeVar(f, &o.cfg.FileSize, "file-size", bench.DefaultFileSize, 1, 1<<62, "size of the file (or of the buffer with --source memory), sent again and again")
+	sizeVar(f, &o.cfg.SendSize, "send-size", 0, 1, 1<<62, "bytes per Send call at most (default: the file size)")
+	sizeVar(f, &o.cfg.BufferSize, "buffer-size", 0, 4<<10, 1<<30, "size of each registered buffer, and so of each SEND_ZC of uring (Config.BufferSize; default: the Sender's)").align = 4 << 10
+	countVar(f, &o.cfg.Conns, "conns", bench.DefaultConns, 1, "connections, each sending total/conns bytes at once")
+	countVar(f, &o.cfg.Rounds, "rounds", bench.DefaultRounds, 1, "rounds; each runs every method once")
+	choiceVar(f, &o.source, "source", string(bench.FromFile), "source", []string{string(bench.FromFile), string(bench.FromMemory)}, "where the bytes come from: file (a cached file) or memory (an anonymous buffer)")
+	choiceVar(f, &o.receiver, "receiver", string(bench.Read), "receiver", []string{string(bench.Read), string(bench.Discard)}, "what the receiver does: read (into a 1 MiB buffer) or discard (recv with MSG_TRUNC)")
 	f.BoolVar(&o.cfg.Sync, "sync", false, "with --direction receive: each Receive ends with fdatasync (Config.Sync), so RWF_DONTCACHE pages are dropped before the round ends")
 	f.StringVar(&o.cfg.Dir, "dir", "", "where the files go, in a temporary directory removed afterwards (default: $TMPDIR or /tmp)")
 	f.BoolVar(&o.cfg.Netns, "netns", false, "send across a veth pair between two network namespaces (root, iproute2)")
@@ -166,11 +121,8 @@ func (o *benchOptions) config(changed func(name string) bool) error {
 		return err
 	}
 	cfg.Direction = d
-	cfg.Methods = nil // the direction's default
-	if o.methods != "" {
-		if cfg.Methods, err = bench.ParseMethods(o.methods); err != nil {
-			return err
-		}
+	if d == bench.Send && slices.Contains(cfg.Methods, bench.URingDontCache) {
+		return fmt.Errorf("--methods %s: a receive entry (--direction receive)", bench.URingDontCache)
 	}
 	cfg.Source, cfg.Receiver = bench.Source(o.source), bench.ReceiverMode(o.receiver)
 	if d == bench.Receive {
@@ -183,11 +135,38 @@ func (o *benchOptions) config(changed func(name string) bool) error {
 	} else if cfg.Sync {
 		return errors.New("--sync applies to --direction receive")
 	}
-	if cfg.Rounds < 1 {
-		return fmt.Errorf("--rounds %d: want at least 1", cfg.Rounds)
+	if cfg.Report != "" {
+		// Before the run, which may take minutes, rather than after it.
+		if err := requireDir("report", filepath.Dir(cfg.Report)); err != nil {
+			return err
+		}
 	}
-	if cfg.Conns < 1 {
-		return fmt.Errorf("--conns %d: want at least 1", cfg.Conns)
+	if cfg.Dir != "" {
+		if err := requireDir("dir", cfg.Dir); err != nil {
+			return err
+		}
+	}
+	if cfg.Conns < 1 || cfg.Conns > 4096 {
+		return fmt.Errorf("--conns %d: want 1 to 4096", cfg.Conns)
+	}
+	if cfg.Total < int64(cfg.Conns) {
+		return fmt.Errorf("--total %d: less than one byte per connection (--conns %d)", cfg.Total, cfg.Conns)
+	}
+	if d == bench.Send && cfg.SendSize > cfg.FileSize {
+		return fmt.Errorf("--send-size %s is larger than --file-size %s", bytesize.Format(cfg.SendSize), bytesize.Format(cfg.FileSize))
+	}
+	return nil
+}
+
+// requireDir checks that dir, where the flag name puts files, is a
+// directory.
+func requireDir(name, dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("--%s: %w", name, err)
+	case !st.IsDir():
+		return fmt.Errorf("--%s: %s is not a directory", name, dir)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -42,7 +43,7 @@ type checkReport struct {
 func checkCommand() *cobra.Command {
 	var (
 		asJSON  bool
-		methods []string
+		methods []sendfile2.Method
 		opts    check.Options
 	)
 	cmd := &cobra.Command{
@@ -59,19 +60,16 @@ to come out unsafe: that is the proof that the check can fail. The exit status
 is 0 only when every method expected to be safe had zero corrupted bytes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ms []sendfile2.Method
-			for _, s := range methods {
-				m, err := sendfile2.ParseMethod(s)
-				if err != nil {
-					return err
-				}
-				ms = append(ms, m)
-			}
+			ms := methods
 			if len(ms) == 0 {
 				ms = append(sendfile2.Methods(), sendfile2.Auto)
 			}
 			if opts.Rounds < 1 {
 				return fmt.Errorf("--rounds %d: want at least 1", opts.Rounds)
+			}
+			if opts.Timeout < time.Second {
+				// Shorter, a safe method would fail for want of time.
+				return fmt.Errorf("--timeout %v: want 1s or more", opts.Timeout)
 			}
 			rep := checkReport{Kernel: kernelRelease(), Rounds: opts.Rounds, Size: opts.Size, OK: true}
 			for _, m := range ms {
@@ -97,9 +95,9 @@ is 0 only when every method expected to be safe had zero corrupted bytes.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
-	cmd.Flags().StringArrayVar(&methods, "method", nil, "method to check (repeatable; default: all, and auto)")
-	cmd.Flags().IntVar(&opts.Rounds, "rounds", check.DefaultRounds, "rounds per scenario")
-	cmd.Flags().IntVar(&opts.Size, "size", check.DefaultSize, "file size per round in bytes")
+	methodsVar(cmd.Flags(), &methods, "method", checkMethods(), "methods to check: repeat the flag or list them with commas (default: every method, then auto)")
+	countVar(cmd.Flags(), &opts.Rounds, "rounds", check.DefaultRounds, 1, "rounds per scenario")
+	sizeVar(cmd.Flags(), &opts.Size, "size", check.DefaultSize, 1, maxCheckSize, "file size per round (bytes, or with a unit: 1MiB); the whole file must fit in the socket buffers of a receiver that does not read")
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", check.DefaultTimeout, "how long a send may take with the receiver held back")
 	return cmd
 }
@@ -164,3 +162,8 @@ func printCheck(cmd *cobra.Command, rep checkReport) {
 		}
 	}
 }
+
+// maxCheckSize is the largest --size: the file must fit in the socket
+// buffers of a receiver that does not read, and 64 MiB already takes the
+// largest that Linux gives by default (tcp_rmem's 32 MiB and tcp_wmem's 4 MiB).
+const maxCheckSize = 64 << 20

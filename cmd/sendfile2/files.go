@@ -32,6 +32,7 @@ type fileHandler struct {
 	allowHardlinks bool
 	sender         *sendfile2.Sender
 	uploads        *uploadGroup
+	guard          *linkGuard // the hard-link check (hardlink.go)
 }
 
 func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -124,10 +125,10 @@ var (
 )
 
 // open opens name under the root if it is a directory or a regular file
-// (with a single hard link, unless allowHardlinks), without blocking. It
-// looks before it opens: open(2) of a FIFO waits for a writer, and open(2)
-// of a device runs its driver's open, which may act (a watchdog starts its
-// timer, a tape rewinds), so neither is ever opened. What the descriptor
+// (with a single hard link, as linkGuard checks it, unless allowHardlinks),
+// without blocking. It looks before it opens: open(2) of a FIFO waits for a
+// writer, and open(2) of a device runs its driver's open, which may act (a
+// watchdog starts its timer, a tape rewinds), so neither is ever opened. What the descriptor
 // itself is (fstat) decides, so that a rename between the look and the open
 // changes nothing; should a FIFO take the file's place there, O_NONBLOCK
 // keeps the open from waiting (it changes nothing for regular files).
@@ -142,24 +143,18 @@ func (h *fileHandler) open(name string) (*os.File, fs.FileInfo, error) {
 		return nil, nil, err
 	}
 	fi, err := f.Stat()
-	if err == nil && fi.Mode().IsRegular() && !h.allowHardlinks && links(fi) > 1 {
-		err = fmt.Errorf("%s: %w", name, errHardLinked)
+	if err == nil && fi.Mode().IsRegular() && !h.allowHardlinks {
+		if h.guard != nil {
+			err = h.guard.check(f, fi, name)
+		} else if links(fi) > 1 {
+			err = fmt.Errorf("%s: %w", name, errHardLinked)
+		}
 	}
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
 	return f, fi, nil
-}
-
-// links is the number of hard links of the file that fi describes. A hard
-// link in DIR to a file outside it is that file, which no path check can
-// tell: it is refused as any file with more than one link is.
-func links(fi fs.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Nlink)
-	}
-	return 1
 }
 
 // fixRange returns the Range header value that ServeContent should see for a

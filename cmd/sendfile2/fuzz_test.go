@@ -6,17 +6,13 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/dustin/go-humanize"
 )
 
 // rangeSeeds are Range headers for FuzzServeRange to start from. They are
@@ -133,49 +129,6 @@ func FuzzServePath(f *testing.F) {
 		}
 		if rec.Code == http.StatusOK && !inside[rec.Body.String()] {
 			t.Fatalf("GET %q (path %q): 200 with %.40q, no file inside DIR", target, req.URL.Path, rec.Body.String())
-		}
-	})
-}
-
-// FuzzByteSize: --max-upload accepts what go-humanize reads as a byte count
-// up to 2^63-1, as exactly that count; decimal digits read exactly, as the
-// integer they write; and the text String gives for a count reads back
-// within the rounding of its one decimal (5%).
-func FuzzByteSize(f *testing.F) {
-	for _, s := range []string{"1GiB", "500MB", "64KiB", "0", "1", "-1", "lots", "9EiB", "8EiB", "7.9EiB",
-		"9223372036854775807", "9223372036854775808", "9007199254740993", "1.5 GiB", " 1k", "1e3"} {
-		f.Add(s, uint64(len(s)))
-	}
-	f.Add("", uint64(math.MaxInt64))
-	f.Add("", uint64(1<<53+1))
-	f.Fuzz(func(t *testing.T, s string, n uint64) {
-		var b byteSize
-		err := b.Set(s)
-		want, herr := humanize.ParseBytes(s)
-		switch {
-		case herr != nil || want > math.MaxInt64:
-			if err == nil {
-				t.Fatalf("Set(%q) = %d, want an error", s, b)
-			}
-			return
-		case err != nil || uint64(b) != want:
-			t.Fatalf("Set(%q) = %d, %v; want %d", s, b, err, want)
-		}
-		if d, derr := strconv.ParseUint(s, 10, 64); derr == nil && uint64(b) != d {
-			t.Fatalf("Set(%q) = %d", s, b)
-		}
-		if b <= 1<<62 {
-			var c byteSize
-			text := b.String()
-			if err := c.Set(text); err != nil || math.Abs(float64(c)-float64(b)) > float64(b)/20+1 {
-				t.Fatalf("Set(%q) = %d, String %q, which sets %d, %v", s, b, text, c, err)
-			}
-		}
-		if n <= math.MaxInt64 {
-			var c byteSize
-			if err := c.Set(strconv.FormatUint(n, 10)); err != nil || uint64(c) != n {
-				t.Fatalf("Set(%d) = %d, %v", n, c, err)
-			}
 		}
 	})
 }

@@ -1046,6 +1046,8 @@ func TestHostileFlags(t *testing.T) {
 	for name, want := range map[string]string{
 		"read-header-timeout": readHeaderTimeout.String(),
 		"idle-timeout":        idleTimeout.String(),
+		"body-timeout":        defaultBodyTimeout.String(),
+		"send-timeout":        defaultSendTimeout.String(),
 		"allow-hardlinks":     "false",
 	} {
 		fl := f.Lookup(name)
@@ -1065,6 +1067,8 @@ func TestHostileFlags(t *testing.T) {
 		{"serve", "--addr", "127.0.0.1:0", "--read-header-timeout", "-1s", dir},
 		{"serve", "--addr", "127.0.0.1:0", "--idle-timeout", "-1ns", dir},
 		{"serve", "--addr", "127.0.0.1:0", "--read-header-timeout", "soon", dir},
+		{"serve", "--addr", "127.0.0.1:0", "--body-timeout", "-1s", dir},
+		{"serve", "--addr", "127.0.0.1:0", "--send-timeout", "-1s", dir},
 	} {
 		if _, errOut, code := runCmd(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, errOut)

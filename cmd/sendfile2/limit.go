@@ -21,25 +21,76 @@ type limitedListener struct {
 	sem       chan struct{} // one token per open conn
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
+	reclaim   reclaimer     // nil: a new conn waits for a conn to close
 }
 
-// Accept waits for a free slot, then for a connection.
+// reclaimer makes room at the limit by closing a conn that waits for
+// nothing: an idle keep-alive conn (see connTracker.reclaimIdle).
+type reclaimer interface {
+	reclaimIdle() bool      // closes the longest idle conn, if there is one
+	idled() <-chan struct{} // receives when a conn turns idle
+}
+
+// Accept waits for a free slot, then for a connection. With a reclaimer,
+// when every slot is taken, it waits for a connection first, then makes room
+// for it: it closes the longest idle conn, else waits for a conn to close or
+// turn idle. That conn is the only one over the limit; the next wait in the
+// kernel's accept queue.
 func (l *limitedListener) Accept() (net.Conn, error) {
+	var c net.Conn
 	select {
 	case l.sem <- struct{}{}:
 	case <-l.done:
 		return nil, net.ErrClosed
+	default:
+		if l.reclaim == nil {
+			select {
+			case l.sem <- struct{}{}:
+			case <-l.done:
+				return nil, net.ErrClosed
+			}
+			break
+		}
+		var err error
+		if c, err = l.Listener.Accept(); err != nil {
+			return nil, err
+		}
+		if err := l.makeRoom(); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
+	if c == nil {
+		var err error
+		if c, err = l.Listener.Accept(); err != nil {
+			<-l.sem
+			return nil, err
+		}
 	}
 	lc := &limitedConn{Conn: c, release: func() { <-l.sem }}
 	if tc, ok := c.(*net.TCPConn); ok {
 		return limitedTCPConn{lc, tc}, nil
 	}
 	return lc, nil
+}
+
+// makeRoom takes a slot, closing idle conns to free one.
+func (l *limitedListener) makeRoom() error {
+	for {
+		select {
+		case l.sem <- struct{}{}:
+			return nil
+		default:
+		}
+		l.reclaim.reclaimIdle()
+		select {
+		case l.sem <- struct{}{}:
+			return nil
+		case <-l.reclaim.idled():
+		case <-l.done:
+			return net.ErrClosed
+		}
+	}
 }
 
 func (l *limitedListener) Close() error {

@@ -7,6 +7,9 @@
 //	sendfile2 serve [--addr HOST:PORT] [--metrics-addr HOST:PORT] [--method M] [flags] [DIR]
 //	sendfile2 check [--json] [--method M]... [--rounds N]
 //	sendfile2 probe [--json]
+//	sendfile2 bench [flags]
+//	sendfile2 version
+//	sendfile2 completion bash|zsh|fish|powershell
 package main
 
 import (
@@ -35,18 +38,26 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-// run runs the command line args and returns the exit status.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// rootCommand is the command sendfile2 and its subcommands.
+func rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "sendfile2",
 		Short:         "A safe sendfile for Linux, on io_uring zero-copy sends",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.AddCommand(serveCommand(), checkCommand(), probeCommand(), benchCommand(), versionCommand())
+	setVersion(root)
+	setCompletion(root)
+	return root
+}
+
+// run runs the command line args and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := rootCommand()
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
-	root.AddCommand(serveCommand(), checkCommand(), probeCommand(), benchCommand())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {

@@ -10,7 +10,13 @@ import (
 	"github.com/sendfile2/sendfile2/internal/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.Main(m) }
+func TestMain(m *testing.M) {
+	limitDescriptors() // in a child process of TestFDLimit
+	if asCommand() {
+		return
+	}
+	testutil.Main(m)
+}
 
 func runCmd(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()

@@ -3,6 +3,7 @@ package main
 import (
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,7 +20,11 @@ type metrics struct {
 	reg      *prometheus.Registry
 	latency  *sfprom.LatencyObserver
 	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
 	conns    prometheus.Gauge
+	// Connections ended by a limit (timeouts.go), and responses cut short.
+	limitCloses *prometheus.CounterVec
+	short       prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -30,17 +35,46 @@ func newMetrics() *metrics {
 			Name: "sendfile2_http_requests_total",
 			Help: "HTTP requests answered, by status code.",
 		}, []string{"code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sendfile2_http_request_duration_seconds",
+			Help: "Time from a request's header to the end of its response (or of its upload), by status class (2xx...) and method (GET, HEAD, PUT, other).",
+			// 1 ms (a small file from the page cache) to 10 min (a large
+			// file to a slow client, or an upload).
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}, []string{"code", "method"}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sendfile2_http_connections",
 			Help: "HTTP connections open.",
 		}),
+		limitCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sendfile2_http_limit_closes_total",
+			Help: "HTTP connections that serve closed because a limit was reached, by limit: body_timeout (no byte of a request body for --body-timeout), send_timeout (the peer took no byte of a response for --send-timeout), max_conns (an idle keep-alive connection closed to make room at --max-conns).",
+		}, []string{"limit"}),
+		short: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sendfile2_http_short_responses_total",
+			Help: "Responses whose body ended before its Content-Length: a file truncated while it was sent, a send that failed or was cut.",
+		}),
+	}
+	for _, l := range []string{limitBody, limitSend, limitMaxConns} {
+		m.limitCloses.WithLabelValues(l) // exported at zero from the start
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.latency, m.requests, m.conns,
+		m.latency, m.requests, m.duration, m.conns, m.limitCloses, m.short,
 	)
 	return m
+}
+
+// request counts a request answered with status after d.
+func (m *metrics) request(method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPut:
+	default:
+		method = "other" // a client picks the method: keep the series few
+	}
+	m.duration.WithLabelValues(strconv.Itoa(status/100)+"xx", method).Observe(d.Seconds())
 }
 
 // Notified implements sendfile2.Observer.

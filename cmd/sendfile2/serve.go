@@ -15,15 +15,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/sendfile2/sendfile2"
 )
 
-// Server limits. Downloads have no write timeout: a send cannot be bounded
-// by a connection deadline (Sender.Send works on a duplicate of the socket),
-// and a large file to a slow client may rightly take long.
+// Server limits. Downloads have no write timeout: a large file to a slow
+// client may rightly take long. --send-timeout bounds the time a peer may
+// take no byte of a response instead, and --body-timeout the time between
+// two bytes of a request body (timeouts.go).
 const (
 	// The defaults of --read-header-timeout and --idle-timeout.
 	readHeaderTimeout = 10 * time.Second
@@ -45,35 +45,18 @@ type serveOptions struct {
 	logFormat       string
 	shutdownTimeout time.Duration
 	upload          bool
-	maxUpload       byteSize
+	maxUpload       int64
 	allowHardlinks  bool
 	// 0: readHeaderTimeout, idleTimeout.
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
+	// 0: no limit.
+	bodyTimeout time.Duration
+	sendTimeout time.Duration
 }
-
-// byteSize is a flag holding a byte count: a plain number of bytes, or one
-// with a unit as github.com/dustin/go-humanize parses it ("1GiB", "500MB",
-// "64KiB"; "k", "M", "G" are powers of 1000, "Ki", "Mi", "Gi" of 1024).
-type byteSize int64
-
-func (b *byteSize) Set(s string) error {
-	n, err := humanize.ParseBytes(s)
-	if err != nil {
-		return fmt.Errorf("want a byte count such as 1073741824, 1GiB or 500MB: %w", err)
-	}
-	if n > math.MaxInt64 {
-		return fmt.Errorf("%s is too large", s)
-	}
-	*b = byteSize(n)
-	return nil
-}
-
-func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
-func (b *byteSize) Type() string   { return "bytes" }
 
 func serveCommand() *cobra.Command {
-	o := serveOptions{maxUpload: 1 << 30}
+	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve [flags] [DIR]",
 		Short: "Serve the files under DIR over HTTP, sending their bodies with sendfile2",
@@ -102,6 +85,26 @@ directory is fsynced too before the response. A failed or partial upload
 leaves the old file and no temporary file. A body with a Content-Length is
 received with the Sender (on the hijacked connection, which then closes); a
 chunked one is read through net/http. Bodies over --max-upload give 413.
+At start, serve --upload removes the temporary files that a killed serve
+left: regular files named ".sendfile2-upload-" and 16 hex digits, modified
+before the start, in DIR and below (never through a symbolic link, at most
+64 directories deep and 1,000,000 entries). Run one serve --upload per DIR.
+
+Limits: a client that sends no byte of a request body for --body-timeout,
+or takes no byte of a response for --send-timeout (while the response waits
+in the socket), has its connection closed (reset, for a response: what it
+did not take is dropped at once). --max-conns is lowered, and logged, to
+what RLIMIT_NOFILE holds (a connection may hold 4 descriptors, 7 with
+--upload, 2 more with splice; the soft limit is raised to the hard one
+first), so that accepting never fails for want of one; when every slot is
+taken, the longest idle keep-alive connection is closed to make room.
+Each limit reached is logged and counted (sendfile2_http_limit_closes_total).
+
+Started by systemd with listening sockets (socket activation: LISTEN_FDS,
+LISTEN_PID, LISTEN_FDNAMES), serve serves the files on the one not named
+"metrics" and the metrics on the one that is, and refuses --addr. Zero-copy
+sends need a plain TCP socket (ListenStream=PORT, not MPTCP nor a Unix
+socket); on others every body is copied, safely, and the log says so.
 
 On SIGINT or SIGTERM, serve stops accepting connections, waits up to
 --shutdown-timeout for the responses in flight, then closes the Sender, which
@@ -119,36 +122,31 @@ waits for the kernel's last notification.`,
 			if err != nil {
 				return err
 			}
-			ln, err := listen(cmd.Context(), o.addr)
+			ln, mln, err := serveListeners(cmd.Context(), o, cmd.Flags().Changed, log)
 			if err != nil {
 				return err
-			}
-			var mln net.Listener
-			if o.metricsAddr != "" {
-				if mln, err = listen(cmd.Context(), o.metricsAddr); err != nil {
-					ln.Close()
-					return err
-				}
 			}
 			return serve(cmd.Context(), o, ln, mln, log)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	f.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (not with a listening socket from systemd)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on this address (default: none)")
-	f.IntVar(&o.maxConns, "max-conns", 10000, "most connections open at once; more wait to be accepted")
-	f.StringVar(&o.method, "method", string(sendfile2.Auto), "send method: auto, uring, uring-mmap, msgzc, copy, or the unsafe sendfile, splice")
-	f.IntVar(&o.bufferSize, "buffer-size", 0, "bytes per registered buffer and per send chunk (0: 256 KiB)")
-	f.IntVar(&o.buffers, "buffers", 0, "registered buffers shared by all sends (0: 16)")
+	countVar(f, &o.maxConns, "max-conns", 10000, 1, "most connections open at once (lowered to fit RLIMIT_NOFILE); at the limit, the longest idle keep-alive connection is closed to make room, else new ones wait")
+	choiceVar(f, &o.method, "method", string(sendfile2.Auto), "method", methodNames(), "send method: auto, uring, uring-mmap, msgzc, copy, or the unsafe sendfile, splice")
+	sizeVar(f, &o.bufferSize, "buffer-size", 0, 4<<10, 1<<30, "bytes per registered buffer and per send chunk, a multiple of 4KiB (0: 256KiB)").align = 4 << 10
+	countVar(f, &o.buffers, "buffers", 0, 0, "registered buffers shared by all sends (0: 16)")
 	f.BoolVar(&o.dontCache, "dontcache", false, "drop the file pages that sends read from the page cache (RWF_DONTCACHE, Linux 6.14+)")
 	f.BoolVar(&o.accessLog, "access-log", false, "log every request to stderr")
-	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	choiceVar(f, &o.logFormat, "log-format", "text", "log format", []string{"text", "json"}, "log format: text or json")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long to wait for responses and uploads in flight before closing their connections")
 	f.BoolVar(&o.upload, "upload", false, "accept PUT: store the request body at the path, atomically")
-	f.Var(&o.maxUpload, "max-upload", "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
+	sizeVar(f, &o.maxUpload, "max-upload", 1<<30, 0, math.MaxInt64, "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
 	f.BoolVar(&o.allowHardlinks, "allow-hardlinks", false, "serve regular files that have more than one hard link (by default 403: a hard link in DIR can name a file outside it)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", readHeaderTimeout, "how long a client may take to send a request's header; the connection is closed after it")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")
+	f.DurationVar(&o.bodyTimeout, "body-timeout", defaultBodyTimeout, "how long a client may send no byte of a request body (an upload, or a body no handler reads) before the connection is closed (0: no limit)")
+	f.DurationVar(&o.sendTimeout, "send-timeout", defaultSendTimeout, "how long a client may take no byte of a response before the connection is reset (0: no limit)")
 	return cmd
 }
 
@@ -171,6 +169,12 @@ func (o *serveOptions) validate() error {
 	if o.idleTimeout < 0 {
 		return fmt.Errorf("--idle-timeout %v: want 0 (the default) or more", o.idleTimeout)
 	}
+	if o.bodyTimeout < 0 {
+		return fmt.Errorf("--body-timeout %v: want 0 (no limit) or more", o.bodyTimeout)
+	}
+	if o.sendTimeout < 0 {
+		return fmt.Errorf("--send-timeout %v: want 0 (no limit) or more", o.sendTimeout)
+	}
 	return nil
 }
 
@@ -190,7 +194,7 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, nil)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: durationSeconds})), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
@@ -221,6 +225,8 @@ type server struct {
 	metrics  *metrics
 	sender   *sendfile2.Sender
 	files    *fileHandler
+	conns    *connTracker
+	maxConns int            // o.maxConns, or less to fit RLIMIT_NOFILE (fdbudget.go)
 	handlers sync.WaitGroup // outlive srv.Close; waited for before returning
 	servers  []*http.Server // the file server, then the metrics server
 	errc     chan error     // what each server's Serve returned
@@ -253,11 +259,16 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	m.watch(sender)
+	if o.upload {
+		removeStaleUploads(root, time.Now(), log)
+	}
 	return &server{
 		o: o, log: log, dir: dir, root: root, metrics: m, sender: sender,
 		files: &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
-			sender: sender, uploads: newUploadGroup()},
-		errc: make(chan error, 2),
+			sender: sender, uploads: newUploadGroup(), guard: newLinkGuard(root, log)},
+		conns:    newConnTracker(log, m.limitCloses, o.sendTimeout, o.bodyTimeout),
+		maxConns: fitConns(o, log),
+		errc:     make(chan error, 2),
 	}, nil
 }
 
@@ -267,22 +278,28 @@ func (s *server) start(ln, mln net.Listener) {
 	if s.o.accessLog {
 		accessLog = s.log
 	}
+	uploads := func(r *http.Request) bool { return s.o.upload && r.Method == http.MethodPut }
 	srv := &http.Server{
-		Handler:           instrument(s.files, &s.handlers, s.metrics, accessLog),
+		Handler:           instrument(s.conns.guardBodies(s.files, uploads), &s.handlers, s.metrics, s.log, accessLog),
 		ReadHeaderTimeout: cmp.Or(s.o.readHeaderTimeout, readHeaderTimeout),
 		IdleTimeout:       cmp.Or(s.o.idleTimeout, idleTimeout),
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		ConnState:         s.metrics.connState,
-		ConnContext:       sendfile2.ConnContext, // for sendfile2.ServeContent
+		ConnState: func(c net.Conn, st http.ConnState) {
+			s.metrics.connState(c, st)
+			s.conns.connState(c, st)
+		},
+		ConnContext: s.conns.connContext, // for sendfile2.ServeContent too
 	}
 	// The limit sits beneath NewListener, so that the conns net/http gets
-	// are the Sender's (with ReadFrom) and a closed conn frees its slot.
-	hln := sendfile2.NewListener(limitListener(ln, s.o.maxConns), s.sender)
+	// are the Sender's (with ReadFrom) and a closed conn frees its slot; the
+	// tracker above it, to see the conns as net/http does.
+	hln := trackingListener{sendfile2.NewListener(limitReclaiming(ln, s.maxConns, s.conns), s.sender), s.conns}
 	s.servers = append(s.servers, srv)
 	go func() { s.errc <- srv.Serve(hln) }()
 	attrs := []any{"addr", ln.Addr().String(), "dir", s.dir, "method", s.sender.Method()}
 	if mln != nil {
+		mln = limitListener(mln, metricsMaxConns)
 		msrv := &http.Server{
 			Handler:           s.metrics.handler(),
 			ReadHeaderTimeout: readHeaderTimeout,
@@ -351,8 +368,10 @@ func (s *server) shutdown(err error) error {
 	return err
 }
 
-// close ends the uploads that are left and closes the root.
+// close ends the uploads that are left, stops the connection tracker and
+// closes the root.
 func (s *server) close() {
 	s.files.uploads.cancel(errors.New("serve returned"))
+	s.conns.close()
 	s.root.Close()
 }

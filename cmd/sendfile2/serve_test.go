@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
@@ -812,12 +813,11 @@ func TestServeMaxConns(t *testing.T) {
 		}
 		return resp, err
 	}
+	// a is in the middle of its request's header: not idle.
 	a, err := net.Dial("tcp", ts.addr)
 	must(t, err)
 	defer a.Close()
-	if _, err := get(a, bufio.NewReader(a)); err != nil {
-		t.Fatal(err)
-	}
+	fmt.Fprintf(a, "GET /a.txt HTTP/1.1\r\n")
 	b, err := net.Dial("tcp", ts.addr) // the kernel accepts it; serve must not yet
 	must(t, err)
 	defer b.Close()
@@ -832,7 +832,23 @@ func TestServeMaxConns(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after the first connection closed: %v, %v", resp, err)
 	}
+	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	// b is now an idle keep-alive conn: a new client closes it to get in,
+	// without waiting for --idle-timeout.
+	c, err := net.Dial("tcp", ts.addr)
+	must(t, err)
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if resp, err := get(c, bufio.NewReader(c)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a new client with an idle conn holding the only slot: %v, %v", resp, err)
+	}
+	if n, err := bb.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the idle conn is still open: read %d bytes", n)
+	}
+	if !strings.Contains(ts.log.String(), "limit=max_conns") {
+		t.Errorf("the reclaimed idle conn is not in the log")
+	}
 }
 
 // TestServeCommand runs `sendfile2 serve` as main does, learns its address
@@ -880,22 +896,30 @@ func TestServeCommand(t *testing.T) {
 		t.Errorf("start line %v", start)
 	}
 	c := newClient(t)
-	resp, body := do(t, c, "GET", "http://"+start["addr"].(string)+"/hello.txt")
+	resp, body := do(t, c, "GET", "http://"+start["addr"].(string)+"/hello.txt",
+		"User-Agent", "test-agent/1.0", "Referer", "http://example.com/page")
 	if resp.StatusCode != 200 || string(body) != "hello\n" {
 		t.Errorf("status %d, body %q", resp.StatusCode, body)
 	}
 	req := waitLog("request")
-	for k, want := range map[string]any{"method": "GET", "path": "/hello.txt", "status": 200.0, "bytes": 6.0} {
+	for k, want := range map[string]any{"method": "GET", "path": "/hello.txt", "status": 200.0, "bytes": 6.0,
+		"user_agent": "test-agent/1.0", "referer": "http://example.com/page"} {
 		if req[k] != want {
 			t.Errorf("access log %s: %v, want %v", k, req[k], want)
 		}
 	}
-	for _, k := range []string{"duration", "remote"} {
-		if req[k] == nil {
-			t.Errorf("access log lacks %s: %v", k, req)
-		}
+	if req["remote"] == nil {
+		t.Errorf("access log lacks remote: %v", req)
+	}
+	// dur reads as a duration, dur_s is the same in seconds.
+	dur, err := time.ParseDuration(fmt.Sprint(req["dur"]))
+	if secs, ok := req["dur_s"].(float64); err != nil || !ok || dur <= 0 || math.Abs(dur.Seconds()-secs) > 1e-6 {
+		t.Errorf("access log dur %v (%v), dur_s %v", req["dur"], err, req["dur_s"])
 	}
 	m := scrape(t, c, "http://"+start["metrics"].(string)+"/metrics")
+	if n, ok := total(m, "sendfile2_http_request_duration_seconds_count", `code="2xx"`, `method="GET"`); !ok || n != 1 {
+		t.Errorf("sendfile2_http_request_duration_seconds_count{code=2xx,method=GET} %v (%v), want 1", n, ok)
+	}
 	if n, ok := total(m, "sendfile2_sent_bytes_total", `method="copy"`); !ok || n != 0 {
 		// 6 bytes fit in net/http's sniffing buffer: they never reach ReadFrom.
 		t.Errorf("sendfile2_sent_bytes_total{method=copy} %v (%v), want 0", n, ok)
@@ -1586,15 +1610,18 @@ func TestServeMaxUploadFlag(t *testing.T) {
 		{"lots", 0, false},
 		{"-1", 0, false},
 		{"9EiB", 0, false},
+		{"1.5", 0, false},
+		{"0.3KiB", 0, false},
+		{"1.5KiB", 1536, true},
 	} {
-		var b byteSize
-		err := b.Set(tc.in)
-		if (err == nil) != tc.ok || tc.ok && int64(b) != tc.want {
-			t.Errorf("Set(%q): %d, %v; want %d, ok %v", tc.in, b, err, tc.want, tc.ok)
+		f := serveCommand().Flags()
+		err := f.Set("max-upload", tc.in)
+		got := *f.Lookup("max-upload").Value.(*sizeFlag[int64]).p
+		if (err == nil) != tc.ok || tc.ok && got != tc.want {
+			t.Errorf("--max-upload %q: %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
-	o := serveOptions{maxUpload: 1 << 30}
-	if got := o.maxUpload.String(); got != "1.0 GiB" {
+	if got := serveCommand().Flags().Lookup("max-upload").DefValue; got != "1GiB" {
 		t.Errorf("default shows as %q", got)
 	}
 }

@@ -75,7 +75,12 @@ func (h *fileHandler) put(w http.ResponseWriter, r *http.Request) {
 	if maxSize == 0 {
 		maxSize = -1 // empty bodies only
 	}
-	body, err := h.sender.ReceiveBody(ctx, w, r, rp.File(), &sendfile2.BodyOptions{MaxSize: maxSize})
+	body, err := h.sender.ReceiveBody(ctx, w, r, rp.File(), &sendfile2.BodyOptions{
+		MaxSize: maxSize,
+		// Ends a Receive on the hijacked conn if the client sends nothing
+		// for --body-timeout.
+		ReceiveContext: readingBody,
+	})
 	note.stored, note.via = body.Size, "body"
 	if body.Hijacked {
 		note.via = "receive"
@@ -157,6 +162,8 @@ func commitStatus(c sendfile2.Committed, err error) int {
 // receiveStatus is the status of an upload whose body could not be received.
 func receiveStatus(ctx context.Context, err error) int {
 	switch {
+	case errors.Is(err, errBodyTimeout):
+		return http.StatusRequestTimeout // the connection is closed already
 	case ctx.Err() != nil, errors.Is(err, sendfile2.ErrClosed):
 		return http.StatusServiceUnavailable // shutting down
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ETIMEDOUT),

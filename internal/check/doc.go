@@ -4,7 +4,7 @@
 //
 // sendfile(2) and splice(2) are not safe in that sense: they return while
 // socket buffers still reference the file's page-cache pages, so a write to
-// the file after the call can still reach the peer (KERNEL.md, section 1).
+// the file after the call can still reach the peer (docs/KERNEL-FACTS.md, section 1).
 // Run puts a send method through that situation on a loopback TCP connection
 // whose receiver is held back until the file has changed, and counts the bytes
 // the receiver got wrong. It is the harness behind `sendfile2 check`.

@@ -3,7 +3,7 @@
 // wait on a socket without going through the socket's own net.Conn: waiting
 // for room to write on a duplicated descriptor, or for notifications on the
 // socket error queue (an EPOLLERR-only wakeup through the socket's own RawConn
-// fails intermittently with "not pollable"; see KERNEL.md, section 4).
+// fails intermittently with "not pollable"; see docs/KERNEL-FACTS.md, section 4).
 //
 // Only Linux has epoll; on other systems the package is empty.
 package epoll

@@ -237,7 +237,7 @@ func TestReadFixed(t *testing.T) {
 
 // TestSendZCNotification: a zero-copy send from a registered buffer posts its
 // result with F_MORE, then a notification; on loopback the usage report says
-// the kernel copied (KERNEL.md, section 3).
+// the kernel copied (docs/KERNEL-FACTS.md, section 3).
 func TestSendZCNotification(t *testing.T) {
 	l := newLoop(t)
 	testutil.RequireFeature(t, "IORING_OP_SEND_ZC", "6.0", l.Probe().Supports(uring.OpSendZC), nil)

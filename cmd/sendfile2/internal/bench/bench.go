@@ -3,15 +3,11 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
-
-	"github.com/dustin/go-humanize"
 
 	"github.com/sendfile2/sendfile2"
+	"github.com/sendfile2/sendfile2/cmd/sendfile2/internal/bytesize"
 )
 
 // Direction says which side of the connections this process measures.
@@ -269,79 +265,6 @@ func parseMethod(s string) (sendfile2.Method, error) {
 	return sendfile2.ParseMethod(s)
 }
 
-// ParseMethods parses a comma-separated list of method names (those of
-// sendfile2.ParseMethod, and URingDontCache); empty means AllMethods. A name
-// given twice is an error.
-func ParseMethods(s string) ([]sendfile2.Method, error) {
-	if strings.TrimSpace(s) == "" {
-		return AllMethods(), nil
-	}
-	var ms []sendfile2.Method
-	for _, name := range strings.Split(s, ",") {
-		m, err := parseMethod(strings.TrimSpace(name))
-		if err != nil {
-			return nil, err
-		}
-		if slices.Contains(ms, m) {
-			return nil, fmt.Errorf("bench: method %q listed twice", m)
-		}
-		ms = append(ms, m)
-	}
-	return ms, nil
-}
-
-// ParseSize parses a byte count: a plain number ("1000", "1e6") or a number
-// with a unit ("64KiB", "1MiB", "1.5GiB"; KB, MB and GB are powers of 1000,
-// KiB, MiB and GiB powers of 1024, as go-humanize reads them). It must come
-// out a whole, positive number of bytes.
-func ParseSize(s string) (int64, error) {
-	bad := fmt.Errorf("bench: size %q: want a whole number of bytes from 1 to 2^62, such as 1000, 1e6, 64KiB, 1MiB, 1GiB", s)
-	t := strings.TrimSpace(s)
-	if n, err := strconv.ParseInt(t, 10, 64); err == nil {
-		// Digits only: exact, where float64 would round above 2^53.
-		if n < 1 || n > 1<<62 {
-			return 0, bad
-		}
-		return n, nil
-	}
-	numEnd := strings.IndexFunc(t, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
-	if numEnd < 0 {
-		numEnd = len(t)
-	}
-	v, err := strconv.ParseFloat(t, 64) // 1000, 1e6
-	if err != nil {
-		num, err := strconv.ParseFloat(t[:numEnd], 64)
-		if err != nil {
-			return 0, bad
-		}
-		// The unit alone, for its multiplier: humanize truncates fractions
-		// of a byte, which should be an error here.
-		unit, err := humanize.ParseBytes("1" + t[numEnd:])
-		if err != nil {
-			return 0, bad
-		}
-		v = num * float64(unit)
-	}
-	if math.IsNaN(v) || v < 1 || v > 1<<62 || v != math.Trunc(v) {
-		return 0, bad
-	}
-	return int64(v), nil
-}
-
-// FormatSize writes n with the largest binary unit that divides it exactly,
-// so that ParseSize(FormatSize(n)) == n: 1GiB, 64KiB, 1000.
-func FormatSize(n int64) string {
-	for _, u := range []struct {
-		name  string
-		shift uint
-	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
-		if n > 0 && n%(1<<u.shift) == 0 {
-			return strconv.FormatInt(n>>u.shift, 10) + u.name
-		}
-	}
-	return strconv.FormatInt(n, 10)
-}
-
 // withDefaults fills in the zero values and checks the settings.
 func (c Config) withDefaults() (Config, error) {
 	if c.Direction == "" {
@@ -407,7 +330,7 @@ func (c Config) withDefaults() (Config, error) {
 	case c.FileSize < 1 || c.SendSize < 1:
 		return c, errors.New("bench: sizes must be positive")
 	case c.SendSize > c.FileSize:
-		return c, fmt.Errorf("bench: send size %s is larger than the file size %s", FormatSize(c.SendSize), FormatSize(c.FileSize))
+		return c, fmt.Errorf("bench: send size %s is larger than the file size %s", bytesize.Format(c.SendSize), bytesize.Format(c.FileSize))
 	case c.Source != FromFile && c.Source != FromMemory:
 		return c, fmt.Errorf("bench: source %q: want file or memory", c.Source)
 	case c.Receiver != Read && c.Receiver != Discard:
@@ -492,7 +415,7 @@ func fileNote(size int64, fs string) string {
 	if fs == "" {
 		fs = "unknown file system"
 	}
-	return fmt.Sprintf("a file of %s on %s, in the page cache (read once before the first round)", FormatSize(size), fs)
+	return fmt.Sprintf("a file of %s on %s, in the page cache (read once before the first round)", bytesize.Format(size), fs)
 }
 
 const gib = 1 << 30

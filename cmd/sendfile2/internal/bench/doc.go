@@ -22,7 +22,7 @@
 // target here: this package measures, the docs interpret.
 //
 // What the numbers mean on loopback and veth: the kernel copies every
-// zero-copy send that is delivered to a local socket (KERNEL.md, section 3),
+// zero-copy send that is delivered to a local socket (docs/KERNEL-FACTS.md, section 3),
 // so zero-copy methods show their overhead, never their gain; the copied
 // fraction says so. On loopback the sender's CPU time also includes part of
 // the receiving side's TCP processing (softirq work done in the sender's

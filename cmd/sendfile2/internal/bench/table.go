@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/sendfile2/sendfile2"
+	"github.com/sendfile2/sendfile2/cmd/sendfile2/internal/bytesize"
 )
 
 // WriteTable writes rep for a person: what ran where, then one line per
@@ -18,9 +19,9 @@ func WriteTable(w io.Writer, rep *Report) error {
 	if c.Direction == Receive {
 		return writeReceiveTable(w, rep)
 	}
-	src := "a file of " + FormatSize(c.FileSize)
+	src := "a file of " + bytesize.Format(c.FileSize)
 	if c.Source == FromMemory {
-		src = "an anonymous buffer of " + FormatSize(c.FileSize)
+		src = "an anonymous buffer of " + bytesize.Format(c.FileSize)
 	}
 	conns := plural(c.Conns, "connection")
 	recv := "reads into 1 MiB"
@@ -28,7 +29,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		recv = "discards (MSG_TRUNC)"
 	}
 	fmt.Fprintf(w, "%s per method and round from %s, in sends of up to %s, over %s; the receiver %s; %s, methods interleaved\n\n",
-		FormatSize(c.Total), src, FormatSize(c.SendSize), conns, recv, plural(c.Rounds, "round"))
+		bytesize.Format(c.Total), src, bytesize.Format(c.SendSize), conns, recv, plural(c.Rounds, "round"))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METHOD\tGB/s MEDIAN\tMIN\tMAX\tCPU s/GiB\tRECV CPU s/GiB\tCOPIED\tGB/s VS SENDFILE\tCPU VS SENDFILE\tNOTE")
@@ -57,7 +58,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nGB = 1e9 bytes. COPIED: the fraction of zero-copy bytes the kernel reported copied (- when the method reports none);\non loopback and veth the kernel copies every zero-copy send (KERNEL.md, section 3).")
+	fmt.Fprintln(w, "\nGB = 1e9 bytes. COPIED: the fraction of zero-copy bytes the kernel reported copied (- when the method reports none);\non loopback and veth the kernel copies every zero-copy send (docs/KERNEL-FACTS.md, section 3).")
 	// What the bytes came from: one line when it is the same for all.
 	same := true
 	for _, r := range rep.Results {
@@ -88,7 +89,7 @@ func writeReceiveTable(w io.Writer, rep *Report) error {
 	}
 	fmt.Fprintf(w, "%s per method and round over %s, written by a peer process with write(2) from memory; this process receives\n"+
 		"each connection with Sender.Receive into a new file on %s (%s), removed after the round; %s, methods interleaved\n\n",
-		FormatSize(c.Total), plural(c.Conns, "connection"), fs, sync, plural(c.Rounds, "round"))
+		bytesize.Format(c.Total), plural(c.Conns, "connection"), fs, sync, plural(c.Rounds, "round"))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METHOD\tGB/s MEDIAN\tMIN\tMAX\tRECV CPU s/GiB\tSENDER CPU s/GiB\tCACHE MiB\tNOTE")

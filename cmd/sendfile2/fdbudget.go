@@ -1,0 +1,85 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"syscall"
+
+	"github.com/sendfile2/sendfile2"
+)
+
+// fdsPerConn is the most descriptors a connection of the file server may
+// hold with method, as measured with stalled downloads and uploads
+// (TestFDsPerConn counts them in /proc/self/fd, Linux 6.18):
+//
+//   - a download: its socket and the file, and the private epoll instance
+//     of a send that waits for room in the socket (msgzc, copy, sendfile;
+//     uring and uring-mmap wait on the ring instead): 3;
+//   - an upload received with the Sender: its socket, the duplicate that
+//     Receive reads, that receive's epoll instance (copy; uring waits on
+//     the ring), the temporary file and its directory (an os.Root): 5, and
+//     the directory again while it is fsynced at the end;
+//   - splice holds a pipe, two more, on either side.
+//
+// One more, for a moment: os.Root opens the directories of a path in turn,
+// and the hard-link guard opens the file's directory.
+func fdsPerConn(method string, upload bool) int {
+	n := 3 + 1
+	if upload {
+		n = 5 + 1 + 1
+	}
+	if method == string(sendfile2.Splice) {
+		n += 2
+	}
+	return n
+}
+
+const (
+	// fdReserve is left for what is not a connection: the log, the
+	// directories of a walk, the conn that Accept takes over the limit
+	// to make room for it, the Go runtime's own.
+	fdReserve = 64
+	// metricsMaxConns bounds the metrics server's connections.
+	metricsMaxConns = 16
+)
+
+// fitConns returns o.maxConns, or the most connections whose worst case
+// fits RLIMIT_NOFILE if that is less (and logs it: on a usual limit of
+// 20,000 or 65,536 the default is lowered, which is no fault), so that accept(2) never
+// fails with EMFILE. It raises the soft limit to the hard limit first: Go
+// (1.19+) raises it at start, but to one below the hard limit, and not when
+// the process lowered it since.
+func fitConns(o serveOptions, log *slog.Logger) int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		log.Warn("RLIMIT_NOFILE unknown: --max-conns kept as it is", "err", err)
+		return o.maxConns
+	}
+	if lim.Cur < lim.Max {
+		raised := lim
+		raised.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
+			lim = raised
+		}
+	}
+	per := fdsPerConn(o.method, o.upload)
+	open := openDescriptors()
+	avail := int64(min(lim.Cur, 1<<40)) - int64(open) - fdReserve - metricsMaxConns
+	n := int(max(avail/int64(per), 1))
+	if n >= o.maxConns {
+		return o.maxConns
+	}
+	log.Info("--max-conns lowered to fit RLIMIT_NOFILE", "max_conns", n, "asked", o.maxConns,
+		"nofile", lim.Cur, "open", open, "per_conn", per, "reserve", fdReserve+metricsMaxConns)
+	return n
+}
+
+// openDescriptors counts the process's open descriptors.
+func openDescriptors() int {
+	for _, dir := range []string{"/proc/self/fd", "/dev/fd"} {
+		if fds, err := os.ReadDir(dir); err == nil {
+			return len(fds) - 1 // the one ReadDir used
+		}
+	}
+	return 0
+}
