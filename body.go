@@ -3,13 +3,11 @@ package sendfile2
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -52,7 +50,8 @@ type Body struct {
 
 	w        http.ResponseWriter
 	conn     net.Conn
-	complete bool // the body was read to its end
+	header   http.Header // of the response when the conn was hijacked
+	complete bool        // the body was read to its end
 }
 
 // ReceiveBody writes the body of the request r to dst from offset 0, and
@@ -89,7 +88,7 @@ func (s *Sender) ReceiveBody(ctx context.Context, w http.ResponseWriter, r *http
 	if r.ContentLength > 0 {
 		conn, brw, err := http.NewResponseController(w).Hijack()
 		if err == nil {
-			b.Hijacked, b.conn = true, conn
+			b.Hijacked, b.conn, b.header = true, conn, w.Header().Clone()
 			err := s.receiveHijacked(ctx, b, r, brw.Reader, dst, opt)
 			return b, err
 		}
@@ -169,7 +168,9 @@ func expectsContinue(r *http.Request) bool {
 // sets h in the ResponseWriter's header and calls WriteHeader (http.Error
 // for an error). On a hijacked conn it writes the response itself, with a
 // Date and "Connection: close" (and no Content-Length for 204), within 10
-// s, and closes the conn: after a body that was not read to its end, it
+// s, with the fields that w's header held at the hijack (set by the
+// handler or a middleware before ReceiveBody) and h's, but those it writes
+// itself, and closes the conn: after a body that was not read to its end, it
 // shuts down the sending side first and drains what the client still sends
 // (at most 1 MiB, for 1 s), so that the client reads the response instead
 // of a connection reset.
@@ -185,7 +186,11 @@ func (b *Body) Reply(code int, h http.Header) error {
 		}
 		return nil
 	}
-	err := reply(b.conn, code, h)
+	hdr := b.header
+	for k, v := range h {
+		hdr[k] = v
+	}
+	err := reply(b.conn, code, hdr)
 	if b.complete {
 		if cerr := b.conn.Close(); err == nil {
 			err = cerr
@@ -197,32 +202,17 @@ func (b *Body) Reply(code int, h http.Header) error {
 }
 
 // reply writes a response without a body (or with its status text for an
-// error) on a hijacked conn, which closes after it. 204 carries no
-// Content-Length (RFC 9110 section 8.6).
+// error) on a hijacked conn, which closes after it, with the fields of h but
+// those it writes itself. 204 carries no Content-Length (RFC 9110 section
+// 8.6).
 func reply(conn net.Conn, code int, h http.Header) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\n", code, http.StatusText(code), time.Now().UTC().Format(http.TimeFormat))
+	h.WriteSubset(&b, replyOwn)
 	body := ""
 	if code >= 400 {
 		body = http.StatusText(code) + "\n"
 		b.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
-	}
-	keys := make([]string, 0, len(h))
-	for k := range h {
-		switch http.CanonicalHeaderKey(k) {
-		case "Connection", "Content-Length", "Date", "Transfer-Encoding":
-			continue // the response's own
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		for _, v := range h[k] {
-			if strings.ContainsAny(v, "\r\n") || strings.ContainsAny(k, "\r\n: ") {
-				return errors.New("reply: a header field with a line break")
-			}
-			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
-		}
 	}
 	if code != http.StatusNoContent {
 		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
@@ -232,6 +222,13 @@ func reply(conn net.Conn, code int, h http.Header) error {
 	conn.SetWriteDeadline(time.Now().Add(replyTimeout))
 	_, err := io.WriteString(conn, b.String())
 	return err
+}
+
+// replyOwn are the header fields that reply writes itself, or that a
+// response without a body must not carry.
+var replyOwn = map[string]bool{
+	"Connection": true, "Content-Length": true, "Content-Type": true, "Date": true,
+	"Transfer-Encoding": true, "X-Content-Type-Options": true,
 }
 
 // closeUnread closes a hijacked conn whose request body may not have been

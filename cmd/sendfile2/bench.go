@@ -29,6 +29,7 @@ type benchOptions struct {
 	source    string
 	receiver  string
 	direction string
+	peer      string // HOST:PORT of a sendfile2 peer on another machine
 }
 
 func benchCommand() *cobra.Command {
@@ -90,11 +91,15 @@ a method failed during the run, 2 for bad flags or a failed setup.`,
 	f.BoolVar(&o.cfg.Netns, "netns", false, "send across a veth pair between two network namespaces (root, iproute2)")
 	f.BoolVar(&o.cfg.JSON, "json", false, "print one JSON object")
 	f.StringVar(&o.cfg.Report, "report", "", "also write an HTML page with charts to `FILE.html` (self-contained, reads offline)")
+	f.StringVar(&o.peer, "peer", "", "send to the sendfile2 peer at `HOST:PORT` on another machine (one connection, methods interleaved; GB/s, CPU of both ends, zero-copy fraction; takes --methods, --total, --file-size, --buffer-size, --rounds, --dir, --json)")
 	return cmd
 }
 
 // run runs the benchmark and prints its report.
 func (o *benchOptions) run(cmd *cobra.Command) error {
+	if o.peer != "" {
+		return o.runPeer(cmd)
+	}
 	if err := o.config(cmd.Flags().Changed); err != nil {
 		return err
 	}

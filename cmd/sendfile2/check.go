@@ -25,6 +25,7 @@ type checkEntry struct {
 	Verdict        string                     `json:"verdict"` // safe, unsafe, unavailable or error
 	Scenarios      map[check.Scenario]scCount `json:"scenarios,omitempty"`
 	Error          string                     `json:"error,omitempty"`
+	Sent           checkSent                  `json:"sent"`
 }
 
 type scCount struct {
@@ -34,6 +35,7 @@ type scCount struct {
 
 type checkReport struct {
 	Kernel  string       `json:"kernel"`
+	Peer    string       `json:"peer,omitempty"`
 	Rounds  int          `json:"rounds"`
 	Size    int          `json:"size"`
 	Methods []checkEntry `json:"methods"`
@@ -55,6 +57,10 @@ changes the file right after the send returns (overwrites it; truncates it to
 receive window), then lets the receiver read and counts the bytes that differ
 from what the file held when the send was called.
 
+With --peer HOST:PORT the receiver is ` + "`sendfile2 peer`" + ` on another machine,
+reached through a real network device, where the kernel sends from the pages
+instead of copying them as it does on loopback.
+
 Safe methods must show zero corrupted bytes. sendfile and splice are expected
 to come out unsafe: that is the proof that the check can fail. The exit status
 is 0 only when every method expected to be safe had zero corrupted bytes.`,
@@ -71,7 +77,7 @@ is 0 only when every method expected to be safe had zero corrupted bytes.`,
 				// Shorter, a safe method would fail for want of time.
 				return fmt.Errorf("--timeout %v: want 1s or more", opts.Timeout)
 			}
-			rep := checkReport{Kernel: kernelRelease(), Rounds: opts.Rounds, Size: opts.Size, OK: true}
+			rep := checkReport{Kernel: kernelRelease(), Peer: opts.Peer, Rounds: opts.Rounds, Size: opts.Size, OK: true}
 			for _, m := range ms {
 				e := checkMethod(cmd.Context(), m, opts)
 				if e.ExpectedSafe && (e.Verdict == "unsafe" || e.Verdict == "error") {
@@ -99,6 +105,7 @@ is 0 only when every method expected to be safe had zero corrupted bytes.`,
 	countVar(cmd.Flags(), &opts.Rounds, "rounds", check.DefaultRounds, 1, "rounds per scenario")
 	sizeVar(cmd.Flags(), &opts.Size, "size", check.DefaultSize, 1, maxCheckSize, "file size per round (bytes, or with a unit: 1MiB); the whole file must fit in the socket buffers of a receiver that does not read")
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", check.DefaultTimeout, "how long a send may take with the receiver held back")
+	cmd.Flags().StringVar(&opts.Peer, "peer", "", "send to the sendfile2 peer at `HOST:PORT` on another machine instead of a receiver on loopback")
 	return cmd
 }
 
@@ -119,6 +126,7 @@ func checkMethod(ctx context.Context, m sendfile2.Method, opts check.Options) ch
 		e.Resolved = s.Method()
 	}
 	out := check.Run(ctx, s.Send, opts)
+	e.Sent = sentOf(s.Stats())
 	e.BytesChecked, e.CorruptedBytes = out.BytesChecked, out.CorruptedBytes
 	e.Scenarios = map[check.Scenario]scCount{}
 	for sc, o := range out.PerScenario {
@@ -140,7 +148,7 @@ func checkMethod(ctx context.Context, m sendfile2.Method, opts check.Options) ch
 
 func printCheck(cmd *cobra.Command, rep checkReport) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "METHOD\tEXPECTED\tVERDICT\tCHECKED\tCORRUPTED\t\n")
+	fmt.Fprintf(w, "METHOD\tEXPECTED\tVERDICT\tCHECKED\tCORRUPTED\tZERO-COPY\t\n")
 	for _, e := range rep.Methods {
 		expected := "unsafe"
 		if e.ExpectedSafe {
@@ -150,7 +158,7 @@ func printCheck(cmd *cobra.Command, rep checkReport) {
 		if e.Resolved != "" {
 			name += " (" + string(e.Resolved) + ")"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", name, expected, e.Verdict, e.BytesChecked, e.CorruptedBytes, e.Error)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", name, expected, e.Verdict, e.BytesChecked, e.CorruptedBytes, e.Sent.zeroCopy(), e.Error)
 	}
 	w.Flush()
 	if !rep.OK {

@@ -32,6 +32,8 @@ type fileHandler struct {
 	allowHardlinks bool
 	sender         *sendfile2.Sender
 	uploads        *uploadGroup
+	browse         bool       // list a directory without index.html (browse.go)
+	codings        []coding   // of the precompressed files to look for (precompressed.go)
 	guard          *linkGuard // the hard-link check (hardlink.go)
 }
 
@@ -72,6 +74,10 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.Close()
 		name = path.Join(name, "index.html")
 		if f, fi, err = h.open(name); err != nil {
+			if h.browse && errors.Is(err, fs.ErrNotExist) {
+				h.list(w, r, upath, path.Dir(name))
+				return
+			}
 			httpError(w, err)
 			return
 		}
@@ -97,6 +103,10 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Content-Type", ct)
 	} // else ServeContent sniffs the first 512 bytes
 	hdr.Set("X-Content-Type-Options", "nosniff")
+	if ef, efi, ew := h.precompressed(w, r, name, f); ef != nil {
+		defer ef.Close()
+		f, fi, w = ef, efi, ew
+	}
 	if rng := r.Header.Get("Range"); rng != "" {
 		if rng = fixRange(rng, fi.Size()); rng == "" {
 			r.Header.Del("Range")

@@ -71,6 +71,9 @@ func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log, accessLog *
 				if short {
 					attrs = append(attrs, slog.Int64("announced", rec.announced))
 				}
+				if rec.user != "" {
+					attrs = append(attrs, slog.String("user", rec.user))
+				}
 				if err != nil { // ServeContent drops it: a body cut short
 					attrs = append(attrs, slog.String("err", err.Error()))
 				}
@@ -91,6 +94,7 @@ type recorder struct {
 	announced int64       // the Content-Length of a response that has a body; 0: none or unknown
 	err       error       // of the body's last write
 	upload    *uploadNote // set by a PUT
+	user      string      // authenticated with --htpasswd (auth.go)
 }
 
 func (r *recorder) WriteHeader(code int) {

@@ -5,7 +5,8 @@
 // Usage:
 //
 //	sendfile2 serve [--addr HOST:PORT] [--metrics-addr HOST:PORT] [--method M] [flags] [DIR]
-//	sendfile2 check [--json] [--method M]... [--rounds N]
+//	sendfile2 check [--json] [--method M]... [--rounds N] [--peer HOST:PORT]
+//	sendfile2 peer --listen HOST:PORT
 //	sendfile2 probe [--json]
 //	sendfile2 bench [flags]
 //	sendfile2 version
@@ -46,7 +47,7 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), checkCommand(), probeCommand(), benchCommand(), versionCommand())
+	root.AddCommand(serveCommand(), checkCommand(), probeCommand(), benchCommand(), peerCommand(), versionCommand())
 	setVersion(root)
 	setCompletion(root)
 	return root

@@ -53,6 +53,7 @@ type serveOptions struct {
 	// 0: no limit.
 	bodyTimeout time.Duration
 	sendTimeout time.Duration
+	http        httpOptions // httpflags.go
 }
 
 func serveCommand() *cobra.Command {
@@ -67,7 +68,8 @@ to the file's pages, so files may be rewritten while they are being served.
 DIR (default: the current directory) is opened as an os.Root: no path, ".."
 or symbolic link can reach a file outside it. Only regular files are served; a
 directory serves its index.html (and redirects to the path with a trailing
-slash), else 404; FIFOs, devices and sockets give 404, and are never opened.
+slash), else 404 (or a listing with --browse); FIFOs, devices and sockets
+give 404, and are never opened.
 A regular file with more than one hard link gives 403 unless
 --allow-hardlinks: a hard link in DIR may name a file that also lives outside
 it, and nothing tells which of its names is the real one. GET and HEAD, and
@@ -105,6 +107,20 @@ LISTEN_PID, LISTEN_FDNAMES), serve serves the files on the one not named
 "metrics" and the metrics on the one that is, and refuses --addr. Zero-copy
 sends need a plain TCP socket (ListenStream=PORT, not MPTCP nor a Unix
 socket); on others every body is copied, safely, and the log says so.
+
+With --tls-cert and --tls-key, serve speaks HTTPS, and HTTP/2 over it.
+crypto/tls copies each body into its records: the guarantee holds, but
+without zero-copy; plain HTTP (behind a TLS-terminating proxy) is the
+zero-copy path, and is HTTP/1.1 only (no h2c). --precompressed serves
+NAME.br, NAME.zst or NAME.gz, under the same rules as NAME, to a client
+whose Accept-Encoding takes it, with NAME's type and an ETag of its own;
+nothing is compressed on the fly. --header adds headers to every response.
+--htpasswd requires Basic authentication (bcrypt hashes) for PUT, or with
+--auth-all for every request; --upload on an address other than loopback
+needs it, or --upload-open. --browse lists a directory without index.html
+(HTML, or JSON for Accept: application/json): what a GET would serve, names
+escaped. SIGHUP reloads the certificate and the htpasswd file; a file that
+fails to load leaves the one in use.
 
 On SIGINT or SIGTERM, serve stops accepting connections, waits up to
 --shutdown-timeout for the responses in flight, then closes the Sender, which
@@ -147,6 +163,7 @@ waits for the kernel's last notification.`,
 	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")
 	f.DurationVar(&o.bodyTimeout, "body-timeout", defaultBodyTimeout, "how long a client may send no byte of a request body (an upload, or a body no handler reads) before the connection is closed (0: no limit)")
 	f.DurationVar(&o.sendTimeout, "send-timeout", defaultSendTimeout, "how long a client may take no byte of a response before the connection is reset (0: no limit)")
+	o.http.addFlags(f)
 	return cmd
 }
 
@@ -175,7 +192,7 @@ func (o *serveOptions) validate() error {
 	if o.sendTimeout < 0 {
 		return fmt.Errorf("--send-timeout %v: want 0 (no limit) or more", o.sendTimeout)
 	}
-	return nil
+	return o.validateHTTP()
 }
 
 // listen listens on the TCP address addr. Not with MPTCP, which Go (1.24+)
@@ -202,7 +219,11 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 // serve serves o.dir on ln, and metrics on mln unless it is nil, until ctx
 // ends; then it shuts down gracefully and returns. It closes both listeners.
 func serve(ctx context.Context, o serveOptions, ln, mln net.Listener, log *slog.Logger) error {
-	s, err := newServer(o, log)
+	err := o.checkUploadListener(ln) // httpflags.go
+	var s *server
+	if err == nil {
+		s, err = newServer(o, log)
+	}
 	if err != nil {
 		ln.Close()
 		if mln != nil {
@@ -225,6 +246,7 @@ type server struct {
 	metrics  *metrics
 	sender   *sendfile2.Sender
 	files    *fileHandler
+	http     *httpFeatures
 	conns    *connTracker
 	maxConns int            // o.maxConns, or less to fit RLIMIT_NOFILE (fdbudget.go)
 	handlers sync.WaitGroup // outlive srv.Close; waited for before returning
@@ -239,6 +261,10 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return nil, err
+	}
+	hf, err := newHTTPFeatures(o, log)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +291,9 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 	return &server{
 		o: o, log: log, dir: dir, root: root, metrics: m, sender: sender,
 		files: &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
-			sender: sender, uploads: newUploadGroup(), guard: newLinkGuard(root, log)},
+			sender: sender, uploads: newUploadGroup(), guard: newLinkGuard(root, log),
+			browse: o.http.browse, codings: mustCodings(o.http.precompressed)},
+		http:     hf,
 		conns:    newConnTracker(log, m.limitCloses, o.sendTimeout, o.bodyTimeout),
 		maxConns: fitConns(o, log),
 		errc:     make(chan error, 2),
@@ -280,7 +308,7 @@ func (s *server) start(ln, mln net.Listener) {
 	}
 	uploads := func(r *http.Request) bool { return s.o.upload && r.Method == http.MethodPut }
 	srv := &http.Server{
-		Handler:           instrument(s.conns.guardBodies(s.files, uploads), &s.handlers, s.metrics, s.log, accessLog),
+		Handler:           instrument(s.http.wrap(s.conns.guardBodies(s.files, uploads)), &s.handlers, s.metrics, s.log, accessLog),
 		ReadHeaderTimeout: cmp.Or(s.o.readHeaderTimeout, readHeaderTimeout),
 		IdleTimeout:       cmp.Or(s.o.idleTimeout, idleTimeout),
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -296,8 +324,9 @@ func (s *server) start(ln, mln net.Listener) {
 	// tracker above it, to see the conns as net/http does.
 	hln := trackingListener{sendfile2.NewListener(limitReclaiming(ln, s.maxConns, s.conns), s.sender), s.conns}
 	s.servers = append(s.servers, srv)
-	go func() { s.errc <- srv.Serve(hln) }()
-	attrs := []any{"addr", ln.Addr().String(), "dir", s.dir, "method", s.sender.Method()}
+	go func() { s.errc <- s.http.serve(srv, hln) }()
+	s.http.watch()
+	attrs := append([]any{"addr", ln.Addr().String(), "dir", s.dir, "method", s.sender.Method()}, s.http.attrs()...)
 	if mln != nil {
 		mln = limitListener(mln, metricsMaxConns)
 		msrv := &http.Server{
@@ -371,6 +400,7 @@ func (s *server) shutdown(err error) error {
 // close ends the uploads that are left, stops the connection tracker and
 // closes the root.
 func (s *server) close() {
+	s.http.stop()
 	s.files.uploads.cancel(errors.New("serve returned"))
 	s.conns.close()
 	s.root.Close()

@@ -65,6 +65,7 @@ type testServer struct {
 func defaultServeOptions(dir string) serveOptions {
 	return serveOptions{
 		dir:             dir,
+		addr:            "127.0.0.1:0", // what startServe listens on
 		method:          string(sendfile2.Auto),
 		maxConns:        100,
 		logFormat:       "text",

@@ -73,6 +73,12 @@ type Options struct {
 	// Dir is where the temporary files go; os.TempDir() if empty. Its
 	// filesystem is part of what is checked.
 	Dir string
+	// Peer, if set, is the HOST:PORT of a receiver on another machine
+	// (`sendfile2 peer`, package peer) to send to instead of one on
+	// loopback: the path through a real network device, where the kernel
+	// sends from the pages. The peer holds its reads back and counts the
+	// changed bytes.
+	Peer string
 }
 
 func (o Options) withDefaults() Options {

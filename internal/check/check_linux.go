@@ -56,6 +56,9 @@ func Run(ctx context.Context, send SendFunc, opts Options) Outcome {
 		out.Err = fmt.Errorf("check: bad options: rounds %d, size %d, timeout %v", opts.Rounds, opts.Size, opts.Timeout)
 		return out
 	}
+	if opts.Peer != "" {
+		return runRemote(ctx, send, opts)
+	}
 	r := &runner{send: send, opts: opts, buf: bufferSize(opts.Size)}
 	ln, err := listen(ctx, r.buf)
 	if err != nil {

@@ -17,6 +17,12 @@
 //	    run BINARY probe, and BINARY probe --json
 //	check BINARY TIMEOUT
 //	    run BINARY check --json (every method, and auto)
+//	device BINARY TIMEOUT PEER
+//	    run BINARY check --json --peer PEER: the same across the network
+//	    device, to `sendfile2 peer` on the host
+//	bench BINARY TIMEOUT PEER [ARG...]
+//	    run BINARY bench --json --peer PEER ARG...: each method's throughput,
+//	    CPU and zero-copy fraction across the device
 //	run TIMEOUT BINARY [ARG...]
 //	    run BINARY with the arguments (a command to look at by hand)
 //
@@ -29,6 +35,11 @@
 //	MATRIX probe exit=N io_uring=BOOL send_zc=BOOL ...
 //	MATRIX check METHOD verdict=V expected=safe|unsafe resolved=M corrupted=N
 //	MATRIX check exit=N seconds=S
+//	MATRIX net eth0 sg=0|1 tx_csum=0|1 tso=0|1
+//	MATRIX device METHOD verdict=V expected=safe|unsafe resolved=M corrupted=N zc=N copied=N zcmethods=N sent=M:N,...
+//	MATRIX device exit=N seconds=S
+//	MATRIX bench METHOD status=S gbps=G sender_cpu=S peer_cpu=S zc=F resolved=M
+//	MATRIX bench exit=N seconds=S
 //	MATRIX run BINARY exit=N seconds=S
 //	MATRIX done
 //
@@ -109,6 +120,9 @@ func setup() error {
 		errs = append(errs, err)
 	}
 	if err := loopbackUp(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := deviceUp(); err != nil {
 		errs = append(errs, err)
 	}
 	// The socket buffer limits of Linux 6.18 (4 MiB; 212992 bytes before),
@@ -198,6 +212,18 @@ func runPlan(path string) error {
 				return fmt.Errorf("%q: %w", line, err)
 			}
 			runCheck(f[1], timeout)
+		case f[0] == "device" && len(f) == 4:
+			timeout, err := time.ParseDuration(f[2])
+			if err != nil {
+				return fmt.Errorf("%q: %w", line, err)
+			}
+			runDeviceCheck(f[1], timeout, f[3])
+		case f[0] == "bench" && len(f) >= 4:
+			timeout, err := time.ParseDuration(f[2])
+			if err != nil {
+				return fmt.Errorf("%q: %w", line, err)
+			}
+			runDeviceBench(f[1], timeout, f[3], f[4:])
 		case f[0] == "run" && len(f) >= 3:
 			timeout, err := time.ParseDuration(f[1])
 			if err != nil {
