@@ -57,7 +57,8 @@
 //
 // # Cancellation
 //
-// When the context ends (or the Sender is closed), Send returns the bytes
+// When the context ends (or the Sender is closed: Close, or Shutdown, which
+// bounds Close's wait by a context), Send returns the bytes
 // sent so far with context.Cause(ctx) (or an error matching ErrClosed). If
 // ctx has already ended when Send is called, nothing is sent. Otherwise:
 //
@@ -81,15 +82,25 @@
 // # HTTP servers
 //
 // NewListener wraps a net.Listener so that net/http sends file bodies with a
-// Sender (http.FileServer, http.ServeFile, http.ServeContent). A handler that
-// calls ServeContent on a server whose ConnContext is ConnContext also sends
-// the response head with the file, in one send.
+// Sender (http.FileServer, http.ServeFile, http.ServeContent), also under
+// golang.org/x/net/netutil.LimitListener. A handler that calls ServeContent
+// on a server whose ConnContext is ConnContext also sends the response head
+// with the file, in one send, and reaches the conn past middleware that
+// hides ReadFrom but has Unwrap. File bodies that go around the Sender
+// (copied, safely) are counted by reason in Stats.Bypassed; NewListener's
+// documentation lists the setups that do it and what to do instead.
+//
+// ReceiveBody writes an HTTP request body to a file, with Receive on the
+// hijacked conn when the body has a Content-Length, and CreateReplacement
+// gives the temporary file that Commit fsyncs and renames over its target:
+// an upload handler's atomic replace.
 //
 // # Files that change during a send
 //
 // A file truncated during a send ends it with the bytes sent and an error
 // matching io.ErrUnexpectedEOF, never with SIGBUS. The methods that send from
-// a mapping of the file (URingMmap, MsgZC, and Copy from 64 KiB) may
+// a mapping of the file (URingMmap, MsgZC, and Copy from 1 MiB, or from 64
+// KiB for a file whose mapping it keeps) may
 // count, and send, the zeros that the mapping shows from the new end to the
 // end of its page before they see the error. A file extended during a send
 // does not lengthen it; a file renamed over the path is not seen at all: the

@@ -52,7 +52,11 @@ func ExampleServeContent() {
 		log.Fatal(err)
 	}
 	defer s.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:8080")
+	// Plain TCP: the sockets that an MPTCP listener (net.Listen's default
+	// since Go 1.24) accepts cannot send zero-copy.
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:8080")
 	if err != nil {
 		log.Fatal(err)
 	}

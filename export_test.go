@@ -71,7 +71,7 @@ func URingOverflows(s *Sender) uint64 {
 // HoldWrite makes the next Write of c, a conn of NewListener, hold its bytes
 // as ServeContent does, and returns the function that ends the hold.
 func HoldWrite(c net.Conn) (release func() error) {
-	h := heldConn(c)
+	h, _ := heldConn(c)
 	if h == nil || !h.holdWrite() {
 		return func() error { return nil }
 	}
@@ -101,3 +101,7 @@ func Adapt(s *Sender) (Method, func(ok bool, zc, copied int64)) {
 	m, p := s.routes.choose(s.Method(), sock, 1<<20)
 	return m, p.end
 }
+
+// ExpectsContinue reports whether ReceiveBody answers "100 Continue" to r
+// before it reads the body.
+var ExpectsContinue = expectsContinue

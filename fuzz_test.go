@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,6 +118,63 @@ func FuzzListenerReadFrom(f *testing.F) {
 		if (err != nil) != (werr != nil) || !bytes.Equal(received, want) || err == nil && sent != int64(len(want)) || state() != wantState {
 			t.Fatalf("%s, %d-byte file, seek %d, section %d+%d, N %d:\nReadFrom = %d, %v, %d bytes received, %s\nreading = %d bytes, %v, %s",
 				s.Method(), size, seek, base, n, limit, sent, err, len(received), state(), len(want), werr, wantState)
+		}
+	})
+}
+
+// listHas reports whether one of the comma-separated lists in values has an
+// element that is token, ASCII case-insensitively, with optional spaces and
+// tabs around it (RFC 9110 section 5.6.1).
+func listHas(values []string, token string) bool {
+	lower := func(s string) string {
+		b := []byte(s)
+		for i, c := range b {
+			if 'A' <= c && c <= 'Z' {
+				b[i] = c + 'a' - 'A'
+			}
+		}
+		return string(b)
+	}
+	for _, v := range values {
+		start := 0
+		for i := 0; i <= len(v); i++ {
+			if i < len(v) && v[i] != ',' {
+				continue
+			}
+			e := v[start:i]
+			for len(e) > 0 && (e[0] == ' ' || e[0] == '\t') {
+				e = e[1:]
+			}
+			for len(e) > 0 && (e[len(e)-1] == ' ' || e[len(e)-1] == '\t') {
+				e = e[:len(e)-1]
+			}
+			if lower(e) == token {
+				return true
+			}
+			start = i + 1
+		}
+	}
+	return false
+}
+
+// FuzzExpectsContinue: a PUT waits for "100 Continue" exactly when it is
+// HTTP/1.1 or later and an Expect value lists the 100-continue expectation
+// (listHas).
+func FuzzExpectsContinue(f *testing.F) {
+	for _, s := range []string{"100-continue", "100-Continue", " 100-continue ", "foo, 100-continue", "100-continue\nfoo",
+		"foo\n100-continue", "100-continuex", "x100-continue", "100-continue;q=1", "", ",", "\t100-continue\t,", "100-Continue\f", "\v100-continue"} {
+		f.Add(s, uint8(1))
+		f.Add(s, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, values string, minor uint8) {
+		r := &http.Request{Proto: fmt.Sprintf("HTTP/1.%d", minor), ProtoMajor: 1, ProtoMinor: int(minor), Header: http.Header{}}
+		vs := strings.Split(values, "\n")
+		for _, v := range vs {
+			r.Header.Add("Expect", v)
+		}
+		want := minor >= 1 && listHas(vs, "100-continue")
+		if got := sendfile2.ExpectsContinue(r); got != want {
+			t.Fatalf("HTTP/1.%d, Expect %q: %v, want %v", minor, vs, got, want)
 		}
 	})
 }

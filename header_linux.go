@@ -10,7 +10,8 @@ import (
 // SendWithHeader sends hdr from memory, then count bytes of src from offset,
 // to dst, with the guarantee of Send for both: when it returns, the kernel
 // holds no reference to hdr or to src's pages. It returns the bytes sent,
-// header included. This is the reverse proxy's and the file server's
+// header included; count < 0 sends the file from offset to its end, as with
+// Send. This is the reverse proxy's and the file server's
 // response: headers and body, in as few submissions as the method allows.
 //
 // URing copies the header into the first registered buffer, ahead of the

@@ -10,13 +10,22 @@ import (
 
 type connKey struct{}
 
+// connRef is what ConnContext puts in a request's context: the conn of
+// NewListener that carries it, and whether a wrapper hides that conn from
+// net/http.
+type connRef struct {
+	c       *conn
+	wrapped bool
+}
+
 // ConnContext is a function for http.Server's ConnContext field: it puts the
 // conn that NewListener accepted in the context of the requests it carries,
-// for ServeContent. Other conns leave ctx as it is. A ConnContext of your own
-// can call it.
+// for ServeContent, also when a listener wrapper around NewListener's
+// (netutil.LimitListener) wraps it. Other conns leave ctx as it is. A
+// ConnContext of your own can call it.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	if h := heldConn(c); h != nil {
-		return context.WithValue(ctx, connKey{}, h)
+	if h, wrapped := heldConn(c); h != nil {
+		return context.WithValue(ctx, connKey{}, connRef{h, wrapped})
 	}
 	return ctx
 }
@@ -34,9 +43,89 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // Anything the conn writes during the call that no file follows (a 304, a
 // range error, a body ReadFrom copies) goes out at its next write, or when
 // ServeContent returns. Elsewhere ServeContent is http.ServeContent.
+//
+// When w has no ReadFrom (a middleware's writer), ServeContent looks for one
+// down the chain of Unwrap methods that http.ResponseController follows, and
+// hands the body to it, so that net/http still passes the file to the conn:
+// the middleware sees the status and the headers, not the body's bytes.
+// Where that chain has no ReadFrom, or the response has a Content-Encoding
+// (the middleware may be compressing the body), the body goes through w,
+// copied, and Stats.Bypassed counts it, as it counts a file served over
+// HTTP/2 or on a conn that a wrapper hides from net/http.
 func ServeContent(w http.ResponseWriter, r *http.Request, name string, modtime time.Time, content io.ReadSeeker) {
-	if c, _ := r.Context().Value(connKey{}).(*conn); c != nil && c.holdWrite() {
-		defer c.release()
+	ref, _ := r.Context().Value(connKey{}).(connRef)
+	c := ref.c
+	switch {
+	case c == nil:
+	case r.ProtoMajor >= 2:
+		w = &bodyWriter{ResponseWriter: w, c: c, reason: BypassHTTP2}
+	case ref.wrapped:
+		w = &bodyWriter{ResponseWriter: w, c: c, reason: BypassWrappedConn}
+	default:
+		if _, ok := w.(io.ReaderFrom); !ok {
+			rf := readerFromUnder(w)
+			reason := Bypass("")
+			if rf == nil {
+				reason = BypassWriter
+			}
+			w = &bodyWriter{ResponseWriter: w, c: c, rf: rf, reason: reason}
+		}
+		if c.holdWrite() {
+			defer c.release()
+		}
 	}
 	http.ServeContent(w, r, name, modtime, content)
+}
+
+// readerFromUnder returns the first writer down w's Unwrap chain that has
+// ReadFrom, or nil.
+func readerFromUnder(w http.ResponseWriter) io.ReaderFrom {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		if w = u.Unwrap(); w == nil {
+			return nil
+		}
+		if rf, ok := w.(io.ReaderFrom); ok {
+			return rf
+		}
+	}
+}
+
+// bodyWriter is the ResponseWriter that ServeContent hands to
+// http.ServeContent when the body cannot reach the conn's ReadFrom through
+// w itself: its ReadFrom passes the body to rf, the ReadFrom found under a
+// middleware, or copies it through the ResponseWriter and counts a bypass
+// of a file for reason.
+type bodyWriter struct {
+	http.ResponseWriter
+	c      *conn
+	rf     io.ReaderFrom // nil: copy
+	reason Bypass        // why it copies
+}
+
+func (b *bodyWriter) ReadFrom(src io.Reader) (int64, error) {
+	if b.rf != nil && !encoded(b.ResponseWriter) && !encoded(b.rf) {
+		return b.rf.ReadFrom(src)
+	}
+	reason := b.reason
+	if reason == "" {
+		reason = BypassEncoded
+	}
+	if isFile(src) {
+		b.c.bypass(reason)
+	}
+	return io.Copy(writerOnly{b.ResponseWriter}, src)
+}
+
+// Unwrap lets http.ResponseController reach the ResponseWriter.
+func (b *bodyWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
+
+// encoded reports whether w is a ResponseWriter whose response has a
+// Content-Encoding.
+func encoded(w any) bool {
+	rw, ok := w.(http.ResponseWriter)
+	return ok && rw.Header().Get("Content-Encoding") != ""
 }

@@ -2,6 +2,7 @@ package sendfile2
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -69,10 +70,35 @@ import (
 // (SetNoDelay, for instance) are hidden: set socket options through
 // SyscallConn.
 //
-// Conns that expose no descriptor (a listener that already speaks TLS, for
-// instance) are returned unchanged. TLS is not in scope: a *tls.Conn has no
-// ReadFrom and encrypts into its own buffers, which is safe already, so
-// wrapping the TCP listener under tls.NewListener gains nothing.
+// The conn sends on the descriptor of the accepted conn, or of the conn
+// under it when the accepted conn is a wrapper known to write to it
+// unchanged: netutil.LimitListener's, so NewListener(netutil.LimitListener(ln,
+// n), s) sends with s (and its conns keep CloseRead and CloseWrite). A
+// wrapper of your own can say so by implementing syscall.Conn with the
+// socket's SyscallConn. Conns that expose no descriptor (a listener that
+// already speaks TLS, for instance) are returned unchanged; the first such
+// conn that is not a *tls.Conn is logged, once per listener, with the
+// Sender's Logger (Config.Logger). TLS is not in
+// scope: a *tls.Conn has no ReadFrom and encrypts into its own buffers,
+// which is safe already, so wrapping the TCP listener under tls.NewListener
+// gains nothing.
+//
+// What goes around the Sender, copied through a buffer (safe, without zero
+// copy), and what to do:
+//
+//   - A listener wrapper around NewListener's: netutil.LimitListener(
+//     NewListener(ln, s), n) hides the conn's ReadFrom from net/http. Wrap
+//     the other way round. ServeContent counts such bodies in
+//     Stats.Bypassed (BypassWrappedConn); http.FileServer cannot see them.
+//   - Middleware whose ResponseWriter hides ReadFrom: give it a ReadFrom
+//     that calls the wrapped writer's, or use ServeContent, which finds a
+//     ReadFrom through Unwrap (else counts BypassWriter).
+//   - Readers that hide the file's descriptor (http.FileServerFS,
+//     http.FS, os.DirFS behind them, embed.FS): counted as
+//     BypassNoDescriptor. Use http.FileServer(http.Dir(dir)), or open the
+//     file (an *os.Root) and call ServeContent.
+//   - HTTP/2 (h2c) frames bodies through buffers: ServeContent counts
+//     BypassHTTP2; serve HTTP/1.1 where the Sender should send.
 //
 // With ServeContent (and ConnContext on the http.Server), a conn also holds
 // the response head that net/http writes before the file, and sends it with
@@ -86,7 +112,8 @@ func NewListener(ln net.Listener, s *Sender) net.Listener {
 
 type listener struct {
 	net.Listener
-	s *Sender
+	s      *Sender
+	warned sync.Once // of an accepted conn without a socket
 }
 
 // Accept waits for the next connection and wraps it.
@@ -95,14 +122,24 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newConn(c, l.s), nil
+	w := newConn(c, l.s)
+	if w == c && l.s != nil {
+		if _, isTLS := c.(*tls.Conn); !isTLS {
+			l.warned.Do(func() {
+				l.s.logger().Warn("sendfile2: NewListener: the accepted conns expose no socket: their file bodies do not go through the Sender",
+					"conn", fmt.Sprintf("%T", c))
+			})
+		}
+	}
+	return w, nil
 }
 
-// newConn wraps c, keeping its CloseRead and CloseWrite methods if it has
-// them.
+// newConn wraps c, keeping its CloseRead and CloseWrite methods if it, or
+// the socket under it, has them. It sends on the socket that c is or holds
+// (see socketUnder); a conn without one is returned unchanged.
 func newConn(c net.Conn, s *Sender) net.Conn {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+	sc, under := socketUnder(c)
+	if sc == nil {
 		return c
 	}
 	w := &conn{Conn: c, raw: sc, s: s, wsem: make(chan struct{}, 1)}
@@ -113,24 +150,48 @@ func newConn(c net.Conn, s *Sender) net.Conn {
 		w.sends, w.unwatch = s.sendContext(w.life)
 	}
 	w.wctx, w.wcancel = context.WithCancelCause(w.sends)
-	_, cr := c.(interface{ CloseRead() error })
-	_, cw := c.(interface{ CloseWrite() error })
+	for _, x := range []net.Conn{c, under} {
+		if cr, ok := x.(interface{ CloseRead() error }); ok && w.closeRead == nil {
+			w.closeRead = cr.CloseRead
+		}
+		if cw, ok := x.(interface{ CloseWrite() error }); ok && w.closeWrite == nil {
+			w.closeWrite = cw.CloseWrite
+		}
+	}
 	switch {
-	case cr && cw:
+	case w.closeRead != nil && w.closeWrite != nil:
 		return halfCloseConn{w}
-	case cw:
+	case w.closeWrite != nil:
 		return closeWriteConn{w}
-	case cr:
+	case w.closeRead != nil:
 		return closeReadConn{w}
 	}
 	return w
 }
 
+// socketUnder returns the socket the Sender may send on for c, and the conn
+// that holds it when c is a wrapper: c itself when it exposes its descriptor
+// (syscall.Conn), else the conn inside a wrapper known to write to it
+// unchanged (see innerConn), down to one that exposes its descriptor. It
+// returns nil when there is none.
+func socketUnder(c net.Conn) (syscall.Conn, net.Conn) {
+	for x := c; x != nil; x = innerConn(x) {
+		if sc, ok := x.(syscall.Conn); ok {
+			return sc, x
+		}
+	}
+	return nil, nil
+}
+
 // conn is an accepted connection whose ReadFrom sends files with a Sender.
 type conn struct {
 	net.Conn
-	raw syscall.Conn // the accepted conn, whose descriptor the Sender sends on
+	raw syscall.Conn // the accepted conn, or the one it wraps: its descriptor is the one the Sender sends on
 	s   *Sender
+
+	// CloseRead and CloseWrite of the accepted conn, or of the one it wraps;
+	// nil when neither has it.
+	closeRead, closeWrite func() error
 
 	// Checked at the first ReadFrom that sends a file, under wsem.
 	rc   syscall.RawConn
@@ -165,6 +226,9 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	src, ok := fileSourceOf(r)
 	if !ok {
+		if hiddenFile(r) {
+			c.s.bypass(BypassNoDescriptor)
+		}
 		return c.copy(r)
 	}
 	if src.count == 0 {
@@ -304,19 +368,38 @@ func (c *conn) release() error {
 	return err
 }
 
-// heldConn returns the conn under c if NewListener made c.
-func heldConn(c net.Conn) *conn {
-	switch v := c.(type) {
-	case *conn:
-		return v
-	case halfCloseConn:
-		return v.conn
-	case closeWriteConn:
-		return v.conn
-	case closeReadConn:
-		return v.conn
+// heldConn returns the conn under c if NewListener made c, and whether a
+// wrapper around it (see innerConn) hides it from net/http.
+func heldConn(c net.Conn) (*conn, bool) {
+	for x := c; x != nil; x = innerConn(x) {
+		switch v := x.(type) {
+		case *conn:
+			return v, x != c
+		case halfCloseConn:
+			return v.conn, x != c
+		case closeWriteConn:
+			return v.conn, x != c
+		case closeReadConn:
+			return v.conn, x != c
+		}
 	}
-	return nil
+	return nil, false
+}
+
+// bypass counts a file body that went around the conn's Sender for reason.
+func (c *conn) bypass(reason Bypass) {
+	if c.s != nil {
+		c.s.bypass(reason)
+	}
+}
+
+// isFile reports whether r reads a regular file, with or without exposing
+// its descriptor.
+func isFile(r io.Reader) bool {
+	if _, ok := fileSourceOf(r); ok {
+		return true
+	}
+	return hiddenFile(r)
 }
 
 func (c *conn) lock() error {
@@ -437,9 +520,7 @@ func (r rawConn) Write(f func(fd uintptr) bool) error {
 type halfCloseConn struct{ *conn }
 
 // CloseRead shuts down the reading side of the connection.
-func (c halfCloseConn) CloseRead() error {
-	return c.Conn.(interface{ CloseRead() error }).CloseRead()
-}
+func (c halfCloseConn) CloseRead() error { return c.closeRead() }
 
 // CloseWrite shuts down the writing side of the connection, after sending
 // what a Write still holds.
@@ -447,7 +528,7 @@ func (c halfCloseConn) CloseWrite() error {
 	if err := c.release(); err != nil {
 		return err
 	}
-	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
+	return c.closeWrite()
 }
 
 type closeWriteConn struct{ *conn }
@@ -458,15 +539,13 @@ func (c closeWriteConn) CloseWrite() error {
 	if err := c.release(); err != nil {
 		return err
 	}
-	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
+	return c.closeWrite()
 }
 
 type closeReadConn struct{ *conn }
 
 // CloseRead shuts down the reading side of the connection.
-func (c closeReadConn) CloseRead() error {
-	return c.Conn.(interface{ CloseRead() error }).CloseRead()
-}
+func (c closeReadConn) CloseRead() error { return c.closeRead() }
 
 // fileSource is the file range behind a reader that ReadFrom recognises.
 type fileSource struct {

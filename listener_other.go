@@ -2,7 +2,10 @@
 
 package sendfile2
 
-import "net"
+import (
+	"io"
+	"net"
+)
 
 // NewListener wraps ln so that the conns it accepts send file bodies with s.
 // On Linux they send with s.SendFrom and return when the kernel holds no
@@ -69,7 +72,12 @@ func (c closeReadConn) CloseRead() error {
 }
 
 // heldConn is nil: outside Linux, conns hold no write (see ServeContent).
-func heldConn(net.Conn) *conn { return nil }
+func heldConn(net.Conn) (*conn, bool) { return nil, false }
+
+func (conn) bypass(Bypass)  {}
+func isFile(io.Reader) bool { return false }
+
+type writerOnly struct{ io.Writer }
 
 func (conn) holdWrite() bool { return false }
 func (conn) release() error  { return nil }

@@ -15,7 +15,8 @@ import (
 )
 
 // Send sends count bytes of src, starting at offset, to the connected stream
-// socket dst, and returns the number of bytes sent. When it returns, the
+// socket dst, and returns the number of bytes sent; count < 0 sends from
+// offset to the end of the file (its size when Send starts). When it returns, the
 // kernel holds no reference to src's pages or to any buffer they were copied
 // into that the caller could observe: the caller may overwrite, truncate or
 // remove the file, and the peer still receives the bytes the file held when
@@ -40,7 +41,8 @@ func (s *Sender) Send(ctx context.Context, dst syscall.Conn, src *os.File, offse
 
 // SendFrom is Send for any src that exposes a file descriptor through
 // syscall.Conn, such as a type that embeds *os.File. The descriptor must be a
-// regular file; SendFrom neither reads nor moves its file offset.
+// regular file; SendFrom neither reads nor moves its file offset. As with
+// Send, count < 0 sends to the end of the file.
 func (s *Sender) SendFrom(ctx context.Context, dst, src syscall.Conn, offset, count int64) (int64, error) {
 	return s.send(ctx, dst, nil, src, offset, count)
 }
@@ -68,6 +70,9 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		st, err := checkRange(fd, offset, count)
 		if err != nil {
 			return err
+		}
+		if count < 0 {
+			count = st.Size - offset // to the end of the file
 		}
 		ctx, end := s.sendContext(ctx)
 		defer end()
@@ -152,7 +157,7 @@ func (s *Sender) enter(dst any, src syscall.Conn, offset, count int64) (Method, 
 	s.inFlight.Add(1)
 	var err error
 	switch {
-	case offset < 0 || count < 0:
+	case offset < 0:
 		err = fmt.Errorf("sendfile2: send: offset %d, count %d: %w", offset, count, ErrRange)
 	case isNil(src) || isNil(dst):
 		err = fmt.Errorf("sendfile2: send: nil src or dst: %w", os.ErrInvalid)
@@ -239,7 +244,7 @@ func isNil(v any) bool {
 }
 
 // checkRange checks that fd is a regular file that holds [off, off+count),
-// and returns its fstat(2).
+// or just off when count < 0, and returns its fstat(2).
 func checkRange(fd int, off, count int64) (*unix.Stat_t, error) {
 	st := new(unix.Stat_t)
 	if err := unix.Fstat(fd, st); err != nil {
@@ -252,7 +257,7 @@ func checkRange(fd int, off, count int64) (*unix.Stat_t, error) {
 	default:
 		return nil, fmt.Errorf("src is not a regular file (mode %#o): %w", st.Mode&unix.S_IFMT, unix.ESPIPE)
 	}
-	if off > st.Size || count > st.Size-off {
+	if off > st.Size || count >= 0 && count > st.Size-off {
 		return nil, fmt.Errorf("range [%d, %d) past the end of a %d-byte file: %w", off, off+count, st.Size, ErrRange)
 	}
 	return st, nil

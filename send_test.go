@@ -226,7 +226,7 @@ func TestBadInput(t *testing.T) {
 		want       error
 	}{
 		{"negative offset", a, f, -1, 10, sendfile2.ErrRange},
-		{"negative count", a, f, 0, -1, sendfile2.ErrRange},
+		{"negative count past EOF", a, f, 1001, -1, sendfile2.ErrRange},
 		{"past EOF", a, f, 900, 101, sendfile2.ErrRange},
 		{"offset past EOF", a, f, 1001, 0, sendfile2.ErrRange},
 		{"directory", a, dir, 0, 1, syscall.EISDIR},

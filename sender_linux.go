@@ -28,9 +28,11 @@ type Sender struct {
 	cancel  context.CancelCauseFunc
 	closing atomic.Bool // set by Close before it cancels ctx
 
-	mu     sync.Mutex
-	closed bool
-	sends  sync.WaitGroup
+	mu       sync.Mutex
+	closed   bool
+	sends    sync.WaitGroup
+	released chan struct{} // closed once the engines are released, after Close or Shutdown
+	closeErr error         // of the engines' Close, set before released closes
 
 	demotions atomic.Int64
 	inFlight  atomic.Int64
@@ -38,13 +40,14 @@ type Sender struct {
 
 	routes   routes // Auto's adaptivity
 	counters counters
+	bypassed bypassCounts
 }
 
 // NewSender returns a Sender configured by cfg. With Method Auto it picks
 // URing where the kernel has io_uring with IORING_OP_SEND_ZC and
-// IORING_OP_READ_FIXED (and the registered buffers can be pinned), and Copy
-// otherwise. An explicit method the kernel lacks gives an error matching
-// ErrNotSupported.
+// IORING_OP_READ_FIXED (and the registered buffers can be pinned), else
+// MsgZC where TCP sockets take SO_ZEROCOPY, else Copy. An explicit method
+// the kernel lacks gives an error matching ErrNotSupported.
 func NewSender(cfg Config) (*Sender, error) {
 	return newSender(cfg, engine.DefaultTuning())
 }
@@ -69,7 +72,7 @@ func newSender(cfg Config, tune engine.Tuning) (*Sender, error) {
 	if cfg.Buffers < 1 || cfg.Buffers > 4096 {
 		return nil, fmt.Errorf("sendfile2: %d buffers: want 1 to 4096", cfg.Buffers)
 	}
-	s := &Sender{cfg: cfg, method: cfg.Method}
+	s := &Sender{cfg: cfg, method: cfg.Method, released: make(chan struct{})}
 	ecfg := engine.Config{BufferSize: cfg.BufferSize, Buffers: cfg.Buffers, DontCache: cfg.DontCache, Sync: cfg.Sync, Tuning: tune}
 	if obs := cfg.Observer; obs != nil {
 		ecfg.Notified = func(k engine.Kind, latency time.Duration, copied bool) { obs.Notified(methodOf(k), latency, copied) }
@@ -154,26 +157,57 @@ func (s *Sender) Stats() Stats {
 		PoolShort: s.eng.PoolShort(),
 		Methods:   s.counters.stats(),
 		Adaptive:  s.routes.stats(),
+		Bypassed:  s.bypassed.stats(),
 	}
 }
+
+// bypass counts a file body that went around the Sender for reason.
+func (s *Sender) bypass(reason Bypass) { s.bypassed.add(reason) }
 
 // Close stops the Sender: new sends fail with ErrClosed, sends in flight are
 // cancelled and return an error matching ErrClosed, and Close returns when
 // every notification of every zero-copy send has arrived and the ring and
 // buffers are released. A send whose peer never acknowledges its data keeps
-// Close waiting until the connection dies.
-func (s *Sender) Close() error {
+// Close waiting until the connection dies; Shutdown bounds that wait.
+func (s *Sender) Close() error { return s.Shutdown(context.Background()) }
+
+// Shutdown is Close bounded by ctx. It stops new sends and receives (they
+// fail with ErrClosed) and cancels those in flight, as Close does, then waits
+// until they have returned and every notification of their zero-copy sends
+// has arrived, and releases the ring, the registered buffers and the kept
+// file mappings. If ctx ends first, Shutdown returns ctx.Err() at once and
+// releases nothing the kernel may still reference: the registered buffers
+// and mappings with notifications still due stay allocated, and the ring
+// open, until the last of them arrives (when the peer acknowledges the data
+// or its connection dies); a goroutine then releases them. Without that
+// notification, they stay until the process exits. The Sender stays closed
+// either way; a later Close or Shutdown waits for the same release and
+// returns its error.
+func (s *Sender) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
+	first := !s.closed
 	s.closed = true
 	s.mu.Unlock()
-	s.closing.Store(true)
-	s.cancel(ErrClosed)
-	s.sends.Wait()
-	return s.eng.Close() // waits for the notifications of cancelled sends
+	if first {
+		s.closing.Store(true)
+		s.cancel(ErrClosed)
+		release := func() {
+			s.sends.Wait()
+			s.closeErr = s.eng.Close() // waits for the notifications of cancelled sends
+			close(s.released)
+		}
+		if ctx.Done() == nil {
+			release() // nothing to bound: no goroutine
+		} else {
+			go release()
+		}
+	}
+	select {
+	case <-s.released:
+		return s.closeErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 var (

@@ -43,5 +43,8 @@ func (s *Sender) SendFrom(context.Context, syscall.Conn, syscall.Conn, int64, in
 // Close does nothing outside Linux.
 func (s *Sender) Close() error { return nil }
 
+// Shutdown does nothing outside Linux.
+func (s *Sender) Shutdown(context.Context) error { return nil }
+
 // Send fails with ErrNotSupported outside Linux.
 func Send(context.Context, syscall.Conn, *os.File, int64, int64) (int64, error) { return 0, errOS() }

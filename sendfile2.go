@@ -62,6 +62,25 @@ func (m Method) Safe() bool {
 	return false
 }
 
+// MarshalText implements encoding.TextMarshaler: the method's name.
+func (m Method) MarshalText() ([]byte, error) { return []byte(m), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseMethod, so that
+// a Method can be a flag (flag.TextVar) or a JSON or TOML string. Empty text
+// is Auto, as in Config.
+func (m *Method) UnmarshalText(text []byte) error {
+	if len(text) == 0 {
+		*m = Auto
+		return nil
+	}
+	v, err := ParseMethod(string(text))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
 // ParseMethod returns the Method named s.
 func ParseMethod(s string) (Method, error) {
 	m := Method(s)
@@ -88,9 +107,9 @@ var (
 	// ErrClosed is matched by the errors of a Sender used after Close, and of
 	// sends that Close interrupted.
 	ErrClosed = errors.New("sender closed")
-	// ErrRange is matched by the error for a negative offset or count, or a
-	// range that ends past the end of the file when the send starts. Nothing
-	// is sent. A file that shrinks during a send gives io.ErrUnexpectedEOF.
+	// ErrRange is matched by the error for a negative offset, or a range
+	// that ends past the end of the file when the send starts. Nothing is
+	// sent. A file that shrinks during a send gives io.ErrUnexpectedEOF.
 	ErrRange = errors.New("range outside the file")
 )
 
@@ -156,6 +175,14 @@ type Stats struct {
 	Methods map[Method]MethodStats
 	// Adaptive says what Auto decided from what the kernel reported.
 	Adaptive AdaptiveStats
+	// Bypassed counts the file bodies of HTTP responses that the Sender
+	// could have sent but that went around it, copied through a buffer
+	// (safe, without zero copy), by reason; nil when there were none. Only
+	// what a conn of NewListener or ServeContent sees is counted: a
+	// handler that copies a file with Write, or http.FileServer behind a
+	// wrapper that hides the conn or behind middleware that hides
+	// ReadFrom, never reaches them (see NewListener).
+	Bypassed map[Bypass]int64
 }
 
 // AdaptiveStats are the decisions of a Sender configured with Auto. A route

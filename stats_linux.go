@@ -48,3 +48,32 @@ func (c *counters) stats() map[Method]MethodStats {
 	}
 	return st
 }
+
+// bypassCounts are a Sender's counters of file bodies sent around it, in
+// the order of bypasses.
+type bypassCounts [len(bypasses)]atomic.Int64
+
+// add counts one body bypassed for reason.
+func (b *bypassCounts) add(reason Bypass) {
+	for i, x := range bypasses {
+		if x == reason {
+			b[i].Add(1)
+			return
+		}
+	}
+	panic("sendfile2: no counter for bypass " + string(reason))
+}
+
+// stats returns the counts that are not zero, or nil.
+func (b *bypassCounts) stats() map[Bypass]int64 {
+	var st map[Bypass]int64
+	for i, x := range bypasses {
+		if n := b[i].Load(); n != 0 {
+			if st == nil {
+				st = map[Bypass]int64{}
+			}
+			st[x] = n
+		}
+	}
+	return st
+}

@@ -10,6 +10,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/sendfile2/sendfile2 v0.0.0-00010101000000-000000000000
+	github.com/sendfile2/sendfile2/prometheus v0.0.0-00010101000000-000000000000
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9
 	github.com/wcharczuk/go-chart/v2 v2.1.2
@@ -38,4 +39,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/sendfile2/sendfile2 => ../..
+replace (
+	github.com/sendfile2/sendfile2 => ../..
+	github.com/sendfile2/sendfile2/prometheus => ../../prometheus
+)

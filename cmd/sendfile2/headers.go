@@ -69,10 +69,3 @@ func addHeaders(h http.Handler, hdr http.Header) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
-
-// replyHeaders are those that reply (upload.go) writes itself: a header of
-// the same name in the response it is given is left out.
-var replyHeaders = map[string]bool{
-	"Connection": true, "Content-Length": true, "Content-Type": true, "Date": true,
-	"Etag": true, "X-Content-Type-Options": true,
-}

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -66,7 +67,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &ee):
 		return ee.code
 	default:
-		fmt.Fprintln(stderr, "sendfile2:", err)
+		fmt.Fprintln(stderr, "sendfile2:", errorText(err))
 		return 2
 	}
+}
+
+// errorText is err's message without the library's "sendfile2: " prefix,
+// at its start or after a flag's "invalid argument ... flag: ", since run
+// prints the command's name before every error.
+func errorText(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "sendfile2: ")
+	return strings.ReplaceAll(msg, ": sendfile2: ", ": ")
 }

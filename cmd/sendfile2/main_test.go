@@ -100,3 +100,20 @@ func TestProbeJSON(t *testing.T) {
 		t.Error("no kernel")
 	}
 }
+
+// The command names itself once before an error, whether the error comes
+// from the library (which prefixes its own) or from a flag.
+func TestErrorPrefixOnce(t *testing.T) {
+	for _, args := range [][]string{
+		{"check", "--method", "bogus"},
+		{"serve", "--method", "bogus"},
+		{"bench", "--methods", "bogus"},
+		{"serve", "--max-upload", "xx"},
+		{"check", "--rounds", "x"},
+	} {
+		_, errOut, code := runCmd(t, args...)
+		if code != 2 || !strings.HasPrefix(errOut, "sendfile2: ") || strings.Count(errOut, "sendfile2:") != 1 {
+			t.Errorf("%v: exit %d, stderr %q: want exit 2 and one \"sendfile2:\"", args, code, errOut)
+		}
+	}
+}

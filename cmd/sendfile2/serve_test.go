@@ -643,6 +643,10 @@ func testMetrics(t *testing.T, dir string, m sendfile2.Method, data []byte) {
 	if n := sumOf(after, "sendfile2_send_errors_total"); n != 0 {
 		t.Errorf("sendfile2_send_errors_total %v", n)
 	}
+	// serve's file bodies all reach the Sender: nothing went around it.
+	if n, ok := total(after, "sendfile2_bypassed_total", `reason="wrapped-conn"`); !ok || sumOf(after, "sendfile2_bypassed_total") != 0 {
+		t.Errorf("sendfile2_bypassed_total: %v, %v; want every reason, at 0", n, ok)
+	}
 	if n, _ := total(after, "sendfile2_http_requests_total", `code="200"`); n < float64(responses) {
 		t.Errorf("sendfile2_http_requests_total{code=200} %v, want at least %d", n, responses)
 	}

@@ -1,38 +1,23 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
-	"net"
 	"net/http"
-	"os"
 	"path"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/sendfile2/sendfile2"
 )
 
-const (
-	// replyTimeout bounds the write of a response on a hijacked upload
-	// conn, whose client may have stopped reading.
-	replyTimeout = 10 * time.Second
-	// After a failed upload, the rest of the body that is drained before
-	// the conn closes, at most (see closeUnread).
-	lingerTimeout = time.Second
-	lingerBytes   = 1 << 20
-)
-
 // tempPrefix starts the names of the temporary files that uploads write
 // before renaming them into place; PUT refuses such names as targets.
-const tempPrefix = ".sendfile2-upload-"
+const tempPrefix = sendfile2.TempPrefix
 
 // uploadNote is what the access log says of a PUT.
 type uploadNote struct {
@@ -42,15 +27,13 @@ type uploadNote struct {
 	err    error
 }
 
-// put stores the request body at the request's path, atomically: the body
-// goes to a temporary file in the target's directory, which is fsynced and
-// renamed over the target only when it is complete, so that readers see the
-// old file or the new one, whole, and a failed upload leaves nothing behind.
-//
-// A body with a Content-Length is received with the Sender: put hijacks the
-// conn, writes the bytes net/http has already buffered, then calls Receive
-// for the rest, answers itself and closes the conn. A chunked body (no
-// Content-Length) is read through net/http instead, which decodes the chunks.
+// put stores the request body at the request's path, atomically, with the
+// library's upload API: the body goes to a temporary file in the target's
+// directory (sendfile2.CreateReplacement), received with the Sender on the
+// hijacked conn when it has a Content-Length, through net/http when it is
+// chunked (Sender.ReceiveBody); the file is fsynced and renamed over the
+// target only when it is complete, so that readers see the old file or the
+// new one, whole, and a failed upload leaves nothing behind.
 func (h *fileHandler) put(w http.ResponseWriter, r *http.Request) {
 	note := &uploadNote{}
 	if rec, ok := w.(*recorder); ok {
@@ -72,72 +55,63 @@ func (h *fileHandler) put(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusRequestEntityTooLarge, fmt.Errorf("Content-Length %d over --max-upload %d", r.ContentLength, h.maxUpload))
 		return
 	}
-	u, code, err := h.prepare(r.URL.Path)
+	rp, code, err := h.prepare(r.URL.Path)
 	if err != nil {
 		refuse(code, err)
 		return
 	}
-	defer u.dir.Close()
 	if !h.uploads.add() {
-		u.abort()
+		rp.Abort()
 		refuse(http.StatusServiceUnavailable, errors.New("shutting down"))
 		return
 	}
 	defer h.uploads.done()
-	u.note = note
 
-	if r.ContentLength > 0 {
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err == nil {
-			note.via = "receive"
-			u.header = w.Header()
-			h.receive(r, conn, brw.Reader, u)
-			return
-		}
-		// Not HTTP/1 (HTTP/2 cannot hijack): read the body through net/http.
+	// The upload stops when serve stops waiting for uploads at shutdown.
+	// (The request's context does not end before the handler returns once
+	// the conn is hijacked; Receive sees the client leave by itself.)
+	ctx := h.uploads.ctx
+	maxSize := h.maxUpload
+	if maxSize == 0 {
+		maxSize = -1 // empty bodies only
 	}
-	note.via = "body"
-	n, err := io.Copy(u.tmp, http.MaxBytesReader(w, r.Body, h.maxUpload))
-	note.stored = n
+	body, err := h.sender.ReceiveBody(ctx, w, r, rp.File(), &sendfile2.BodyOptions{
+		MaxSize: maxSize,
+		// Ends a Receive on the hijacked conn if the client sends nothing
+		// for --body-timeout.
+		ReceiveContext: readingBody,
+	})
+	note.stored, note.via = body.Size, "body"
+	if body.Hijacked {
+		note.via = "receive"
+	}
+	var c sendfile2.Committed
 	if err != nil {
-		u.abort()
-		var tooLarge *http.MaxBytesError
-		var pe *fs.PathError
-		switch {
-		case errors.As(err, &tooLarge):
-			code = http.StatusRequestEntityTooLarge
-		case errors.As(err, &pe): // writing the temporary file
-			code = putStatus(err)
-		default: // reading the body: the client's
-			code = http.StatusBadRequest
-		}
-		refuse(code, err)
-		return
+		rp.Abort()
+		code = bodyStatus(ctx, body, err)
+	} else {
+		c, err = rp.Commit()
+		code = commitStatus(c, err)
 	}
-	code, tag, err := u.commit()
-	if err != nil {
-		refuse(code, err)
-		return
+	hdr := http.Header{}
+	switch {
+	case err == nil:
+		hdr.Set("ETag", etag(c.Info))
+	case code == http.StatusRequestEntityTooLarge && !body.Hijacked:
+		hdr.Set("Connection", "close") // the body stays unread
 	}
-	w.Header().Set("ETag", tag)
-	w.WriteHeader(code)
-}
-
-// upload is a PUT in progress: its temporary file, in the target's directory.
-type upload struct {
-	dir     *os.Root // the target's directory, under the root
-	name    string   // the target's name in dir
-	tmp     *os.File // the temporary file, open for writing
-	tmpName string   // its name in dir
-	note    *uploadNote
-	header  http.Header // of the response before the hijack (--header's), for reply
+	note.err = err
+	if body.Hijacked {
+		note.status = code
+	}
+	body.Reply(code, hdr)
 }
 
 // prepare checks that a PUT may write upath, as downloads read it: cleaned,
 // under the root (no ".." or symbolic link out of it), in a directory that
 // exists, over nothing or a regular file. It creates the temporary file, or
 // returns the status that refuses the upload.
-func (h *fileHandler) prepare(upath string) (*upload, int, error) {
+func (h *fileHandler) prepare(upath string) (*sendfile2.Replacement, int, error) {
 	if !strings.HasPrefix(upath, "/") {
 		upath = "/" + upath
 	}
@@ -145,161 +119,44 @@ func (h *fileHandler) prepare(upath string) (*upload, int, error) {
 	if name == "" || strings.HasSuffix(upath, "/") {
 		return nil, http.StatusConflict, errors.New("the path names a directory")
 	}
-	dirName, base := path.Split(name)
-	if strings.HasPrefix(base, tempPrefix) {
+	if base := path.Base(name); strings.HasPrefix(base, tempPrefix) {
 		return nil, http.StatusForbidden, fmt.Errorf("%q is a name for temporary files", base)
 	}
-	if dirName == "" {
-		dirName = "."
-	}
-	// The directory, opened once, holds the temporary file and the rename:
-	// a concurrent rename of a parent cannot split them.
-	dir, err := h.root.OpenRoot(dirName)
+	rp, err := sendfile2.CreateReplacement(h.root, name, 0o644)
 	if err != nil {
 		return nil, putStatus(err), err
 	}
-	if fi, err := dir.Lstat(base); err == nil && !fi.Mode().IsRegular() {
-		dir.Close()
-		return nil, http.StatusConflict, fmt.Errorf("%s is not a regular file (%v)", name, fi.Mode())
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		dir.Close()
-		return nil, putStatus(err), err
-	}
-	for range 100 {
-		tmpName := fmt.Sprintf("%s%016x", tempPrefix, rand.Uint64())
-		f, err := dir.OpenFile(tmpName, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			dir.Close()
-			return nil, putStatus(err), err
-		}
-		return &upload{dir: dir, name: base, tmp: f, tmpName: tmpName}, 0, nil
-	}
-	dir.Close()
-	return nil, http.StatusInternalServerError, errors.New("no free name for a temporary file")
+	return rp, 0, nil
 }
 
-// abort closes and removes the temporary file.
-func (u *upload) abort() {
-	u.tmp.Close()
-	u.dir.Remove(u.tmpName)
+// bodyStatus is the status of an upload whose body could not be received.
+func bodyStatus(ctx context.Context, body *sendfile2.Body, err error) int {
+	if body.Hijacked {
+		return receiveStatus(ctx, err)
+	}
+	var tooLarge *http.MaxBytesError
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &pe): // writing the temporary file
+		return putStatus(err)
+	}
+	return http.StatusBadRequest // reading the body: the client's
 }
 
-// commit makes the complete temporary file the target: fsync(2), so that
-// the rename can never expose a file whose data a crash lost, the rename,
-// then fsync(2) of the directory, so that the response means the upload
-// survives a crash. It returns 201 Created or 204 No Content (a file
-// replaced) and the new file's ETag, or the status of a failure, after which
-// the target is the old file (unless only the directory's fsync failed).
-func (u *upload) commit() (int, string, error) {
-	err := u.tmp.Sync()
-	var fi fs.FileInfo
-	if err == nil {
-		fi, err = u.tmp.Stat()
+// commitStatus is the status of an upload after Commit: 201 Created, 204 No
+// Content (a file replaced), or the failure's.
+func commitStatus(c sendfile2.Committed, err error) int {
+	switch {
+	case err == nil && c.Replaced:
+		return http.StatusNoContent
+	case err == nil:
+		return http.StatusCreated
+	case c.Renamed: // only the directory's fsync failed
+		return http.StatusInternalServerError
 	}
-	if err != nil {
-		u.abort()
-		return putStatus(err), "", err
-	}
-	if err := u.tmp.Close(); err != nil {
-		u.dir.Remove(u.tmpName)
-		return putStatus(err), "", err
-	}
-	code := http.StatusCreated
-	if old, err := u.dir.Lstat(u.name); err == nil {
-		if !old.Mode().IsRegular() { // changed since prepare
-			u.dir.Remove(u.tmpName)
-			return http.StatusConflict, "", fmt.Errorf("%s is not a regular file (%v)", u.name, old.Mode())
-		}
-		code = http.StatusNoContent
-	}
-	if err := u.dir.Rename(u.tmpName, u.name); err != nil {
-		u.dir.Remove(u.tmpName)
-		return putStatus(err), "", err
-	}
-	d, err := u.dir.Open(".")
-	if err == nil {
-		err = d.Sync()
-		d.Close()
-	}
-	if err != nil {
-		return http.StatusInternalServerError, "", fmt.Errorf("fsync of the directory after the rename: %w", err)
-	}
-	return code, etag(fi), nil
-}
-
-// receive reads the body of r, of r.ContentLength bytes, from the hijacked
-// conn into u's temporary file (the bytes br holds already, then the rest
-// with the Sender's Receive), commits it, answers and closes the conn.
-func (h *fileHandler) receive(r *http.Request, conn net.Conn, br *bufio.Reader, u *upload) {
-	// The upload stops when serve stops waiting for uploads at shutdown.
-	// (The request's context does not end before the handler returns once
-	// the conn is hijacked; Receive sees the client leave by itself.)
-	ctx := h.uploads.ctx
-	size := r.ContentLength
-	var err error
-	if expectsContinue(r) {
-		// net/http would send it at the body's first read; we read the
-		// socket ourselves.
-		conn.SetWriteDeadline(time.Now().Add(replyTimeout))
-		_, err = io.WriteString(conn, "HTTP/1.1 100 Continue\r\n\r\n")
-	}
-	var n int64
-	if err == nil {
-		// The start of the body, which net/http read along with the header.
-		p, _ := br.Peek(int(min(int64(br.Buffered()), size)))
-		var k int
-		k, err = u.tmp.WriteAt(p, 0)
-		n = int64(k)
-	}
-	if err == nil && n < size {
-		var k int64
-		if sc, ok := conn.(syscall.Conn); ok {
-			// Ends if the client sends nothing for --body-timeout.
-			rctx, done := readingBody(ctx, conn)
-			k, err = h.sender.Receive(rctx, sc, u.tmp, n, size-n)
-			done()
-		} else { // a conn without a descriptor: copy
-			k, err = io.Copy(io.NewOffsetWriter(u.tmp, n), io.LimitReader(conn, size-n))
-			if err == nil && k < size-n {
-				err = io.ErrUnexpectedEOF
-			}
-		}
-		n += k
-	}
-	u.note.stored = n
-	if err != nil {
-		u.abort()
-		code := receiveStatus(ctx, err)
-		u.note.status, u.note.err = code, err
-		reply(conn, code, "", u.header)
-		closeUnread(conn)
-		return
-	}
-	code, tag, err := u.commit()
-	u.note.status, u.note.err = code, err
-	reply(conn, code, tag, u.header)
-	conn.Close()
-}
-
-// expectsContinue reports whether the client waits for "100 Continue"
-// before it sends the body, as net/http decides it.
-func expectsContinue(r *http.Request) bool {
-	if !r.ProtoAtLeast(1, 1) {
-		return false
-	}
-	for _, v := range r.Header.Values("Expect") {
-		for tok := range strings.SplitSeq(v, ",") {
-			// Optional whitespace around list elements is spaces and tabs
-			// only (RFC 9110, section 5.6.1).
-			if strings.EqualFold(strings.Trim(tok, " \t"), "100-continue") {
-				return true
-			}
-		}
-	}
-	return false
+	return putStatus(err)
 }
 
 // receiveStatus is the status of an upload whose body could not be received.
@@ -320,6 +177,8 @@ func receiveStatus(ctx context.Context, err error) int {
 func putStatus(err error) int {
 	var errno syscall.Errno
 	switch {
+	case errors.Is(err, sendfile2.ErrNotRegular):
+		return http.StatusConflict // a directory, symbolic link or FIFO at the target
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		return http.StatusConflict // no such parent directory, or a file in its place
 	case errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.EEXIST), errors.Is(err, syscall.ENOTEMPTY):
@@ -336,45 +195,6 @@ func putStatus(err error) int {
 		return http.StatusForbidden // the root refused the path: it leaves DIR
 	}
 	return http.StatusInternalServerError
-}
-
-// reply writes a response without a body (or with its status text for an
-// error) on a hijacked conn, which closes after it, with the headers of hdr
-// but those it writes itself. 204 carries no Content-Length (RFC 9110
-// section 8.6).
-func reply(conn net.Conn, code int, tag string, hdr http.Header) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\n", code, http.StatusText(code), time.Now().UTC().Format(http.TimeFormat))
-	hdr.WriteSubset(&b, replyHeaders)
-	body := ""
-	if code >= 400 {
-		body = http.StatusText(code) + "\n"
-		b.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
-	}
-	if tag != "" {
-		fmt.Fprintf(&b, "ETag: %s\r\n", tag)
-	}
-	if code != http.StatusNoContent {
-		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
-	}
-	b.WriteString("Connection: close\r\n\r\n")
-	b.WriteString(body)
-	conn.SetWriteDeadline(time.Now().Add(replyTimeout))
-	_, err := io.WriteString(conn, b.String())
-	return err
-}
-
-// closeUnread closes a hijacked conn whose request body may not have been
-// read to its end. A socket closed with unread bytes resets the connection,
-// which can destroy the response before the client reads it (net/http's
-// closeWriteAndWait avoids the same): shut down the sending side first, then
-// drain what the client still sends, for a bounded time and size.
-func closeUnread(conn net.Conn) {
-	if cw, ok := conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-		conn.SetReadDeadline(time.Now().Add(lingerTimeout))
-		io.CopyN(io.Discard, conn, lingerBytes)
-	}
-	conn.Close()
 }
 
 // uploadGroup tracks the uploads in flight. http.Server.Shutdown neither

@@ -1,0 +1,285 @@
+package sendfile2_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/netutil"
+
+	"github.com/sendfile2/sendfile2"
+)
+
+// serveOn serves h on ln until the end of the test, with ConnContext set,
+// and returns its base URL.
+func serveOn(t *testing.T, ln net.Listener, h http.Handler, configure ...func(*http.Server)) string {
+	t.Helper()
+	srv := &http.Server{Handler: h, ConnContext: sendfile2.ConnContext}
+	for _, f := range configure {
+		f(srv)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		// Shutdown, unlike Close, waits for the conns that net/http lingers
+		// on after a response that left the body unread.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		srv.Close()
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func listenTCP(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// hidingWriter is a middleware's ResponseWriter: it hides ReadFrom, and
+// exposes the writer it wraps with Unwrap, as http.ResponseController wants.
+type hidingWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *hidingWriter) WriteHeader(code int)        { w.status = code; w.ResponseWriter.WriteHeader(code) }
+func (w *hidingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// opaqueWriter hides ReadFrom and has no Unwrap.
+type opaqueWriter struct{ http.ResponseWriter }
+
+func middleware(h http.Handler, wrap func(http.ResponseWriter) http.ResponseWriter) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(wrap(w), r) })
+}
+
+// TestBypass: each way around NewListener either sends the file body with
+// the Sender, or copies it (byte-exact) and counts it in Stats.Bypassed.
+func TestBypass(t *testing.T) {
+	const size = 1 << 20
+	fs := newFileSet(t, size)
+	name := fs.name(size)
+	serveContent := contentHandler(fs.dir, false, sendfile2.ServeContent)
+	encoding := middleware(serveContent, func(w http.ResponseWriter) http.ResponseWriter {
+		w.Header().Set("Content-Encoding", "identity")
+		return &hidingWriter{ResponseWriter: w}
+	})
+	tests := []struct {
+		name   string
+		listen func(net.Listener, *sendfile2.Sender) net.Listener
+		h      http.Handler
+		sent   int64 // bytes the Sender sends
+		bypass sendfile2.Bypass
+	}{
+		{
+			name: "NewListener(LimitListener)/FileServer",
+			listen: func(ln net.Listener, s *sendfile2.Sender) net.Listener {
+				return sendfile2.NewListener(netutil.LimitListener(ln, 10), s)
+			},
+			h:    http.FileServer(http.Dir(fs.dir)),
+			sent: viaReadFrom(size),
+		},
+		{
+			name: "NewListener(LimitListener)/ServeContent",
+			listen: func(ln net.Listener, s *sendfile2.Sender) net.Listener {
+				return sendfile2.NewListener(netutil.LimitListener(ln, 10), s)
+			},
+			h:    serveContent,
+			sent: size + 1, // the head too: at least one byte more than the body
+		},
+		{
+			name: "LimitListener(NewListener)/ServeContent",
+			listen: func(ln net.Listener, s *sendfile2.Sender) net.Listener {
+				return netutil.LimitListener(sendfile2.NewListener(ln, s), 10)
+			},
+			h:      serveContent,
+			bypass: sendfile2.BypassWrappedConn,
+		},
+		{
+			// Neither the conn nor ServeContent takes part: net/http copies
+			// unseen (listed in NewListener's documentation).
+			name: "LimitListener(NewListener)/FileServer",
+			listen: func(ln net.Listener, s *sendfile2.Sender) net.Listener {
+				return netutil.LimitListener(sendfile2.NewListener(ln, s), 10)
+			},
+			h: http.FileServer(http.Dir(fs.dir)),
+		},
+		{
+			name:   "middleware with Unwrap/ServeContent",
+			listen: sendfile2.NewListener,
+			h:      middleware(serveContent, func(w http.ResponseWriter) http.ResponseWriter { return &hidingWriter{ResponseWriter: w} }),
+			sent:   size + 1,
+		},
+		{
+			name:   "middleware without Unwrap/ServeContent",
+			listen: sendfile2.NewListener,
+			h:      middleware(serveContent, func(w http.ResponseWriter) http.ResponseWriter { return opaqueWriter{w} }),
+			bypass: sendfile2.BypassWriter,
+		},
+		{
+			name:   "encoding middleware/ServeContent",
+			listen: sendfile2.NewListener,
+			h:      encoding,
+			bypass: sendfile2.BypassEncoded,
+		},
+		{
+			name:   "FileServerFS",
+			listen: sendfile2.NewListener,
+			h:      http.FileServerFS(os.DirFS(fs.dir)),
+			bypass: sendfile2.BypassNoDescriptor,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+			url := serveOn(t, tt.listen(listenTCP(t), s), tt.h)
+			c, _ := newClient(t)
+			for range 2 {
+				resp, body := get(t, c, "GET", url+"/"+name)
+				if resp.StatusCode != 200 || !bytes.Equal(body, fs.data[name]) {
+					t.Fatalf("status %d, %d bytes that differ from the file", resp.StatusCode, len(body))
+				}
+			}
+			st := s.Stats()
+			sent := engineBytes(s)
+			switch {
+			case tt.bypass != "":
+				if sent != 0 || st.Bypassed[tt.bypass] != 2 || len(st.Bypassed) != 1 {
+					t.Fatalf("Sender sent %d bytes, Bypassed %v; want 0 bytes and %s: 2", sent, st.Bypassed, tt.bypass)
+				}
+			case tt.sent > size:
+				if sent <= 2*size || st.Bypassed != nil {
+					t.Fatalf("Sender sent %d bytes, Bypassed %v; want every byte of two responses, nothing bypassed", sent, st.Bypassed)
+				}
+			default:
+				if sent != 2*tt.sent || st.Bypassed != nil {
+					t.Fatalf("Sender sent %d bytes, Bypassed %v; want %d, nothing bypassed", sent, st.Bypassed, 2*tt.sent)
+				}
+			}
+		})
+	}
+}
+
+// TestBypassLimitListenerHalfClose: the conns of
+// NewListener(netutil.LimitListener(ln)) keep the socket's CloseWrite, which
+// netutil's conns hide, and Close still frees the limit's slot.
+func TestBypassLimitListenerHalfClose(t *testing.T) {
+	s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+	ln := sendfile2.NewListener(netutil.LimitListener(listenTCP(t), 1), s)
+	defer ln.Close()
+	for range 2 { // a slot not freed would block the second Accept
+		d, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cw, ok := c.(interface{ CloseWrite() error })
+		if !ok {
+			t.Fatalf("%T has no CloseWrite", c)
+		}
+		if err := cw.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := d.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("read after CloseWrite = %d, %v; want EOF", n, err)
+		}
+		c.Close()
+		d.Close()
+	}
+}
+
+// TestBypassH2C: over HTTP/2 without TLS, ServeContent's body is copied and
+// counted.
+func TestBypassH2C(t *testing.T) {
+	const size = 1 << 20
+	fs := newFileSet(t, size)
+	s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	url := serveOn(t, sendfile2.NewListener(listenTCP(t), s), contentHandler(fs.dir, false, sendfile2.ServeContent),
+		func(srv *http.Server) { srv.Protocols = &p })
+	tr := &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{}}
+	defer tr.CloseIdleConnections()
+	resp, body := get(t, &http.Client{Transport: tr}, "GET", url+"/"+fs.name(size))
+	if resp.ProtoMajor != 2 || !bytes.Equal(body, fs.data[fs.name(size)]) {
+		t.Fatalf("%s, %d bytes that differ from the file", resp.Proto, len(body))
+	}
+	if st := s.Stats(); st.Bypassed[sendfile2.BypassHTTP2] != 1 {
+		t.Fatalf("Bypassed %v, want http2: 1", st.Bypassed)
+	}
+}
+
+// opaqueListener accepts conns wrapped in a type that hides the socket.
+type opaqueListener struct{ net.Listener }
+
+type opaqueConn struct{ net.Conn }
+
+func (l opaqueListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return opaqueConn{c}, nil
+}
+
+// TestBypassOpaqueConn: a conn wrapper under NewListener that hides the
+// socket is logged once, with its type; the file bodies are copied, exact.
+func TestBypassOpaqueConn(t *testing.T) {
+	const size = 100 << 10
+	fs := newFileSet(t, size)
+	logs := &syncWriter{w: &strings.Builder{}}
+	s := newSender(t, sendfile2.Config{Method: sendfile2.Copy, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	url := serveOn(t, sendfile2.NewListener(opaqueListener{listenTCP(t)}, s), http.FileServer(http.Dir(fs.dir)))
+	for range 2 {
+		tr := &http.Transport{}
+		resp, body := get(t, &http.Client{Transport: tr}, "GET", url+"/"+fs.name(size))
+		tr.CloseIdleConnections()
+		if resp.StatusCode != 200 || !bytes.Equal(body, fs.data[fs.name(size)]) {
+			t.Fatalf("status %d, %d bytes that differ", resp.StatusCode, len(body))
+		}
+	}
+	if n := engineBytes(s); n != 0 {
+		t.Fatalf("the Sender sent %d bytes", n)
+	}
+	out := logs.String()
+	if strings.Count(out, "expose no socket") != 1 || !strings.Contains(out, "sendfile2_test.opaqueConn") {
+		t.Fatalf("log %q: want one warning naming sendfile2_test.opaqueConn", out)
+	}
+}
+
+// syncWriter serializes writes to w, and reads of it.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
