@@ -39,7 +39,9 @@ var (
 	descInFlight = prometheus.NewDesc("sendfile2_sends_in_flight",
 		"Sends in progress.", nil, nil)
 	descFallbacks = prometheus.NewDesc("sendfile2_fallbacks_total",
-		"Times the Sender took a copying path where its method could not apply (non-TCP socket, RWF_DONTCACHE refused).", nil, nil)
+		"Times the Sender took a copying path where its method could not apply (non-TCP socket, RWF_DONTCACHE refused, the registered buffers all lent).", nil, nil)
+	descPoolShort = prometheus.NewDesc("sendfile2_pool_short_total",
+		"Parts of uring sends and receives that found every registered buffer lent (and of uring-mmap sends that found the ring full), copied instead of waiting.", nil, nil)
 	descDemotions = prometheus.NewDesc("sendfile2_demotions_total",
 		"Times auto's method failed at run time with EPERM or ENOSYS and was replaced by the next one.", nil, nil)
 	descBypassed = prometheus.NewDesc("sendfile2_bypassed_total",
@@ -67,7 +69,7 @@ func NewCollector(s *sendfile2.Sender) prometheus.Collector { return collector{s
 type collector struct{ s *sendfile2.Sender }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSent, descCopied, descZeroCopy, descSends, descErrors, descReceived, descReceives, descReceiveErrors, descInFlight, descFallbacks, descDemotions, descBypassed, descSwitches, descCopyingRoutes, descAdapted, descInfo} {
+	for _, d := range []*prometheus.Desc{descSent, descCopied, descZeroCopy, descSends, descErrors, descReceived, descReceives, descReceiveErrors, descInFlight, descFallbacks, descPoolShort, descDemotions, descBypassed, descSwitches, descCopyingRoutes, descAdapted, descInfo} {
 		ch <- d
 	}
 }
@@ -77,6 +79,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, string(st.Method))
 	ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(st.InFlight))
 	ch <- prometheus.MustNewConstMetric(descFallbacks, prometheus.CounterValue, float64(st.Fallbacks))
+	ch <- prometheus.MustNewConstMetric(descPoolShort, prometheus.CounterValue, float64(st.PoolShort))
 	ch <- prometheus.MustNewConstMetric(descDemotions, prometheus.CounterValue, float64(st.Demotions))
 	ch <- prometheus.MustNewConstMetric(descSwitches, prometheus.CounterValue, float64(st.Adaptive.Switches))
 	ch <- prometheus.MustNewConstMetric(descCopyingRoutes, prometheus.GaugeValue, float64(st.Adaptive.CopyingRoutes))

@@ -73,6 +73,11 @@ func TestCollector(t *testing.T) {
 			t.Errorf("no sendfile2_bypassed_total{reason=%q}", r)
 		}
 	}
+	for _, name := range []string{"sendfile2_fallbacks_total", "sendfile2_pool_short_total", "sendfile2_demotions_total"} {
+		if v, ok := metric(t, reg, name, "", ""); !ok || v != 0 {
+			t.Errorf("%s before a send: %v, %v; want a series at 0", name, v, ok)
+		}
+	}
 	if v, ok := metric(t, reg, "sendfile2_sender_info", "method", "copy"); !ok || v != 1 {
 		t.Fatalf("sender_info{method=copy} = %v, %v", v, ok)
 	}
