@@ -51,6 +51,8 @@ type Server struct {
 	tokens    map[[16]byte]*session
 	conns     map[net.Conn]struct{}
 	wg        sync.WaitGroup
+
+	joinHook func() // run by join between taking the token and attaching (tests)
 }
 
 func (s *Server) maxSessions() int {
@@ -256,8 +258,11 @@ func (s *Server) join(c net.Conn, token [16]byte) {
 	ss := s.tokens[token]
 	delete(s.tokens, token)
 	s.mu.Unlock()
+	if s.joinHook != nil {
+		s.joinHook()
+	}
 	tc, ok := c.(*net.TCPConn)
-	if ss == nil || !ok || !ss.attach(tc) {
+	if ss == nil || !ok || !ss.attach(tc, token) {
 		c.Write((&Report{op: opData, status: statusBad}).marshal())
 		s.untrack(c)
 		return
@@ -267,12 +272,14 @@ func (s *Server) join(c net.Conn, token [16]byte) {
 
 // session is one control connection and its data connection.
 type session struct {
-	srv   *Server
-	buf   []byte
-	exp   []byte
-	token [16]byte
+	srv *Server
+	buf []byte
+	exp []byte
 
-	mu     sync.Mutex   // guards data and window, which join's goroutine sets
+	// mu guards the fields below, which join's goroutine reads and sets.
+	mu     sync.Mutex
+	token  [16]byte     // the token of the data connection asked for last
+	ended  bool         // the session, or its token, ended: attach refuses
 	data   *net.TCPConn // nil until a data connection joins
 	window int          // its receive buffer
 
@@ -355,27 +362,32 @@ func (ss *session) open(req request) Report {
 		}
 	}
 	ss.received, ss.changed, ss.first, ss.eof, ss.failed = 0, 0, -1, false, false
+	var token [16]byte
+	rand.Read(token[:])
 	ss.mu.Lock()
 	ss.window = 0
+	ss.token = token
+	ss.ended = false
 	ss.mu.Unlock()
-	rand.Read(ss.token[:])
 	ss.srv.mu.Lock()
-	ss.srv.tokens[ss.token] = ss
+	ss.srv.tokens[token] = ss
 	ss.srv.mu.Unlock()
 	r := ss.report(opOpen, statusOK)
-	r.token = ss.token
+	r.token = token
 	ss.srv.mu.Lock()
 	r.smallPort = ss.srv.smallPort
 	ss.srv.mu.Unlock()
 	return r
 }
 
-// attach makes c the session's data connection, with the receive buffer the
-// session asked for, and tells the client.
-func (ss *session) attach(c *net.TCPConn) bool {
+// attach makes c, which came with token, the session's data connection,
+// with the receive buffer the session asked for, and tells the client. It
+// refuses c if the session ended, or asked for another data connection,
+// since join took the token: nothing would close c then.
+func (ss *session) attach(c *net.TCPConn, token [16]byte) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.data != nil {
+	if ss.ended || ss.token != token || ss.data != nil {
 		return false
 	}
 	ss.window = getRcvbuf(c)
@@ -404,12 +416,21 @@ func (ss *session) closeData() {
 	}
 }
 
-// end closes the data connection and forgets the token.
+// end closes the data connection and forgets the token; a data connection
+// that took the token already is refused (attach).
 func (ss *session) end() {
+	ss.mu.Lock()
+	ss.ended = true
+	token := ss.token
+	d := ss.data
+	ss.data = nil
+	ss.mu.Unlock()
 	ss.srv.mu.Lock()
-	delete(ss.srv.tokens, ss.token)
+	delete(ss.srv.tokens, token)
 	ss.srv.mu.Unlock()
-	ss.closeData()
+	if d != nil {
+		ss.srv.untrack(d)
+	}
 }
 
 // read reads n bytes (all until EOF when n is -1) from d within timeout,
