@@ -35,8 +35,10 @@ type Server struct {
 	// MaxSessions bounds the control connections served at once;
 	// DefaultMaxSessions if zero.
 	MaxSessions int
-	// MaxRcvbuf is the receive buffer of every connection, and so bounds
-	// the window a data connection may ask for; DefaultMaxRcvbuf if zero.
+	// MaxRcvbuf is the receive buffer of every connection on the Main
+	// listener (a control connection's shrinks to SmallWindow once it has
+	// said what it is), and so bounds the window a data connection may ask
+	// for; DefaultMaxRcvbuf if zero.
 	MaxRcvbuf int
 	// Idle bounds how long a control connection may go without a request,
 	// and so how long a data connection may be held unread; DefaultIdle if
@@ -226,6 +228,15 @@ func (s *Server) handle(c net.Conn) {
 	if busy {
 		c.Write((&Report{op: req.op, status: statusBusy}).marshal())
 		return
+	}
+	// A control connection needs no more than a request's room: shrink
+	// the receive buffer it came with (MaxRcvbuf on the Main listener), so
+	// that what a client sends on it while the session reads the data
+	// connection waits in SmallWindow, not in MaxRcvbuf.
+	if tc, ok := c.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			setRcvbuf(rc, SmallWindow)
+		}
 	}
 	ss := &session{srv: s, buf: make([]byte, 128<<10), first: -1}
 	s.logf("session from %s", c.RemoteAddr())
