@@ -30,7 +30,7 @@ until the sender says, compares what it reads with the stream the sender
 named and reports the bytes that differ, and its CPU time.
 
 What it exposes to anyone who can reach the port: it reads and drops what they
-send (never writing or opening a file, never connecting anywhere), holds
+send (never writing or opening a file, never connecting anywhere), holds data
 connections unread for up to --idle with receive buffers of --max-rcvbuf, and
 answers each request with 64 bytes of counts. At most --max-sessions senders
 at once. There is no authentication: listen on a network you trust.`,

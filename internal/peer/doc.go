@@ -31,11 +31,14 @@
 //     in proportion to the bytes sent to it, plus at most 64 MiB of stream
 //     generated per data connection asked for (where the comparison
 //     starts).
-//   - hold a connection unread, up to the idle timeout (Server.Idle, 2
+//   - hold a data connection unread, up to the idle timeout (Server.Idle, 2
 //     minutes by default), with a receive buffer of Server.MaxRcvbuf (8
 //     MiB): kernel memory of at most 2 x MaxSessions x MaxRcvbuf (the
-//     kernel doubles the buffer), and as many connections, counting those
-//     that have not said what they are yet, as 3 x MaxSessions.
+//     kernel doubles the buffer). A control connection's receive buffer
+//     shrinks to 4 KiB once it has said what it is, and a data connection
+//     is closed when its session ends, or asks for another one, even if
+//     it joined meanwhile. At most 3 x MaxSessions connections are open,
+//     counting those that have not said what they are yet.
 //   - reset or close the data connection of its own session. A data
 //     connection joins a session only with the session's random 128-bit
 //     token, which the peer sends on that session's control connection.
