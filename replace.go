@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
+
+	"github.com/sendfile2/sendfile2/internal/replace"
 )
 
 // TempPrefix starts the names of the temporary files of CreateReplacement.
@@ -27,10 +28,7 @@ var ErrNotRegular = errors.New("not a regular file")
 // leaves the old file (and at most a temporary file that no rename will
 // ever expose, after a crash).
 type Replacement struct {
-	dir     *os.Root // the target's directory, open for the whole replacement
-	name    string   // the target's name in dir
-	file    *os.File // the temporary file, open for writing
-	tmpName string   // its name in dir
+	r *replace.File
 }
 
 // CreateReplacement creates a temporary file for the new content of name
@@ -77,28 +75,32 @@ func CreateReplacementPath(name string, perm fs.FileMode) (*Replacement, error) 
 
 // createIn makes the temporary file for base in dir.
 func createIn(dir *os.Root, base string, perm fs.FileMode) (*Replacement, error) {
-	if fi, err := dir.Lstat(base); err == nil && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("sendfile2: replace %s: %v: %w", base, fi.Mode().Type(), ErrNotRegular)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	r, err := replace.Create(dir, base, TempPrefix, perm)
+	if err != nil {
+		return nil, replaceError(err)
 	}
-	for range 100 {
-		tmpName := fmt.Sprintf("%s%016x", TempPrefix, rand.Uint64())
-		f, err := dir.OpenFile(tmpName, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &Replacement{dir: dir, name: base, file: f, tmpName: tmpName}, nil
+	return &Replacement{r}, nil
+}
+
+// replaceError gives the errors of internal/replace the package's prefix and
+// sentinel.
+func replaceError(err error) error {
+	var nr *replace.NotRegularError
+	var ds *replace.DirSyncError
+	switch {
+	case errors.As(err, &nr):
+		return fmt.Errorf("sendfile2: replace %s: %v: %w", nr.Name, nr.Type, ErrNotRegular)
+	case errors.As(err, &ds):
+		return fmt.Errorf("sendfile2: replace %s: fsync of the directory after the rename: %w", ds.Name, ds.Err)
+	case errors.Is(err, replace.ErrNoFreeName):
+		return fmt.Errorf("sendfile2: replace %w", err)
 	}
-	return nil, fmt.Errorf("sendfile2: replace %s: no free name for a temporary file", base)
+	return err
 }
 
 // File is the temporary file, open for writing: write the new content to
 // it (ReceiveBody, Receive), and neither close nor rename it.
-func (r *Replacement) File() *os.File { return r.file }
+func (r *Replacement) File() *os.File { return r.r.File() }
 
 // Committed says what Commit did.
 type Committed struct {
@@ -121,49 +123,10 @@ type Committed struct {
 // is (ErrNotRegular). Commit closes the temporary file and the directory;
 // call it, or Abort, once.
 func (r *Replacement) Commit() (Committed, error) {
-	defer r.dir.Close()
-	var c Committed
-	err := r.file.Sync()
-	if err == nil {
-		c.Info, err = r.file.Stat()
-	}
-	if err != nil {
-		r.file.Close()
-		r.dir.Remove(r.tmpName)
-		return c, err
-	}
-	if err := r.file.Close(); err != nil {
-		r.dir.Remove(r.tmpName)
-		return c, err
-	}
-	if old, err := r.dir.Lstat(r.name); err == nil {
-		if !old.Mode().IsRegular() { // changed since CreateReplacement
-			r.dir.Remove(r.tmpName)
-			return c, fmt.Errorf("sendfile2: replace %s: %v: %w", r.name, old.Mode().Type(), ErrNotRegular)
-		}
-		c.Replaced = true
-	}
-	if err := r.dir.Rename(r.tmpName, r.name); err != nil {
-		r.dir.Remove(r.tmpName)
-		return Committed{}, err
-	}
-	c.Renamed = true
-	d, err := r.dir.Open(".")
-	if err == nil {
-		err = d.Sync()
-		d.Close()
-	}
-	if err != nil {
-		return c, fmt.Errorf("sendfile2: replace %s: fsync of the directory after the rename: %w", r.name, err)
-	}
-	return c, nil
+	c, err := r.r.Commit()
+	return Committed{Renamed: c.Renamed, Replaced: c.Replaced, Info: c.Info}, replaceError(err)
 }
 
 // Abort closes and removes the temporary file, and leaves the target as it
 // was.
-func (r *Replacement) Abort() error {
-	r.file.Close()
-	err := r.dir.Remove(r.tmpName)
-	r.dir.Close()
-	return err
-}
+func (r *Replacement) Abort() error { return r.r.Abort() }
