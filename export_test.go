@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sendfile2/sendfile2/internal/engine"
+	"github.com/sendfile2/sendfile2/internal/httpconn"
 )
 
 // CheckNoLeaks closes the package's default Sender and reports mappings or
@@ -71,11 +72,11 @@ func URingOverflows(s *Sender) uint64 {
 // HoldWrite makes the next Write of c, a conn of NewListener, hold its bytes
 // as ServeContent does, and returns the function that ends the hold.
 func HoldWrite(c net.Conn) (release func() error) {
-	h, _ := heldConn(c)
-	if h == nil || !h.holdWrite() {
+	h, _ := httpconn.Find(c)
+	if h == nil || !h.HoldWrite() {
 		return func() error { return nil }
 	}
-	return h.release
+	return h.Release
 }
 
 // SendContext is the context a send of s runs under: ctx, ended also by s's

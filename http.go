@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/sendfile2/sendfile2/internal/httpconn"
 )
 
 type connKey struct{}
@@ -14,7 +16,7 @@ type connKey struct{}
 // NewListener that carries it, and whether a wrapper hides that conn from
 // net/http.
 type connRef struct {
-	c       *conn
+	c       *httpconn.Conn
 	wrapped bool
 }
 
@@ -24,7 +26,7 @@ type connRef struct {
 // (netutil.LimitListener) wraps it. Other conns leave ctx as it is. A
 // ConnContext of your own can call it.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	if h, wrapped := heldConn(c); h != nil {
+	if h, wrapped := httpconn.Find(c); h != nil {
 		return context.WithValue(ctx, connKey{}, connRef{h, wrapped})
 	}
 	return ctx
@@ -70,8 +72,8 @@ func ServeContent(w http.ResponseWriter, r *http.Request, name string, modtime t
 			}
 			w = &bodyWriter{ResponseWriter: w, c: c, rf: rf, reason: reason}
 		}
-		if c.holdWrite() {
-			defer c.release()
+		if c.HoldWrite() {
+			defer c.Release()
 		}
 	}
 	http.ServeContent(w, r, name, modtime, content)
@@ -101,7 +103,7 @@ func readerFromUnder(w http.ResponseWriter) io.ReaderFrom {
 // of a file for reason.
 type bodyWriter struct {
 	http.ResponseWriter
-	c      *conn
+	c      *httpconn.Conn
 	rf     io.ReaderFrom // nil: copy
 	reason Bypass        // why it copies
 }
@@ -114,10 +116,10 @@ func (b *bodyWriter) ReadFrom(src io.Reader) (int64, error) {
 	if reason == "" {
 		reason = BypassEncoded
 	}
-	if isFile(src) {
-		b.c.bypass(reason)
+	if httpconn.IsFile(src) {
+		countBypass(b.c, reason)
 	}
-	return io.Copy(writerOnly{b.ResponseWriter}, src)
+	return io.Copy(httpconn.WriterOnly{Writer: b.ResponseWriter}, src)
 }
 
 // Unwrap lets http.ResponseController reach the ResponseWriter.

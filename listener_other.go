@@ -3,8 +3,9 @@
 package sendfile2
 
 import (
-	"io"
 	"net"
+
+	"github.com/sendfile2/sendfile2/internal/httpconn"
 )
 
 // NewListener wraps ln so that the conns it accepts send file bodies with s.
@@ -29,55 +30,8 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, cr := c.(interface{ CloseRead() error })
-	_, cw := c.(interface{ CloseWrite() error })
-	switch {
-	case cr && cw:
-		return halfCloseConn{conn{c}}, nil
-	case cw:
-		return closeWriteConn{conn{c}}, nil
-	case cr:
-		return closeReadConn{conn{c}}, nil
-	}
-	return conn{c}, nil
+	return httpconn.New(c), nil
 }
 
-// conn has the methods of net.Conn only.
-type conn struct{ net.Conn }
-
-type halfCloseConn struct{ conn }
-
-// CloseRead shuts down the reading side of the connection.
-func (c halfCloseConn) CloseRead() error {
-	return c.Conn.(interface{ CloseRead() error }).CloseRead()
-}
-
-// CloseWrite shuts down the writing side of the connection.
-func (c halfCloseConn) CloseWrite() error {
-	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
-}
-
-type closeWriteConn struct{ conn }
-
-// CloseWrite shuts down the writing side of the connection.
-func (c closeWriteConn) CloseWrite() error {
-	return c.Conn.(interface{ CloseWrite() error }).CloseWrite()
-}
-
-type closeReadConn struct{ conn }
-
-// CloseRead shuts down the reading side of the connection.
-func (c closeReadConn) CloseRead() error {
-	return c.Conn.(interface{ CloseRead() error }).CloseRead()
-}
-
-// heldConn is nil: outside Linux, conns hold no write (see ServeContent).
-func heldConn(net.Conn) (*conn, bool) { return nil, false }
-
-func (conn) bypass(Bypass)  {}
-func isFile(io.Reader) bool { return false }
-
-type writerOnly struct{ io.Writer }
-
-func (conn) holdWrite() bool { return false }
-func (conn) release() error  { return nil }
+// countBypass counts nothing: outside Linux no Sender can be created.
+func countBypass(*httpconn.Conn, Bypass) {}
