@@ -1,26 +1,13 @@
 package sendfile2
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"strings"
-	"syscall"
-	"time"
-)
 
-const (
-	// replyTimeout bounds the write of a response on a hijacked conn, whose
-	// client may have stopped reading.
-	replyTimeout = 10 * time.Second
-	// After a body that was not read to its end, what Reply drains before
-	// it closes a hijacked conn, at most (see closeUnread).
-	lingerTimeout = time.Second
-	lingerBytes   = 1 << 20
+	"github.com/sendfile2/sendfile2/internal/upload"
 )
 
 // BodyOptions configure ReceiveBody.
@@ -89,7 +76,8 @@ func (s *Sender) ReceiveBody(ctx context.Context, w http.ResponseWriter, r *http
 		conn, brw, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			b.Hijacked, b.conn, b.header = true, conn, w.Header().Clone()
-			err := s.receiveHijacked(ctx, b, r, brw.Reader, dst, opt)
+			b.Size, err = upload.ReadBody(ctx, conn, r, brw.Reader, dst, s.Receive, opt.ReceiveContext)
+			b.complete = err == nil
 			return b, err
 		}
 		// Not HTTP/1 (HTTP/2 cannot hijack): read the body through net/http.
@@ -101,65 +89,6 @@ func (s *Sender) ReceiveBody(ctx context.Context, w http.ResponseWriter, r *http
 	n, err := io.Copy(dst, body)
 	b.Size, b.complete = n, err == nil
 	return b, err
-}
-
-// receiveHijacked reads the body of r, of r.ContentLength bytes, from the
-// hijacked conn into dst: the bytes br holds already, then the rest with
-// Receive.
-func (s *Sender) receiveHijacked(ctx context.Context, b *Body, r *http.Request, br *bufio.Reader, dst *os.File, opt *BodyOptions) error {
-	size := r.ContentLength
-	var err error
-	if expectsContinue(r) {
-		// net/http would send it at the body's first read; we read the
-		// socket ourselves.
-		b.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
-		_, err = io.WriteString(b.conn, "HTTP/1.1 100 Continue\r\n\r\n")
-	}
-	var n int64
-	if err == nil {
-		// The start of the body, which net/http read along with the head.
-		p, _ := br.Peek(int(min(int64(br.Buffered()), size)))
-		var k int
-		k, err = dst.WriteAt(p, 0)
-		n = int64(k)
-	}
-	if err == nil && n < size {
-		var k int64
-		if sc, ok := b.conn.(syscall.Conn); ok {
-			rctx, done := ctx, func() {}
-			if opt.ReceiveContext != nil {
-				rctx, done = opt.ReceiveContext(ctx, b.conn)
-			}
-			k, err = s.Receive(rctx, sc, dst, n, size-n)
-			done()
-		} else { // a conn without a descriptor: copy
-			k, err = io.Copy(io.NewOffsetWriter(dst, n), io.LimitReader(b.conn, size-n))
-			if err == nil && k < size-n {
-				err = io.ErrUnexpectedEOF
-			}
-		}
-		n += k
-	}
-	b.Size, b.complete = n, err == nil
-	return err
-}
-
-// expectsContinue reports whether the client waits for "100 Continue"
-// before it sends the body, as net/http decides it.
-func expectsContinue(r *http.Request) bool {
-	if !r.ProtoAtLeast(1, 1) {
-		return false
-	}
-	for _, v := range r.Header.Values("Expect") {
-		for tok := range strings.SplitSeq(v, ",") {
-			// Optional whitespace around list elements is spaces and tabs
-			// only (RFC 9110, section 5.6.1).
-			if strings.EqualFold(strings.Trim(tok, " \t"), "100-continue") {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Reply answers the request whose body b is, with code and the header
@@ -190,56 +119,5 @@ func (b *Body) Reply(code int, h http.Header) error {
 	for k, v := range h {
 		hdr[k] = v
 	}
-	err := reply(b.conn, code, hdr)
-	if b.complete {
-		if cerr := b.conn.Close(); err == nil {
-			err = cerr
-		}
-	} else {
-		closeUnread(b.conn)
-	}
-	return err
-}
-
-// reply writes a response without a body (or with its status text for an
-// error) on a hijacked conn, which closes after it, with the fields of h but
-// those it writes itself. 204 carries no Content-Length (RFC 9110 section
-// 8.6).
-func reply(conn net.Conn, code int, h http.Header) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\n", code, http.StatusText(code), time.Now().UTC().Format(http.TimeFormat))
-	h.WriteSubset(&b, replyOwn)
-	body := ""
-	if code >= 400 {
-		body = http.StatusText(code) + "\n"
-		b.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
-	}
-	if code != http.StatusNoContent {
-		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
-	}
-	b.WriteString("Connection: close\r\n\r\n")
-	b.WriteString(body)
-	conn.SetWriteDeadline(time.Now().Add(replyTimeout))
-	_, err := io.WriteString(conn, b.String())
-	return err
-}
-
-// replyOwn are the header fields that reply writes itself, or that a
-// response without a body must not carry.
-var replyOwn = map[string]bool{
-	"Connection": true, "Content-Length": true, "Content-Type": true, "Date": true,
-	"Transfer-Encoding": true, "X-Content-Type-Options": true,
-}
-
-// closeUnread closes a hijacked conn whose request body may not have been
-// read to its end. A socket closed with unread bytes resets the connection,
-// which can destroy the response before the client reads it (net/http's
-// closeWriteAndWait avoids the same): shut down the sending side first, then
-// drain what the client still sends, for a bounded time and size.
-func closeUnread(conn net.Conn) {
-	if cw, ok := conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-		conn.SetReadDeadline(time.Now().Add(lingerTimeout))
-		io.CopyN(io.Discard, conn, lingerBytes)
-	}
-	conn.Close()
+	return upload.Reply(b.conn, code, hdr, b.complete)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sendfile2/sendfile2/internal/engine"
 	"github.com/sendfile2/sendfile2/internal/httpconn"
+	"github.com/sendfile2/sendfile2/internal/upload"
 )
 
 // CheckNoLeaks closes the package's default Sender and reports mappings or
@@ -105,4 +106,4 @@ func Adapt(s *Sender) (Method, func(ok bool, zc, copied int64)) {
 
 // ExpectsContinue reports whether ReceiveBody answers "100 Continue" to r
 // before it reads the body.
-var ExpectsContinue = expectsContinue
+var ExpectsContinue = upload.ExpectsContinue
