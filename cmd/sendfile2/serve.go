@@ -123,8 +123,9 @@ escaped. SIGHUP reloads the certificate and the htpasswd file; a file that
 fails to load leaves the one in use.
 
 On SIGINT or SIGTERM, serve stops accepting connections, waits up to
---shutdown-timeout for the responses in flight, then closes the Sender, which
-waits for the kernel's last notification.`,
+--shutdown-timeout for the responses in flight, then resets the connections
+still busy (as --send-timeout does) and closes the Sender, which waits up to
+5s more for the kernel's last notification.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.dir = "."
@@ -365,7 +366,15 @@ func (s *server) shutdown(err error) error {
 	defer cancel()
 	for i, srv := range s.servers {
 		if serr := srv.Shutdown(sctx); serr != nil {
-			s.log.Warn("shutdown: closing connections still busy", "err", serr)
+			if i == 0 {
+				// Reset them first: Close alone waits for the sends
+				// in flight, which a peer that reads nothing holds
+				// for --send-timeout, or for ever.
+				n := s.conns.abortAll()
+				s.log.Warn("shutdown: resetting connections still busy", "err", serr, "conns", n)
+			} else {
+				s.log.Warn("shutdown: closing connections still busy", "err", serr)
+			}
 			srv.Close()
 		}
 		if i == 0 {
@@ -379,13 +388,21 @@ func (s *server) shutdown(err error) error {
 		}
 	}
 	// After a graceful Shutdown no send is left. After a forced Close, the
-	// sends still running are cancelled (by their conn's Close, else by the
-	// Sender's); Sender.Close waits for them and for the notifications of
-	// what they had queued, and then the last handlers return.
-	if cerr := s.sender.Close(); cerr != nil && err == nil {
+	// sends still running are cancelled (by their conn's reset and Close,
+	// else by the Sender's); Sender.Shutdown waits for them and for the
+	// notifications of what they had queued, and then the last handlers
+	// return. Both waits are bounded: serve returns even if the kernel
+	// keeps a send.
+	cctx, ccancel := context.WithTimeout(context.Background(), senderShutdownTimeout)
+	defer ccancel()
+	if cerr := s.sender.Shutdown(cctx); errors.Is(cerr, context.DeadlineExceeded) {
+		s.log.Warn("shutdown: sends still running, the Sender left open", "timeout", senderShutdownTimeout)
+	} else if cerr != nil && err == nil {
 		err = fmt.Errorf("close sender: %w", cerr)
 	}
-	s.handlers.Wait()
+	if !waitGroupCtx(cctx, &s.handlers) {
+		s.log.Warn("shutdown: handlers still running", "timeout", senderShutdownTimeout)
+	}
 	for ; s.running > 0; s.running-- {
 		if serr := <-s.errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 			err = serr
@@ -395,6 +412,25 @@ func (s *server) shutdown(err error) error {
 		s.log.Info("stopped")
 	}
 	return err
+}
+
+// senderShutdownTimeout bounds how long shutdown waits, after the servers
+// closed, for the Sender to release its sends and for the last handlers.
+const senderShutdownTimeout = 5 * time.Second
+
+// waitGroupCtx waits for wg until ctx ends, and reports whether wg was done.
+func waitGroupCtx(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // close ends the uploads that are left, stops the connection tracker and

@@ -411,3 +411,39 @@ func TestSlowNotStalled(t *testing.T) {
 		t.Errorf("a slow client was cut:\n%s", ts.log.String())
 	}
 }
+
+// TestStalledShutdown: GETs of a large file whose clients never read, with
+// the default --send-timeout (a minute), do not hold up the shutdown past
+// --shutdown-timeout: the conns still busy are reset and the Sender closed
+// within a bound, for the methods whose sends hold the socket while they
+// wait for notifications, and auto.
+func TestStalledShutdown(t *testing.T) {
+	const shutdownTimeout = time.Second
+	dir := t.TempDir()
+	writeRandom(t, filepath.Join(dir, "big.bin"), 64<<20)
+	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.MsgZC, sendfile2.URingMmap, sendfile2.Auto} {
+		t.Run(string(m), func(t *testing.T) {
+			ts := startServe(t, dir, func(o *serveOptions) {
+				o.method = string(m)
+				o.shutdownTimeout = shutdownTimeout
+				o.sendTimeout = defaultSendTimeout
+				o.accessLog = false
+			})
+			for range 4 {
+				c, err := dialSmall(ts.addr)
+				must(t, err)
+				defer c.Close()
+				_, err = io.WriteString(c, "GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n")
+				must(t, err)
+			}
+			time.Sleep(500 * time.Millisecond) // the sends fill the send queues
+			ts.cancel()
+			select {
+			case err := <-ts.done:
+				ts.done <- err
+			case <-time.After(shutdownTimeout + 10*time.Second):
+				t.Fatalf("serve did not return within %v of its context ending:\n%s", shutdownTimeout+10*time.Second, ts.log.String())
+			}
+		})
+	}
+}

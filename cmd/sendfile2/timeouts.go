@@ -311,6 +311,25 @@ func (c *trackedConn) cut(limit string, stalled time.Duration) {
 	})
 }
 
+// abortAll resets every conn t knows (abortSocket), as a send timeout does,
+// and returns how many. It is for a shutdown whose time ran out: a plain
+// close of a conn waits for the send in flight on it, and a zero-copy send
+// to a peer that does not read waits for notifications that only a reset
+// brings. It must come before the conns are closed: once a close started,
+// the socket can no longer be reached.
+func (t *connTracker) abortAll() int {
+	t.mu.Lock()
+	conns := make([]*trackedConn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		abortSocket(c.Conn)
+	}
+	return len(conns)
+}
+
 // Close closes the conn and forgets it.
 func (c *trackedConn) Close() error {
 	c.closeOnce.Do(func() {
