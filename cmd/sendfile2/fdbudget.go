@@ -12,13 +12,18 @@ import (
 // hold with method, as measured with stalled downloads and uploads
 // (TestFDsPerConn counts them in /proc/self/fd, Linux 6.18):
 //
-//   - a download: its socket and the file, and the private epoll instance
-//     of a send that waits for room in the socket (msgzc, copy, sendfile;
-//     uring and uring-mmap wait on the ring instead): 3;
+//   - a download: its socket and the file: 2. Copy, sendfile and splice
+//     wait for room in the socket in the Sender's shared Poller (one epoll
+//     instance for all its sends, counted once in fdReserve), uring and
+//     uring-mmap on the ring; msgzc makes an epoll instance per send, which
+//     also watches the socket's error queue, and a send whose socket the
+//     Poller already watches under the same number falls back to one too:
+//     3 is budgeted for every method;
 //   - an upload received with the Sender: its socket, the duplicate that
-//     Receive reads, that receive's epoll instance (copy; uring waits on
-//     the ring), the temporary file and its directory (an os.Root): 5, and
-//     the directory again while it is fsynced at the end;
+//     Receive reads, the temporary file and its directory (an os.Root): 4,
+//     with the receive waiting in the Poller or on the ring; 5 budgeted, as
+//     for a download, and the directory again while it is fsynced at the
+//     end;
 //   - splice holds a pipe, two more, on either side.
 //
 // One more, for a moment: os.Root opens the directories of a path in turn,

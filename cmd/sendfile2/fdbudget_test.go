@@ -36,7 +36,10 @@ func stableDescriptors() int {
 // worst, with every method: downloads stalled by a client that does not
 // read (the send waits for room in the socket), and uploads stalled in the
 // middle of their body (the receive waits for bytes). The counts must stay
-// within what fitConns budgets.
+// within what fitConns budgets: a connection's socket, its file (and, for
+// uploads, the duplicate Receive reads and the temporary file's directory);
+// a send waits in the Sender's shared Poller, on the ring, or (msgzc) on an
+// epoll instance of its own.
 func TestFDsPerConn(t *testing.T) {
 	dir := t.TempDir()
 	writeRandom(t, filepath.Join(dir, "big.bin"), 16<<20)
