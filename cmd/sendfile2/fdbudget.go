@@ -28,7 +28,11 @@ import (
 //
 // One more, for a moment: os.Root opens the directories of a path in turn,
 // and the hard-link guard opens the file's directory.
-func fdsPerConn(method string, upload bool) int {
+//
+// A connection carries streams requests at once: 1 for HTTP/1.1,
+// h2MaxStreams for HTTP/2 (with --tls-cert). Each holds what a request
+// holds beside the socket; the socket is counted once.
+func fdsPerConn(method string, upload bool, streams int) int {
 	n := 3 + 1
 	if upload {
 		n = 5 + 1 + 1
@@ -36,7 +40,21 @@ func fdsPerConn(method string, upload bool) int {
 	if method == string(sendfile2.Splice) {
 		n += 2
 	}
-	return n
+	return 1 + max(streams, 1)*(n-1)
+}
+
+// h2MaxStreams is the most concurrent streams (requests) an HTTP/2
+// connection may carry: each may hold an open file, an upload's temporary
+// file or a password check, and the descriptor budget counts them all.
+// net/http's default is 250.
+const h2MaxStreams = 16
+
+// streamsPerConn is how many requests a connection of o may carry at once.
+func streamsPerConn(o serveOptions) int {
+	if o.http.tlsCert != "" {
+		return h2MaxStreams
+	}
+	return 1
 }
 
 const (
@@ -67,7 +85,7 @@ func fitConns(o serveOptions, log *slog.Logger) int {
 			lim = raised
 		}
 	}
-	per := fdsPerConn(o.method, o.upload)
+	per := fdsPerConn(o.method, o.upload, streamsPerConn(o))
 	open := openDescriptors()
 	avail := int64(min(lim.Cur, 1<<40)) - int64(open) - fdReserve - metricsMaxConns
 	n := int(max(avail/int64(per), 1))

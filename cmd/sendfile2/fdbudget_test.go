@@ -74,11 +74,11 @@ func TestFDsPerConn(t *testing.T) {
 			measure("stalled downloads", func(c net.Conn, _ int) error {
 				_, err := io.WriteString(c, "GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n")
 				return err
-			}, fdsPerConn(string(m), false))
+			}, fdsPerConn(string(m), false, 1))
 			measure("stalled uploads", func(c net.Conn, i int) error {
 				_, err := fmt.Fprintf(c, "PUT /up-%d HTTP/1.1\r\nHost: test\r\nContent-Length: 8388608\r\n\r\n%1024s", i, "x")
 				return err
-			}, fdsPerConn(string(m), true))
+			}, fdsPerConn(string(m), true, 1))
 			must(t, ts.stop())
 			waitNoTempFiles(t, dir)
 			os.Remove(filepath.Join(dir, "x"))

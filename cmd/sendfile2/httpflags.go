@@ -149,6 +149,9 @@ func (hf *httpFeatures) serve(srv *http.Server, ln net.Listener) error {
 	// Plain HTTP stays HTTP/1.1 (srv.Protocols offers no h2c), whose
 	// bodies reach the Sender.
 	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: hf.cert.get}
+	// A conn carries at most h2MaxStreams requests at once, as the
+	// descriptor budget (fdsPerConn) counts them, not net/http's 250.
+	srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: h2MaxStreams}
 	// net/http's conns are now *tls.Conn over the tracker's: its hooks get
 	// the conn beneath, so that --send-timeout, --body-timeout and the
 	// reclaiming of idle conns hold over TLS too. sendfile2.ServeContent

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // selfSigned writes a new self-signed certificate for 127.0.0.1, and its
@@ -183,5 +185,45 @@ func TestServeTLSBadArguments(t *testing.T) {
 	} {
 		args = append(append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), dir)
 		runRefused(t, "--tls-", args...)
+	}
+}
+
+// TestServeTLSMaxStreams: over HTTP/2 the server allows h2MaxStreams
+// concurrent streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS), and
+// the descriptor budget of a TLS connection counts that many requests.
+func TestServeTLSMaxStreams(t *testing.T) {
+	dir, certDir := t.TempDir(), t.TempDir()
+	selfSigned(t, certDir)
+	ts := startServe(t, dir, func(o *serveOptions) {
+		o.http.tlsCert, o.http.tlsKey = filepath.Join(certDir, "cert.pem"), filepath.Join(certDir, "key.pem")
+	})
+	conn, err := tls.Dial("tcp", ts.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	must(t, err)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(hangBound))
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("ALPN: %q, want h2", p)
+	}
+	_, err = io.WriteString(conn, http2.ClientPreface)
+	must(t, err)
+	fr := http2.NewFramer(conn, conn)
+	must(t, fr.WriteSettings())
+	for {
+		f, err := fr.ReadFrame()
+		must(t, err)
+		sf, ok := f.(*http2.SettingsFrame)
+		if !ok || sf.IsAck() {
+			continue
+		}
+		if v, ok := sf.Value(http2.SettingMaxConcurrentStreams); !ok || v != h2MaxStreams {
+			t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS = %d (sent: %v), want %d", v, ok, h2MaxStreams)
+		}
+		break
+	}
+	for _, upload := range []bool{false, true} {
+		one := fdsPerConn("copy", upload, 1)
+		if got, want := fdsPerConn("copy", upload, h2MaxStreams), 1+h2MaxStreams*(one-1); got != want {
+			t.Errorf("fdsPerConn with %d streams, upload %v: %d, want %d", h2MaxStreams, upload, got, want)
+		}
 	}
 }
