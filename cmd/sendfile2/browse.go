@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"html/template"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -13,6 +15,11 @@ import (
 	"strings"
 	"time"
 )
+
+// maxListEntries bounds the entries of a directory that a listing reads
+// (and stats): past it, the listing shows those it read and says it was
+// cut. A variable for the tests.
+var maxListEntries = 10000
 
 // listEntry is one entry of a directory listing.
 type listEntry struct {
@@ -30,7 +37,8 @@ type listEntry struct {
 // rules (not hard-linked unless --allow-hardlinks; symbolic links that stay
 // in the root, as what they point to), by name, directories first. FIFOs,
 // devices, sockets, links out of the root and uploads in progress are left
-// out. Every name is escaped (html/template) and every link percent-encoded,
+// out. Only the first maxListEntries entries read (in the directory's
+// order) are considered; past them the listing says it was cut. Every name is escaped (html/template) and every link percent-encoded,
 // so a hostile name shows as text and links to itself.
 func (h *fileHandler) list(w http.ResponseWriter, r *http.Request, upath, dir string) {
 	if !strings.HasSuffix(upath, "/") {
@@ -44,11 +52,16 @@ func (h *fileHandler) list(w http.ResponseWriter, r *http.Request, upath, dir st
 		httpError(w, err)
 		return
 	}
-	ents, err := d.ReadDir(-1)
+	// One more than the bound, to know whether there are more.
+	ents, err := d.ReadDir(maxListEntries + 1)
 	d.Close()
-	if err != nil {
+	if err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty directory
 		httpError(w, err)
 		return
+	}
+	truncated := len(ents) > maxListEntries
+	if truncated {
+		ents = ents[:maxListEntries]
 	}
 	list := []listEntry{} // [] in JSON when empty
 	for _, e := range ents {
@@ -84,19 +97,21 @@ func (h *fileHandler) list(w http.ResponseWriter, r *http.Request, upath, dir st
 	if wantsJSON(r.Header.Values("Accept")) {
 		hdr.Set("Content-Type", "application/json")
 		err = json.NewEncoder(&body).Encode(struct {
-			Path    string      `json:"path"`
-			Entries []listEntry `json:"entries"`
-		}{upath, list})
+			Path      string      `json:"path"`
+			Entries   []listEntry `json:"entries"`
+			Truncated bool        `json:"truncated"` // the directory has more entries than were read
+		}{upath, list, truncated})
 	} else {
 		hdr.Set("Content-Type", "text/html; charset=utf-8")
 		// No script, style in the page only, nothing loaded: should a name
 		// ever get through unescaped, it still could not run.
 		hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		err = listingPage.Execute(&body, struct {
-			Path    string
-			Parent  bool
-			Entries []listEntry
-		}{validUTF8(upath), upath != "/", list})
+			Path      string
+			Parent    bool
+			Entries   []listEntry
+			Truncated int
+		}{validUTF8(upath), upath != "/", list, map[bool]int{true: maxListEntries}[truncated]})
 	}
 	if err != nil {
 		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
@@ -148,6 +163,9 @@ td.size { text-align: right; }
 {{- end}}
 </tbody>
 </table>
+{{- if .Truncated}}
+<p>The listing was cut: the directory has more than {{.Truncated}} entries, and only the first {{.Truncated}} read were considered.</p>
+{{- end}}
 </body>
 </html>
 `))

@@ -283,3 +283,42 @@ func TestWantsJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestServeBrowseBound: a listing stops at maxListEntries entries and says
+// so, in JSON and in HTML; a directory within the bound is listed whole.
+func TestServeBrowseBound(t *testing.T) {
+	defer func(n int) { maxListEntries = n }(maxListEntries)
+	maxListEntries = 5
+	dir := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(dir, "big"), 0o755))
+	must(t, os.Mkdir(filepath.Join(dir, "small"), 0o755))
+	for i := range 8 {
+		must(t, os.WriteFile(filepath.Join(dir, "big", fmt.Sprintf("f%d", i)), nil, 0o644))
+	}
+	for i := range 5 {
+		must(t, os.WriteFile(filepath.Join(dir, "small", fmt.Sprintf("f%d", i)), nil, 0o644))
+	}
+	ts := startServe(t, dir, func(o *serveOptions) { o.http.browse = true })
+	c := newClient(t)
+	for _, v := range []struct {
+		dir       string
+		n         int
+		truncated bool
+	}{{"big", 5, true}, {"small", 5, false}} {
+		resp, body := do(t, c, "GET", ts.url+"/"+v.dir+"/", "Accept", "application/json")
+		var l struct {
+			Entries   []listEntry `json:"entries"`
+			Truncated *bool       `json:"truncated"`
+		}
+		if err := json.Unmarshal(body, &l); resp.StatusCode != 200 || err != nil {
+			t.Fatalf("%s: status %d, %v: %s", v.dir, resp.StatusCode, err, body)
+		}
+		if len(l.Entries) != v.n || l.Truncated == nil || *l.Truncated != v.truncated {
+			t.Errorf("%s: %d entries, truncated %v; want %d, %v: %s", v.dir, len(l.Entries), l.Truncated, v.n, v.truncated, body)
+		}
+		_, body = do(t, c, "GET", ts.url+"/"+v.dir+"/")
+		if got := strings.Contains(string(body), "listing was cut"); got != v.truncated {
+			t.Errorf("%s: the HTML says the listing was cut: %v, want %v", v.dir, got, v.truncated)
+		}
+	}
+}

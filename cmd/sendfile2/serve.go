@@ -119,7 +119,8 @@ nothing is compressed on the fly. --header adds headers to every response.
 --auth-all for every request; --upload on an address other than loopback
 needs it, or --upload-open. --browse lists a directory without index.html
 (HTML, or JSON for Accept: application/json): what a GET would serve, names
-escaped. SIGHUP reloads the certificate and the htpasswd file; a file that
+escaped, at most 10,000 entries read (past them the listing says it was
+cut). SIGHUP reloads the certificate and the htpasswd file; a file that
 fails to load leaves the one in use.
 
 On SIGINT or SIGTERM, serve stops accepting connections, waits up to
