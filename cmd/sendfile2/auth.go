@@ -3,12 +3,16 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,15 +27,21 @@ type authenticator struct {
 	all      bool
 	users    atomic.Pointer[htpasswd]
 	compares atomic.Int64 // bcrypt comparisons made, for the tests
+	slots    chan struct{}
+	inFlight atomic.Int64
+	peak     atomic.Int64 // the most comparisons at once, for the tests
 }
 
 // htpasswd is the content of an htpasswd file.
 type htpasswd struct {
 	hashes map[string][]byte // by user name
-	// dummy is a hash of a random password at the file's highest cost: a
-	// request that names no user is compared with it, so that it costs what
-	// a known user's does and the time taken does not tell which users exist.
-	dummy []byte
+	// dummies are hashes of a random password, one per cost the users
+	// have; costs has each user's cost, sorted; key is random. A request
+	// that names no user is compared with one of them (dummyFor), so that
+	// the time taken does not tell which users exist.
+	dummies map[int][]byte
+	costs   []int
+	key     [32]byte
 
 	// passed holds the credentials that have passed a bcrypt comparison
 	// (SHA-256 of user, password and hash), so that a client that sends
@@ -46,7 +56,7 @@ type htpasswd struct {
 const maxPassed = 1024
 
 func newAuthenticator(file string, all bool) (*authenticator, error) {
-	a := &authenticator{file: file, all: all}
+	a := &authenticator{file: file, all: all, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	if _, err := a.reload(); err != nil {
 		return nil, err
 	}
@@ -60,21 +70,29 @@ func (a *authenticator) reload() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("--htpasswd: %w", err)
 	}
-	hashes, cost, err := parseHtpasswd(b)
+	hashes, _, err := parseHtpasswd(b)
 	if err != nil {
 		return 0, fmt.Errorf("--htpasswd %s: %w", a.file, err)
 	}
-	p := &htpasswd{hashes: hashes, passed: map[[sha256.Size]byte]bool{}}
-	if p.dummy, err = bcrypt.GenerateFromPassword([]byte(rand.Text()), cost); err != nil {
-		return 0, fmt.Errorf("--htpasswd %s: %w", a.file, err)
+	p := &htpasswd{hashes: hashes, dummies: map[int][]byte{}, passed: map[[sha256.Size]byte]bool{}}
+	rand.Read(p.key[:])
+	for _, h := range hashes {
+		c, _ := bcrypt.Cost(h) // parseHtpasswd checked it
+		p.costs = append(p.costs, c)
+		if p.dummies[c] == nil {
+			if p.dummies[c], err = bcrypt.GenerateFromPassword([]byte(rand.Text()), c); err != nil {
+				return 0, fmt.Errorf("--htpasswd %s: %w", a.file, err)
+			}
+		}
 	}
+	slices.Sort(p.costs)
 	a.users.Store(p)
 	return len(p.hashes), nil
 }
 
 // maxCost is the highest bcrypt cost accepted, htpasswd -C's: each
-// failed check costs a comparison at the user's cost, or the file's highest
-// (2^17 rounds take about 10 s).
+// failed check costs a comparison at the user's cost, or for an unknown
+// name at the cost of a user picked by it (2^17 rounds take about 10 s).
 const maxCost = 17
 
 // parseHtpasswd parses lines "user:hash" with bcrypt hashes ($2y$, as
@@ -132,7 +150,7 @@ func (a *authenticator) check(r *http.Request) bool {
 	p := a.users.Load()
 	hash, known := p.hashes[user]
 	if !known {
-		hash = p.dummy
+		hash = p.dummyFor(user)
 	}
 	key := sha256.Sum256([]byte(user + "\x00" + pass + "\x00" + string(hash)))
 	p.mu.Lock()
@@ -141,8 +159,22 @@ func (a *authenticator) check(r *http.Request) bool {
 	if passed {
 		return true
 	}
+	// At most GOMAXPROCS comparisons at once: wrong credentials, however
+	// many, leave CPUs to the rest. Those that wait give up with their
+	// request.
+	select {
+	case a.slots <- struct{}{}:
+	case <-r.Context().Done():
+		return false
+	}
+	defer func() { <-a.slots }()
 	a.compares.Add(1)
-	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil || !known {
+	n := a.inFlight.Add(1)
+	for peak := a.peak.Load(); n > peak && !a.peak.CompareAndSwap(peak, n); peak = a.peak.Load() {
+	}
+	err := bcrypt.CompareHashAndPassword(hash, []byte(pass))
+	a.inFlight.Add(-1)
+	if err != nil || !known {
 		return false
 	}
 	p.mu.Lock()
@@ -152,6 +184,20 @@ func (a *authenticator) check(r *http.Request) bool {
 	p.passed[key] = true
 	p.mu.Unlock()
 	return true
+}
+
+// dummyFor returns the hash that user, who is not in the file, is compared
+// with: one at the cost of a user of the file picked by a keyed hash of the
+// name. The same name always gets the same cost, and the names get the
+// costs in the proportions the users have them, so that with mixed costs
+// the time of a check still does not tell known names from unknown ones.
+// (What it tells is a user's cost, known or not; a file whose users share
+// one cost gives nothing away.)
+func (p *htpasswd) dummyFor(user string) []byte {
+	m := hmac.New(sha256.New, p.key[:])
+	m.Write([]byte(user))
+	i := binary.BigEndian.Uint64(m.Sum(nil)) % uint64(len(p.costs))
+	return p.dummies[p.costs[i]]
 }
 
 // scope says which requests need credentials.

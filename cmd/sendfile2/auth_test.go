@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -157,8 +161,9 @@ func TestServeAuthAll(t *testing.T) {
 }
 
 // TestHtpasswdDummyCost: a request that names no user is compared with a
-// hash of the file's highest cost, so that it takes what a known user's
-// takes.
+// hash at the cost of a user picked by its name (the same name, the same
+// cost), so that unknown names take the times known users take, in the
+// same proportions, whatever the mix of costs in the file.
 func TestHtpasswdDummyCost(t *testing.T) {
 	h6, err := bcrypt.GenerateFromPassword([]byte("x"), 6)
 	must(t, err)
@@ -167,11 +172,49 @@ func TestHtpasswdDummyCost(t *testing.T) {
 	a, err := newAuthenticator(file, false)
 	must(t, err)
 	p := a.users.Load()
-	if c, err := bcrypt.Cost(p.dummy); err != nil || c != 6 {
-		t.Errorf("the dummy hash has cost %d (%v), want 6, the file's highest", c, err)
+	seen := map[int]int{}
+	for i := range 200 {
+		name := fmt.Sprintf("nobody%d", i)
+		d := p.dummyFor(name)
+		c, err := bcrypt.Cost(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[c]++
+		if !bytes.Equal(p.dummyFor(name), d) {
+			t.Errorf("%s: a different dummy hash each time", name)
+		}
+		if bcrypt.CompareHashAndPassword(d, []byte("")) == nil {
+			t.Error("a dummy hash matches the empty password")
+		}
 	}
-	if bcrypt.CompareHashAndPassword(p.dummy, []byte("")) == nil {
-		t.Error("the dummy hash matches the empty password")
+	if len(seen) != 2 || seen[bcrypt.MinCost] < 50 || seen[6] < 50 {
+		t.Errorf("the dummy costs of 200 unknown names: %v, want about as many of cost %d as of 6", seen, bcrypt.MinCost)
+	}
+}
+
+// TestHtpasswdConcurrentCompares: no more bcrypt comparisons run at once
+// than the authenticator has slots (GOMAXPROCS).
+func TestHtpasswdConcurrentCompares(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	must(t, os.WriteFile(file, []byte("alice:"+bcryptHash(t, "secret", "$2y$")+"\n"), 0o600))
+	a, err := newAuthenticator(file, true)
+	must(t, err)
+	if cap(a.slots) != runtime.GOMAXPROCS(0) {
+		t.Errorf("%d slots, want GOMAXPROCS, %d", cap(a.slots), runtime.GOMAXPROCS(0))
+	}
+	a.slots = make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			for j := range 8 {
+				a.check(authed(t, "GET", "http://x/", "alice", fmt.Sprintf("wrong%d-%d", i, j), nil))
+			}
+		})
+	}
+	wg.Wait()
+	if peak := a.peak.Load(); peak > 2 {
+		t.Errorf("%d comparisons at once, want at most 2", peak)
 	}
 }
 
