@@ -88,9 +88,12 @@ leaves the old file and no temporary file. A body with a Content-Length is
 received with the Sender (on the hijacked connection, which then closes); a
 chunked one is read through net/http. Bodies over --max-upload give 413.
 At start, serve --upload removes the temporary files that a killed serve
-left: regular files named ".sendfile2-upload-" and 16 hex digits, modified
-before the start, in DIR and below (never through a symbolic link, at most
-64 directories deep and 1,000,000 entries). Run one serve --upload per DIR.
+left: regular files named ".sendfile2-upload-" and 16 hex digits, not
+modified for twice --body-timeout and a minute (a day with --body-timeout
+0), in DIR and below (never through a symbolic link, at most 64 directories
+deep and 1,000,000 entries). A live upload writes its file more often than
+that or is cut, so those of another serve on the same DIR (an overlapping
+restart) stay.
 
 Limits: a client that sends no byte of a request body for --body-timeout,
 or takes no byte of a response for --send-timeout (while the response waits
@@ -288,7 +291,7 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 	}
 	m.watch(sender)
 	if o.upload {
-		removeStaleUploads(root, time.Now(), log)
+		removeStaleUploads(root, time.Now().Add(-staleAge(o.bodyTimeout)), log)
 	}
 	return &server{
 		o: o, log: log, dir: dir, root: root, metrics: m, sender: sender,

@@ -18,14 +18,27 @@ const (
 
 var errWalkBound = errors.New("bound reached")
 
+// staleAge is how long a temporary upload file must have gone unmodified
+// to be taken for one a killed serve left. An upload in progress writes its
+// file whenever bytes come, and one that gets none for --body-timeout is cut
+// (by 1.5 times it): twice that and a minute (for the fsync at the end)
+// leaves alone the uploads of another serve on the same DIR (an overlapping
+// restart). Without a body timeout, a day.
+func staleAge(bodyTimeout time.Duration) time.Duration {
+	if bodyTimeout <= 0 {
+		return 24 * time.Hour
+	}
+	return 2*bodyTimeout + time.Minute
+}
+
 // removeStaleUploads removes the temporary files of uploads that a serve
 // killed before it could remove them (SIGKILL, a crash) left in DIR: the
 // regular files named tempPrefix and 16 hex digits, last modified before
-// start. It walks DIR through root, never through a symbolic link, at most
-// staleMaxDepth directories deep and staleMaxEntries entries, and logs what
-// it removed. Two serve --upload on the same DIR would remove each other's
-// uploads of before their start: run one.
-func removeStaleUploads(root *os.Root, start time.Time, log *slog.Logger) {
+// before (staleAge ago). It walks DIR through root, never through a
+// symbolic link, at most staleMaxDepth directories deep and staleMaxEntries
+// entries, and logs what it removed. The uploads in progress of another
+// serve on the same DIR are modified more recently, and stay.
+func removeStaleUploads(root *os.Root, before time.Time, log *slog.Logger) {
 	removed, entries := 0, 0
 	err := fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -44,7 +57,7 @@ func removeStaleUploads(root *os.Root, start time.Time, log *slog.Logger) {
 			return nil
 		}
 		fi, err := root.Lstat(name)
-		if err != nil || !fi.Mode().IsRegular() || !fi.ModTime().Before(start) {
+		if err != nil || !fi.Mode().IsRegular() || !fi.ModTime().Before(before) {
 			return nil
 		}
 		if err := root.Remove(name); err != nil {
