@@ -83,8 +83,7 @@ func (d *driver) nextOr(cancel func(), ready <-chan uint32) ([]event, uint32, bo
 		case ev := <-ready:
 			return nil, ev, true
 		case <-d.ctx.Done():
-			d.cancelled = true
-			cancel()
+			d.stop(cancel)
 			return nil, 0, false
 		}
 	}
@@ -95,6 +94,22 @@ func (d *driver) nextOr(cancel func(), ready <-chan uint32) ([]event, uint32, bo
 		}
 	}
 	return d.evs, 0, false
+}
+
+// stop marks the operation cancelled and, the first time, calls cancel
+// (cancelLive when nil) to cancel what is in flight. Every place that finds
+// ctx ended goes through it: an operation marked cancelled waits in next only
+// for what is in flight, so a request left uncancelled there (a SEND_ZC
+// waiting for a peer that does not read) would keep it waiting for the peer.
+func (d *driver) stop(cancel func()) {
+	if d.cancelled {
+		return
+	}
+	d.cancelled = true
+	if cancel == nil {
+		cancel = d.cancelLive
+	}
+	cancel()
 }
 
 // cancelLive asks the kernel to cancel the requests whose result has not

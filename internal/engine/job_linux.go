@@ -59,6 +59,11 @@ type Tuning struct {
 	MsgZCChunk int
 	// MapIdle is how long a kept mapping may go unused.
 	MapIdle time.Duration
+	// URingSubmit, for tests only (nil otherwise), is called by a uring
+	// send at each round before it submits (also with nothing to submit),
+	// with the number of its SEND_ZCs whose result is pending; an error
+	// it returns fails the submission as the Loop's Begin would.
+	URingSubmit func(sends int) error
 }
 
 // DefaultTuning is the Tuning of every Sender.

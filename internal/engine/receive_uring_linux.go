@@ -175,7 +175,7 @@ func (u *uringRecv) planRecvs() bool {
 		if !ok {
 			if len(u.queue) == 0 && u.writes == 0 && len(u.batch) == 0 {
 				if u.Ctx.Err() != nil {
-					u.d.cancelled = true // nothing in flight to cancel
+					u.d.stop(u.cancel)
 				} else {
 					u.copyPart(take)
 				}
@@ -335,8 +335,7 @@ func (u *uringRecv) submit() bool {
 		return true
 	}
 	if !u.d.cancelled && u.Ctx.Err() != nil {
-		u.d.cancelled = true
-		u.stopReceiving()
+		u.d.stop(u.cancel)
 		return false
 	}
 	if u.werr == nil {

@@ -83,7 +83,7 @@ func (t *transfer) uring() (int64, error) {
 			u.submit(u.plan())
 		}
 		if u.err != nil && t.Ctx.Err() != nil {
-			u.d.cancelled = true
+			u.d.stop(nil) // Begin refused: what is in flight must be cancelled too
 		}
 		if u.finished() {
 			return result(t.Ctx, u.sent, u.total, u.d.cancelled, u.err)
@@ -204,7 +204,7 @@ func (u *uringSend) copyPart(budget int64) {
 	u.sent += sent
 	if err != nil {
 		if u.Ctx.Err() != nil {
-			u.d.cancelled = true
+			u.d.stop(nil)
 		} else {
 			u.err = err
 		}
@@ -263,9 +263,6 @@ func (t *transfer) sendRequest(r *request) *request {
 // linked in order. Those the kernel took hold their chunk until their last
 // CQE.
 func (u *uringSend) submit(chain int) {
-	if len(u.batch) == 0 {
-		return
-	}
 	rwFlags := uint32(0)
 	if u.e.cfg.DontCache && !u.e.noDontCache.Load() {
 		rwFlags = unix.RWF_DONTCACHE
@@ -295,6 +292,18 @@ func (u *uringSend) submit(chain int) {
 		if prepared {
 			r.c.unref()
 		}
+	}
+	if f := u.e.cfg.Tuning.URingSubmit; f != nil {
+		if err := f(u.sends); err != nil { // as if Begin refused
+			for _, r := range u.batch {
+				undo(r, false)
+			}
+			u.err = err
+			return
+		}
+	}
+	if len(u.batch) == 0 {
+		return
 	}
 	k, err := u.d.submit(u.Ctx, u.batch, prep, func(i int) bool { return i < chain-1 }, undo)
 	for _, r := range u.batch[:k] {

@@ -78,7 +78,7 @@ func (t *transfer) uringMmap() (int64, error) {
 			continue
 		}
 		if m.err != nil && !m.d.cancelled && t.Ctx.Err() != nil {
-			m.d.cancelled = true
+			m.d.stop(nil) // what is in flight must be cancelled too
 		}
 		if m.sends == 0 && m.notifs == 0 && (m.err != nil || m.d.cancelled || m.pos == m.total || m.copyRest) {
 			break
