@@ -64,6 +64,11 @@ type Tuning struct {
 	// with the number of its SEND_ZCs whose result is pending; an error
 	// it returns fails the submission as the Loop's Begin would.
 	URingSubmit func(sends int) error
+	// MsgZCWait, for tests only (nil otherwise), is called by a msgzc send
+	// before it waits for its socket, with the number of its calls not yet
+	// notified; an error it returns fails the wait as a failed epoll_ctl or
+	// epoll_wait would.
+	MsgZCWait func(pending int) error
 }
 
 // DefaultTuning is the Tuning of every Sender.

@@ -116,10 +116,42 @@ func (z *zcSend) run() (int64, error) {
 			break
 		}
 		if err := z.wait(); err != nil {
-			return z.pos, err // cannot wait; unreachable in practice
+			// Cannot wait (epoll_ctl or epoll_wait failed; unreachable in
+			// practice): still never return while calls are outstanding.
+			if z.err == nil {
+				z.err = err
+			}
+			z.reclaim()
+			break
 		}
 	}
 	return result(z.Ctx, z.pos, z.Count, z.cancelled, z.err)
+}
+
+// reclaim gets the notifications of the outstanding calls without the
+// epoll instance, for when waiting in it failed: it resets the connection
+// (SO_LINGER 0, then connect(2) to AF_UNSPEC, which disconnects the socket
+// the caller holds too; the send fails anyway), so that the kernel frees
+// what it had queued and notifies every call at once, and drains the error
+// queue until each call is notified, looking again after a pause that grows
+// from 1 ms to 100 ms (the kernel queues the notifications as it frees the
+// queue, so the first look usually finds them all).
+func (z *zcSend) reclaim() {
+	if z.released() {
+		return
+	}
+	unix.SetsockoptLinger(z.Sock, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	var unspec unix.RawSockaddrAny // sa_family AF_UNSPEC (0)
+	unix.Syscall(unix.SYS_CONNECT, uintptr(z.Sock), uintptr(unsafe.Pointer(&unspec)), unix.SizeofSockaddrInet6)
+	for pause := time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
+		if _, err := z.drain(); err != nil && z.err == nil {
+			z.err = err
+		}
+		if z.released() {
+			return
+		}
+		time.Sleep(pause)
+	}
 }
 
 // sendSome makes calls until the socket buffer is full, the send must wait
@@ -181,6 +213,11 @@ func (z *zcSend) wait() error {
 	events := uint32(unix.EPOLLERR | unix.EPOLLET)
 	if z.needRoom && z.err == nil && !z.cancelled {
 		events |= unix.EPOLLOUT
+	}
+	if f := z.e.cfg.Tuning.MsgZCWait; f != nil {
+		if err := f(int(z.tr.Pending())); err != nil {
+			return err
+		}
 	}
 	if events != z.events {
 		if err := z.w.Modify(events); err != nil {
