@@ -144,6 +144,14 @@ type Observer interface {
 	// Notified is called for each zero-copy notification with the time from
 	// the send's submission to the notification (the kernel letting go of
 	// the data), and whether the kernel reported that it copied the data.
+	//
+	// For URing and URingMmap it runs on the one goroutine that drains the
+	// Sender's completion queue, for every send of the Sender: while it
+	// runs, no send or receive of the Sender gets its completions, so it
+	// must not block, take a lock held across I/O, or do I/O itself. (It
+	// runs there because a cancelled URing send returns before its
+	// notifications, which are still observed.) For MsgZC it runs on the
+	// goroutine of the send. Hand anything slow to another goroutine.
 	Notified(m Method, latency time.Duration, copied bool)
 }
 

@@ -83,7 +83,10 @@ type Config struct {
 	DontCache  bool // RWF_DONTCACHE on file reads and writes of URing
 	Sync       bool // Receive returns once the data is on stable storage
 	// Notified, if set, is called for each zero-copy notification, on the
-	// goroutine that reads it: quick, never blocking.
+	// goroutine that reads it: for URing and URingMmap the Loop's drain of
+	// the completion queue, shared by every send and receive (request's
+	// HandleCQE), so a slow call delays all of their completions; for
+	// MsgZC the send's. It must be quick and never block.
 	Notified func(k Kind, latency time.Duration, copied bool)
 	Tuning   Tuning
 }
