@@ -65,6 +65,7 @@ type Loop struct {
 	capacity int
 	inflight atomic.Int64
 	stray    atomic.Uint64
+	late     atomic.Uint64
 	overflow atomic.Uint64
 }
 
@@ -144,6 +145,14 @@ func (l *Loop) Overflows() uint64 { return l.overflow.Load() }
 
 // Stray is the number of CQEs that named no live request.
 func (l *Loop) Stray() uint64 { return l.stray.Load() }
+
+// Late is the number of notifications that came after a zero-copy send had
+// already finished with -ECANCELED and no IORING_CQE_F_MORE, because a request
+// it was linked to failed (see table). They carry no data and are dropped.
+// Such a notification is not counted among the CQEs the Loop admits requests
+// for; if many arrive at once the kernel may hold some back as an overflow,
+// which drain flushes.
+func (l *Loop) Late() uint64 { return l.late.Load() }
 
 // RegisterBuffers registers fixed buffers; see Ring.RegisterBuffers.
 func (l *Loop) RegisterBuffers(bufs [][]byte) error {
@@ -354,9 +363,13 @@ func (l *Loop) drain() {
 		calls := l.calls[:0]
 		l.mu.Lock()
 		for _, c := range cqes {
-			h, fin := l.table.complete(c)
+			h, fin, late := l.table.complete(c)
 			if h == nil {
-				l.stray.Add(1)
+				if late {
+					l.late.Add(1)
+				} else {
+					l.stray.Add(1)
+				}
 				continue
 			}
 			calls = append(calls, call{h, c, fin})

@@ -346,6 +346,16 @@ func TestLinkedChain(t *testing.T) {
 	if send.Res != -int32(unix.ECANCELED) || send.More() {
 		t.Fatalf("send after short read = %+v, want -ECANCELED without F_MORE", send)
 	}
+	// Some kernels (6.18) post the cancelled send's notification anyway. The
+	// Loop must take it for what it is, not for a CQE of no request.
+	deadline := time.Now().Add(2 * time.Second)
+	for l.Late() == 0 && l.Stray() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if l.Stray() != 0 {
+		t.Errorf("%d CQEs named no live request", l.Stray())
+	}
+	t.Logf("late notifications: %d", l.Late())
 }
 
 // TestCancel: ASYNC_CANCEL stops a send that waits for socket space.

@@ -1,5 +1,7 @@
 package uring
 
+import "golang.org/x/sys/unix"
+
 // Handler receives the CQEs of one request, in the order the kernel posted
 // them; last is set on the CQE after which the request holds nothing (its
 // result without IORING_CQE_F_MORE, or the later of its result and its
@@ -18,12 +20,26 @@ type slot struct {
 	sawResult bool
 	more      bool // the result CQE had IORING_CQE_F_MORE
 	sawNotif  bool
+	// late is the generation of an earlier request in this slot whose
+	// result said -ECANCELED without IORING_CQE_F_MORE: a zero-copy send
+	// failed because a request it was linked to failed. The kernel posts
+	// that send's notification anyway, after the result (see complete).
+	late uint32
 }
 
 // table maps user_data to the handlers of requests in flight. A request is
 // done after its result CQE when that CQE lacks IORING_CQE_F_MORE, or after
 // both its result and its notification, in whichever order they arrive. A
 // CQE whose user_data names no live request is stray and is dropped.
+//
+// One kind of CQE names a finished request and is expected: when a request
+// in a chain fails, the kernel completes the SEND_ZC linked after it with
+// -ECANCELED and no IORING_CQE_F_MORE, and then, when it frees that send,
+// posts the notification it had allocated for it (seen on 6.18; the send
+// never ran, so the notification holds no data). The result without F_MORE
+// is what the uapi promises no notification after, so the request is done
+// at its result, and the notification that follows is counted as late,
+// not stray.
 type table struct {
 	slots []slot
 	free  []uint32
@@ -62,25 +78,31 @@ func (t *table) retire(idx uint32) {
 	if gen == 0 {
 		gen = 1
 	}
-	*s = slot{gen: gen}
+	*s = slot{gen: gen, late: s.late}
 	t.free = append(t.free, idx)
 }
 
-// complete routes c. It returns the handler to call (nil for a stray CQE) and
-// whether c finished its request, whose slot is then free again.
-func (t *table) complete(c CQE) (h Handler, done bool) {
+// complete routes c. It returns the handler to call (nil for a CQE that
+// names no live request), whether c finished its request, whose slot is then
+// free again, and whether c was the late notification of a send that failed
+// with its chain.
+func (t *table) complete(c CQE) (h Handler, done, late bool) {
 	idx, gen := unpackUserData(c.UserData)
 	if int(idx) >= len(t.slots) {
-		return nil, false
+		return nil, false, false
 	}
 	s := &t.slots[idx]
 	if s.gen != gen || s.h == nil {
-		return nil, false
+		if c.Notif() && s.late == gen && gen != 0 {
+			s.late = 0
+			return nil, false, true
+		}
+		return nil, false, false
 	}
 	h = s.h
 	if c.Notif() {
 		if s.sawNotif {
-			return nil, false // a second notification: not ours to deliver
+			return nil, false, false // a second notification: not ours to deliver
 		}
 		s.sawNotif = true
 	} else {
@@ -89,7 +111,10 @@ func (t *table) complete(c CQE) (h Handler, done bool) {
 	}
 	done = s.sawResult && (!s.more || s.sawNotif)
 	if done {
+		if !c.Notif() && !s.sawNotif && c.Res == -int32(unix.ECANCELED) {
+			s.late = gen
+		}
 		t.retire(idx)
 	}
-	return h, done
+	return h, done, false
 }

@@ -38,7 +38,7 @@ func TestTableCompletion(t *testing.T) {
 			ud := tb.alloc(h)
 			for i, c := range tt.cqes {
 				c.UserData = ud
-				got, done := tb.complete(c)
+				got, done, _ := tb.complete(c)
 				if got != nil {
 					got.HandleCQE(c, done)
 				}
@@ -53,10 +53,40 @@ func TestTableCompletion(t *testing.T) {
 				t.Errorf("%d slots still live", tb.live())
 			}
 			// The slot's old user_data is stale now.
-			if got, _ := tb.complete(CQE{UserData: ud}); got != nil {
+			if got, _, _ := tb.complete(CQE{UserData: ud}); got != nil {
 				t.Error("a CQE with stale user_data was delivered")
 			}
 		})
+	}
+}
+
+// TestTableLateNotification: a SEND_ZC that failed with its chain ends at
+// its result (-ECANCELED, no F_MORE); the notification the kernel posts after
+// it is recognised as late, once, and is delivered to nobody, also when the
+// slot already serves a new request.
+func TestTableLateNotification(t *testing.T) {
+	tb := newTable(1)
+	old := &countingHandler{}
+	ud := tb.alloc(old)
+	if h, done, _ := tb.complete(CQE{UserData: ud, Res: -125}); h != old || !done {
+		t.Fatalf("cancelled link: handler %v, done %v; want its handler, done", h, done)
+	}
+	next := &countingHandler{}
+	nud := tb.alloc(next) // the same slot, a new generation
+	if h, done, late := tb.complete(CQE{UserData: ud, Flags: CQEFNotif, Res: -1 << 31}); h != nil || done || !late {
+		t.Fatalf("late notification: handler %v, done %v, late %v; want nil, false, true", h, done, late)
+	}
+	if _, _, late := tb.complete(CQE{UserData: ud, Flags: CQEFNotif}); late {
+		t.Error("a second notification for the same send counted as late")
+	}
+	if h, done, _ := tb.complete(CQE{UserData: nud, Res: 3}); h != next || !done {
+		t.Fatalf("the slot's new request: handler %v, done %v", h, done)
+	}
+	// A result without F_MORE that is not -ECANCELED expects nothing after it.
+	ud = tb.alloc(old)
+	tb.complete(CQE{UserData: ud, Res: -32})
+	if _, _, late := tb.complete(CQE{UserData: ud, Flags: CQEFNotif}); late {
+		t.Error("a notification after -EPIPE without F_MORE counted as late")
 	}
 }
 
@@ -85,10 +115,13 @@ func FuzzTable(f *testing.F) {
 			if sel%2 == 0 {
 				ud = uds[(sel/2)%n] // a live or finished request's
 			}
-			h, done := tb.complete(CQE{UserData: ud, Res: res, Flags: flags})
+			h, done, late := tb.complete(CQE{UserData: ud, Res: res, Flags: flags})
 			if h == nil {
 				if done {
 					t.Fatal("done without a handler")
+				}
+				if late && flags&CQEFNotif == 0 {
+					t.Fatal("a CQE that is not a notification counted as late")
 				}
 				continue
 			}
