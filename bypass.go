@@ -13,8 +13,9 @@ const (
 	BypassNoDescriptor Bypass = "no-descriptor"
 	// BypassWrappedConn: ServeContent served a file on a conn of
 	// NewListener that a wrapper around it hides from net/http
-	// (netutil.LimitListener(NewListener(ln, s), n)). Wrap the other way
-	// round: NewListener(netutil.LimitListener(ln, n), s).
+	// (netutil.LimitListener(NewListener(ln, s), n), or a conn type of your
+	// own that embeds the net.Conn). Wrap the other way round:
+	// NewListener(netutil.LimitListener(ln, n), s).
 	BypassWrappedConn Bypass = "wrapped-conn"
 	// BypassWriter: ServeContent served a file through a ResponseWriter
 	// without ReadFrom, whose Unwrap chain has none either. Give the

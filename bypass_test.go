@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -139,6 +140,25 @@ func TestBypass(t *testing.T) {
 			bypass: sendfile2.BypassEncoded,
 		},
 		{
+			// A conn wrapper of one's own around NewListener's, embedding it:
+			// ServeContent finds the conn through it.
+			name: "wrapper(NewListener)/ServeContent",
+			listen: func(ln net.Listener, s *sendfile2.Sender) net.Listener {
+				return opaqueListener{sendfile2.NewListener(ln, s)}
+			},
+			h:      serveContent,
+			bypass: sendfile2.BypassWrappedConn,
+		},
+		{
+			// A wrapper that passes ReadFrom on hides nothing.
+			name: "wrapper with ReadFrom(NewListener)/ServeContent",
+			listen: func(ln net.Listener, s *sendfile2.Sender) net.Listener {
+				return readFromListener{sendfile2.NewListener(ln, s)}
+			},
+			h:    serveContent,
+			sent: size + 1,
+		},
+		{
 			name:   "FileServerFS",
 			listen: sendfile2.NewListener,
 			h:      http.FileServerFS(os.DirFS(fs.dir)),
@@ -240,6 +260,22 @@ func (l opaqueListener) Accept() (net.Conn, error) {
 	}
 	return opaqueConn{c}, nil
 }
+
+// readFromListener accepts conns wrapped in a type that passes ReadFrom
+// on to the conn it wraps.
+type readFromListener struct{ net.Listener }
+
+type readFromConn struct{ net.Conn }
+
+func (l readFromListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return readFromConn{c}, nil
+}
+
+func (c readFromConn) ReadFrom(r io.Reader) (int64, error) { return c.Conn.(io.ReaderFrom).ReadFrom(r) }
 
 // TestBypassOpaqueConn: a conn wrapper under NewListener that hides the
 // socket is logged once, with its type; the file bodies are copied, exact.

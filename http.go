@@ -22,9 +22,10 @@ type connRef struct {
 
 // ConnContext is a function for http.Server's ConnContext field: it puts the
 // conn that NewListener accepted in the context of the requests it carries,
-// for ServeContent, also when a listener wrapper around NewListener's
-// (netutil.LimitListener) wraps it. Other conns leave ctx as it is. A
-// ConnContext of your own can call it.
+// for ServeContent, also when a listener wrapper around NewListener's wraps
+// it (netutil.LimitListener, or any conn type that embeds the net.Conn it
+// wraps). Other conns leave ctx as it is. A ConnContext of your own can
+// call it.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if h, wrapped := httpconn.Find(c); h != nil {
 		return context.WithValue(ctx, connKey{}, connRef{h, wrapped})

@@ -82,8 +82,9 @@ import (
 // copy), and what to do:
 //
 //   - A listener wrapper around NewListener's: netutil.LimitListener(
-//     NewListener(ln, s), n) hides the conn's ReadFrom from net/http. Wrap
-//     the other way round. ServeContent counts such bodies in
+//     NewListener(ln, s), n) hides the conn's ReadFrom from net/http, as
+//     does any conn type that embeds the net.Conn without a ReadFrom of its
+//     own. Wrap the other way round. ServeContent counts such bodies in
 //     Stats.Bypassed (BypassWrappedConn); http.FileServer cannot see them.
 //   - Middleware whose ResponseWriter hides ReadFrom: give it a ReadFrom
 //     that calls the wrapped writer's, or use ServeContent, which finds a

@@ -260,20 +260,27 @@ func (c *Conn) Release() error {
 	return err
 }
 
-// Find returns the Conn under c if New made c, and whether a wrapper
-// around it (see Inner) hides it from net/http.
+// Find returns the Conn under c if New made c, also inside wrappers that
+// embed it (see Embedded), and whether such a wrapper hides it from
+// net/http: the wrapper, which net/http holds, has no ReadFrom.
 func Find(c net.Conn) (*Conn, bool) {
-	for x := c; x != nil; x = Inner(x) {
+	// The depth bound stops a wrapper that embeds itself.
+	for x, depth := c, 0; x != nil && depth < 16; x, depth = Embedded(x), depth+1 {
+		var found *Conn
 		switch v := x.(type) {
 		case *Conn:
-			return v, x != c
+			found = v
 		case halfCloseConn:
-			return v.Conn, x != c
+			found = v.Conn
 		case closeWriteConn:
-			return v.Conn, x != c
+			found = v.Conn
 		case closeReadConn:
-			return v.Conn, x != c
+			found = v.Conn
+		default:
+			continue
 		}
+		_, rf := c.(io.ReaderFrom)
+		return found, x != c && !rf
 	}
 	return nil, false
 }

@@ -18,19 +18,33 @@ import (
 // descriptor itself: implement syscall.Conn with the wrapped conn's
 // SyscallConn, and New sends on it.
 func Inner(c net.Conn) net.Conn {
+	t := reflect.TypeOf(c)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().PkgPath() != "golang.org/x/net/netutil" || t.Elem().Name() != "limitListenerConn" {
+		return nil
+	}
+	return Embedded(c)
+}
+
+// Embedded returns the net.Conn that c embeds, when c is a struct, or a
+// pointer to one, with an embedded field of type net.Conn; else nil. Such a
+// wrapper may change what it writes, so only Inner's are sent through; but
+// Find sees through all of them.
+func Embedded(c net.Conn) net.Conn {
 	v := reflect.ValueOf(c)
-	if v.Kind() != reflect.Pointer || v.IsNil() {
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
 		return nil
 	}
-	t := v.Type().Elem()
-	if t.Kind() != reflect.Struct || t.PkgPath() != "golang.org/x/net/netutil" || t.Name() != "limitListenerConn" {
+	f, ok := v.Type().FieldByName("Conn")
+	if !ok || !f.Anonymous || len(f.Index) != 1 || f.Type != reflect.TypeFor[net.Conn]() {
 		return nil
 	}
-	f, ok := t.FieldByName("Conn")
-	if !ok || !f.Anonymous || f.Type != reflect.TypeFor[net.Conn]() {
-		return nil
-	}
-	inner, _ := v.Elem().FieldByIndex(f.Index).Interface().(net.Conn)
+	inner, _ := v.Field(f.Index[0]).Interface().(net.Conn)
 	return inner
 }
 
