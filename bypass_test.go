@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +71,15 @@ func middleware(h http.Handler, wrap func(http.ResponseWriter) http.ResponseWrit
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(wrap(w), r) })
 }
 
+// encodingMiddleware sets a Content-Encoding, as a compressing middleware
+// would, and hides ReadFrom.
+func encodingMiddleware(h http.Handler) http.Handler {
+	return middleware(h, func(w http.ResponseWriter) http.ResponseWriter {
+		w.Header().Set("Content-Encoding", "identity")
+		return &hidingWriter{ResponseWriter: w}
+	})
+}
+
 // TestBypass: each way around NewListener either sends the file body with
 // the Sender, or copies it (byte-exact) and counts it in Stats.Bypassed.
 func TestBypass(t *testing.T) {
@@ -77,10 +87,8 @@ func TestBypass(t *testing.T) {
 	fs := newFileSet(t, size)
 	name := fs.name(size)
 	serveContent := contentHandler(fs.dir, false, sendfile2.ServeContent)
-	encoding := middleware(serveContent, func(w http.ResponseWriter) http.ResponseWriter {
-		w.Header().Set("Content-Encoding", "identity")
-		return &hidingWriter{ResponseWriter: w}
-	})
+	fileServer := http.FileServer(http.Dir(fs.dir))
+	encoding := encodingMiddleware(serveContent)
 	tests := []struct {
 		name   string
 		listen func(net.Listener, *sendfile2.Sender) net.Listener
@@ -159,6 +167,65 @@ func TestBypass(t *testing.T) {
 			sent: size + 1,
 		},
 		{
+			name:   "NewListener/Handler(FileServer)",
+			listen: sendfile2.NewListener,
+			h:      sendfile2.Handler(fileServer),
+			sent:   viaReadFrom(size),
+		},
+		{
+			name: "LimitListener(NewListener)/Handler(FileServer)",
+			listen: func(ln net.Listener, s *sendfile2.Sender) net.Listener {
+				return netutil.LimitListener(sendfile2.NewListener(ln, s), 10)
+			},
+			h:      sendfile2.Handler(fileServer),
+			bypass: sendfile2.BypassWrappedConn,
+		},
+		{
+			name: "wrapper(NewListener)/Handler(FileServer)",
+			listen: func(ln net.Listener, s *sendfile2.Sender) net.Listener {
+				return opaqueListener{sendfile2.NewListener(ln, s)}
+			},
+			h:      sendfile2.Handler(fileServer),
+			bypass: sendfile2.BypassWrappedConn,
+		},
+		{
+			// net/http copies unseen (listed in NewListener's documentation).
+			name:   "middleware with Unwrap/FileServer",
+			listen: sendfile2.NewListener,
+			h:      middleware(fileServer, func(w http.ResponseWriter) http.ResponseWriter { return &hidingWriter{ResponseWriter: w} }),
+		},
+		{
+			name:   "middleware with Unwrap/Handler(FileServer)",
+			listen: sendfile2.NewListener,
+			h:      middleware(sendfile2.Handler(fileServer), func(w http.ResponseWriter) http.ResponseWriter { return &hidingWriter{ResponseWriter: w} }),
+			sent:   viaReadFrom(size),
+		},
+		{
+			name:   "middleware without Unwrap/Handler(FileServer)",
+			listen: sendfile2.NewListener,
+			h:      middleware(sendfile2.Handler(fileServer), func(w http.ResponseWriter) http.ResponseWriter { return opaqueWriter{w} }),
+			bypass: sendfile2.BypassWriter,
+		},
+		{
+			// Outside the middleware, Handler sees writes, not a file.
+			name:   "Handler(middleware without Unwrap)/FileServer",
+			listen: sendfile2.NewListener,
+			h:      sendfile2.Handler(middleware(fileServer, func(w http.ResponseWriter) http.ResponseWriter { return opaqueWriter{w} })),
+		},
+		{
+			name:   "encoding middleware/Handler(FileServer)",
+			listen: sendfile2.NewListener,
+			h:      encodingMiddleware(sendfile2.Handler(fileServer)),
+			bypass: sendfile2.BypassEncoded,
+		},
+		{
+			// Handler and ServeContent both on the path: one send, no count.
+			name:   "middleware with Unwrap/Handler(ServeContent)",
+			listen: sendfile2.NewListener,
+			h:      middleware(sendfile2.Handler(serveContent), func(w http.ResponseWriter) http.ResponseWriter { return &hidingWriter{ResponseWriter: w} }),
+			sent:   size + 1,
+		},
+		{
 			name:   "FileServerFS",
 			listen: sendfile2.NewListener,
 			h:      http.FileServerFS(os.DirFS(fs.dir)),
@@ -227,24 +294,38 @@ func TestBypassLimitListenerHalfClose(t *testing.T) {
 	}
 }
 
-// TestBypassH2C: over HTTP/2 without TLS, ServeContent's body is copied and
-// counted.
+// TestBypassH2C: over HTTP/2 without TLS, the file bodies of ServeContent,
+// and of http.FileServer under Handler, are copied and counted.
 func TestBypassH2C(t *testing.T) {
 	const size = 1 << 20
 	fs := newFileSet(t, size)
-	s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	url := serveOn(t, sendfile2.NewListener(listenTCP(t), s), contentHandler(fs.dir, false, sendfile2.ServeContent),
-		func(srv *http.Server) { srv.Protocols = &p })
-	tr := &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{}}
-	defer tr.CloseIdleConnections()
-	resp, body := get(t, &http.Client{Transport: tr}, "GET", url+"/"+fs.name(size))
-	if resp.ProtoMajor != 2 || !bytes.Equal(body, fs.data[fs.name(size)]) {
-		t.Fatalf("%s, %d bytes that differ from the file", resp.Proto, len(body))
-	}
-	if st := s.Stats(); st.Bypassed[sendfile2.BypassHTTP2] != 1 {
-		t.Fatalf("Bypassed %v, want http2: 1", st.Bypassed)
+	for _, tt := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"ServeContent", contentHandler(fs.dir, false, sendfile2.ServeContent)},
+		{"Handler(FileServer)", sendfile2.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, ok := w.(http.Pusher); !ok { // HTTP/2's writer has Push
+				t.Errorf("%T has no Push", w)
+			}
+			http.FileServer(http.Dir(fs.dir)).ServeHTTP(w, r)
+		}))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+			var p http.Protocols
+			p.SetUnencryptedHTTP2(true)
+			url := serveOn(t, sendfile2.NewListener(listenTCP(t), s), tt.h, func(srv *http.Server) { srv.Protocols = &p })
+			tr := &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{}}
+			defer tr.CloseIdleConnections()
+			resp, body := get(t, &http.Client{Transport: tr}, "GET", url+"/"+fs.name(size))
+			if resp.ProtoMajor != 2 || !bytes.Equal(body, fs.data[fs.name(size)]) {
+				t.Fatalf("%s, %d bytes that differ from the file", resp.Proto, len(body))
+			}
+			if st := s.Stats(); st.Bypassed[sendfile2.BypassHTTP2] != 1 || len(st.Bypassed) != 1 {
+				t.Fatalf("Bypassed %v, want http2: 1", st.Bypassed)
+			}
+		})
 	}
 }
 
@@ -318,4 +399,117 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// countingWriter is a middleware's ResponseWriter that counts the body
+// bytes written through it, hides ReadFrom, and has Unwrap.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+func (w countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// TestHandlerResponseWriter: the ResponseWriter that Handler gives under a
+// middleware that hides ReadFrom flushes and hijacks as the one it wraps,
+// and passes bodies that are not files through the middleware.
+func TestHandlerResponseWriter(t *testing.T) {
+	release := make(chan struct{})
+	var written atomic.Int64
+	handlers := map[string]http.HandlerFunc{
+		// Each flush must reach the client before release.
+		"/flusher": func(w http.ResponseWriter, r *http.Request) {
+			f, ok := w.(http.Flusher)
+			if !ok {
+				http.Error(w, "no Flusher", 500)
+				return
+			}
+			io.WriteString(w, "head")
+			f.Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			io.WriteString(w, "tail")
+		},
+		"/controller": func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "head")
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				t.Errorf("Flush: %v", err)
+			}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			io.WriteString(w, "tail")
+		},
+		"/hijack": func(w http.ResponseWriter, r *http.Request) {
+			hj, ok := w.(http.Hijacker)
+			if !ok {
+				http.Error(w, "no Hijacker", 500)
+				return
+			}
+			c, brw, err := hj.Hijack()
+			if err != nil {
+				t.Errorf("Hijack: %v", err)
+				return
+			}
+			defer c.Close()
+			brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+			brw.Flush()
+		},
+		// A reader without WriteTo: io.Copy hands it to ReadFrom.
+		"/stream": func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(w, struct{ io.Reader }{strings.NewReader(strings.Repeat("stream", 1000))})
+		},
+	}
+	s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+	h := middleware(sendfile2.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handlers[r.URL.Path](w, r)
+	})), func(w http.ResponseWriter) http.ResponseWriter { return countingWriter{w, &written} })
+	url := serveOn(t, sendfile2.NewListener(listenTCP(t), s), h)
+	c, _ := newClient(t)
+	c.Timeout = time.Minute // a flush that does not reach the client fails here
+	for _, path := range []string{"/flusher", "/controller"} {
+		t.Run(path[1:], func(t *testing.T) {
+			resp, err := c.Get(url + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			head := make([]byte, 4)
+			if _, err := io.ReadFull(resp.Body, head); err != nil || string(head) != "head" {
+				t.Fatalf("read %q, %v; want head", head, err)
+			}
+			release <- struct{}{}
+			if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "tail" {
+				t.Fatalf("read %q, %v; want tail", rest, err)
+			}
+		})
+	}
+	t.Run("hijack", func(t *testing.T) {
+		resp, body := get(t, c, "GET", url+"/hijack")
+		if resp.StatusCode != 200 || string(body) != "hijacked" {
+			t.Fatalf("status %d, body %q", resp.StatusCode, body)
+		}
+	})
+	t.Run("stream", func(t *testing.T) {
+		written.Store(0)
+		resp, body := get(t, c, "GET", url+"/stream")
+		if want := strings.Repeat("stream", 1000); resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("status %d, %d bytes that differ", resp.StatusCode, len(body))
+		}
+		if n := written.Load(); n != 6000 {
+			t.Fatalf("the middleware saw %d bytes of 6000", n)
+		}
+	})
+	if st := s.Stats(); st.Bypassed != nil {
+		t.Fatalf("Bypassed %v", st.Bypassed)
+	}
 }

@@ -86,9 +86,11 @@
 // golang.org/x/net/netutil.LimitListener. A handler that calls ServeContent
 // on a server whose ConnContext is ConnContext also sends the response head
 // with the file, in one send, and reaches the conn past middleware that
-// hides ReadFrom but has Unwrap. File bodies that go around the Sender
-// (copied, safely) are counted by reason in Stats.Bypassed; NewListener's
-// documentation lists the setups that do it and what to do instead.
+// hides ReadFrom but has Unwrap; Handler does the latter for any handler
+// (http.FileServer). File bodies that go around the Sender (copied, safely)
+// are counted by reason in Stats.Bypassed, those that net/http alone copies
+// unseen only under ServeContent or Handler; NewListener's documentation
+// lists the setups that do it and what to do instead.
 //
 // ReceiveBody writes an HTTP request body to a file, with Receive on the
 // hijacked conn when the body has a Content-Length, and CreateReplacement

@@ -72,6 +72,86 @@ func ExampleNewListener() {
 	// Output: received 1000000 bytes; the Sender sent 999488 of them
 }
 
+// statusWriter is a logging middleware's ResponseWriter: it records the
+// status and, as most do, hides the ReadFrom of the writer it wraps; its
+// Unwrap lets http.ResponseController, and Handler, reach that writer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Serve a directory with http.FileServer behind a logging middleware whose
+// ResponseWriter hides ReadFrom. Handler, inside the middleware, finds the
+// conn's ReadFrom through Unwrap, so that file bodies still go through the
+// Sender, and counts in Stats.Bypassed those that cannot: here, over HTTP/2
+// without TLS.
+func ExampleHandler() {
+	dir := exampleDir("big.bin", bytes.Repeat([]byte("sendfile2 "), 100_000))
+	defer os.RemoveAll(dir)
+	s, err := sendfile2.NewSender(sendfile2.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	logRequests := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			h.ServeHTTP(sw, r)
+			log.Printf("%s %s %s %d", r.Method, r.URL.Path, r.Proto, sw.status)
+		})
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		ConnContext: sendfile2.ConnContext, // for Handler to find the conn
+		Handler:     logRequests(sendfile2.Handler(http.FileServer(http.Dir(dir)))),
+		Protocols:   &protocols,
+	}
+	go srv.Serve(sendfile2.NewListener(ln, s))
+	defer srv.Shutdown(context.Background())
+
+	get := func(proto func(*http.Protocols)) {
+		var p http.Protocols
+		proto(&p)
+		tr := &http.Transport{Protocols: &p}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr}).Get("http://" + ln.Addr().String() + "/big.bin")
+		if err != nil {
+			log.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		for s.Stats().InFlight != 0 { // counted when the last notification comes
+			time.Sleep(time.Millisecond)
+		}
+	}
+	get(func(p *http.Protocols) { p.SetHTTP1(true) })
+	var sent int64
+	for _, ms := range s.Stats().Methods {
+		sent += ms.Bytes
+	}
+	fmt.Printf("HTTP/1.1: the Sender sent %d bytes\n", sent)
+	get(func(p *http.Protocols) { p.SetUnencryptedHTTP2(true) })
+	fmt.Printf("h2c: bypassed %v\n", s.Stats().Bypassed)
+	// Output:
+	// HTTP/1.1: the Sender sent 999488 bytes
+	// h2c: bypassed map[http2:1]
+}
+
 // Receive a stream into a file until the peer closes it.
 func ExampleReceive() {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,6 +1,7 @@
 package sendfile2
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -22,10 +23,10 @@ type connRef struct {
 
 // ConnContext is a function for http.Server's ConnContext field: it puts the
 // conn that NewListener accepted in the context of the requests it carries,
-// for ServeContent, also when a listener wrapper around NewListener's wraps
-// it (netutil.LimitListener, or any conn type that embeds the net.Conn it
-// wraps). Other conns leave ctx as it is. A ConnContext of your own can
-// call it.
+// for ServeContent and Handler, also when a listener wrapper around
+// NewListener's wraps it (netutil.LimitListener, or any conn type that
+// embeds the net.Conn it wraps). Other conns leave ctx as it is. A
+// ConnContext of your own can call it.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if h, wrapped := httpconn.Find(c); h != nil {
 		return context.WithValue(ctx, connKey{}, connRef{h, wrapped})
@@ -56,28 +57,72 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // copied, and Stats.Bypassed counts it, as it counts a file served over
 // HTTP/2 or on a conn that a wrapper hides from net/http.
 func ServeContent(w http.ResponseWriter, r *http.Request, name string, modtime time.Time, content io.ReadSeeker) {
+	w, c := bodyRoute(w, r)
+	if c != nil && c.HoldWrite() {
+		defer c.Release()
+	}
+	http.ServeContent(w, r, name, modtime, content)
+}
+
+// Handler returns h with its file bodies kept in view of the Sender, on a
+// server whose ConnContext is ConnContext. A file that h writes with
+// ReadFrom (io.Copy, as http.FileServer, http.ServeFile and
+// http.ServeContent write it) on a conn of NewListener, where net/http
+// would copy it unseen, is sent with the conn's Sender where it can be,
+// else copied and counted in Stats.Bypassed:
+//
+//   - under a middleware whose ResponseWriter hides ReadFrom, the file goes
+//     to the first ReadFrom down the Unwrap chain and is sent with the
+//     Sender (the middleware sees the status and headers, not the file's
+//     bytes); without one it counts BypassWriter, or BypassEncoded when the
+//     response has a Content-Encoding;
+//   - on a conn that a listener wrapper around NewListener's hides from
+//     net/http, it counts BypassWrappedConn;
+//   - over HTTP/2 without TLS (h2c), it counts BypassHTTP2.
+//
+// Put Handler around the handler that writes the files, inside any
+// middleware: outside it, the file reaches Handler as plain writes, which
+// it cannot tell from other bodies. A body that is not a file goes through
+// the middleware's writer, as without Handler.
+//
+// When nothing goes around the Sender (HTTP/1.1 on a conn of NewListener
+// that net/http sees, a ResponseWriter with ReadFrom), h gets net/http's
+// ResponseWriter itself; otherwise one with the methods that
+// http.ResponseController and older code look for (Unwrap, Flush,
+// FlushError, Hijack, Push), which act on the writer it wraps. Requests on other
+// conns (TLS, a listener without NewListener) go to h untouched.
+func Handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w, _ = bodyRoute(w, r)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// bodyRoute returns the ResponseWriter through which a file body of the
+// response to r reaches the conn of NewListener that carries r, or is
+// copied and counted; and that conn, when net/http hands it the file (so
+// that it may hold the response head). Requests that came on no such conn
+// get w and nil.
+func bodyRoute(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *httpconn.Conn) {
 	ref, _ := r.Context().Value(connKey{}).(connRef)
 	c := ref.c
 	switch {
 	case c == nil:
+		return w, nil
 	case r.ProtoMajor >= 2:
-		w = &bodyWriter{ResponseWriter: w, c: c, reason: BypassHTTP2}
+		return &bodyWriter{ResponseWriter: w, c: c, reason: BypassHTTP2}, nil
 	case ref.wrapped:
-		w = &bodyWriter{ResponseWriter: w, c: c, reason: BypassWrappedConn}
-	default:
-		if _, ok := w.(io.ReaderFrom); !ok {
-			rf := readerFromUnder(w)
-			reason := Bypass("")
-			if rf == nil {
-				reason = BypassWriter
-			}
-			w = &bodyWriter{ResponseWriter: w, c: c, rf: rf, reason: reason}
-		}
-		if c.HoldWrite() {
-			defer c.Release()
-		}
+		return &bodyWriter{ResponseWriter: w, c: c, reason: BypassWrappedConn}, nil
 	}
-	http.ServeContent(w, r, name, modtime, content)
+	if _, ok := w.(io.ReaderFrom); !ok {
+		rf := readerFromUnder(w)
+		reason := Bypass("")
+		if rf == nil {
+			reason = BypassWriter
+		}
+		w = &bodyWriter{ResponseWriter: w, c: c, rf: rf, reason: reason}
+	}
+	return w, c
 }
 
 // readerFromUnder returns the first writer down w's Unwrap chain that has
@@ -97,11 +142,11 @@ func readerFromUnder(w http.ResponseWriter) io.ReaderFrom {
 	}
 }
 
-// bodyWriter is the ResponseWriter that ServeContent hands to
-// http.ServeContent when the body cannot reach the conn's ReadFrom through
-// w itself: its ReadFrom passes the body to rf, the ReadFrom found under a
-// middleware, or copies it through the ResponseWriter and counts a bypass
-// of a file for reason.
+// bodyWriter is the ResponseWriter that ServeContent and Handler hand on
+// when a file body cannot reach the conn's ReadFrom through w itself: its
+// ReadFrom passes a file to rf, the ReadFrom found under a middleware, or
+// copies it through the ResponseWriter and counts a bypass for reason.
+// Other bodies go through the ResponseWriter.
 type bodyWriter struct {
 	http.ResponseWriter
 	c      *httpconn.Conn
@@ -110,14 +155,14 @@ type bodyWriter struct {
 }
 
 func (b *bodyWriter) ReadFrom(src io.Reader) (int64, error) {
-	if b.rf != nil && !encoded(b.ResponseWriter) && !encoded(b.rf) {
-		return b.rf.ReadFrom(src)
-	}
-	reason := b.reason
-	if reason == "" {
-		reason = BypassEncoded
-	}
 	if httpconn.IsFile(src) {
+		if b.rf != nil && !encoded(b.ResponseWriter) && !encoded(b.rf) {
+			return b.rf.ReadFrom(src)
+		}
+		reason := b.reason
+		if reason == "" {
+			reason = BypassEncoded
+		}
 		countBypass(b.c, reason)
 	}
 	return io.Copy(httpconn.WriterOnly{Writer: b.ResponseWriter}, src)
@@ -125,6 +170,29 @@ func (b *bodyWriter) ReadFrom(src io.Reader) (int64, error) {
 
 // Unwrap lets http.ResponseController reach the ResponseWriter.
 func (b *bodyWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
+
+// Flush flushes the ResponseWriter, as http.ResponseController does.
+func (b *bodyWriter) Flush() { b.FlushError() }
+
+// FlushError flushes the ResponseWriter, as http.ResponseController does,
+// and returns its error.
+func (b *bodyWriter) FlushError() error {
+	return http.NewResponseController(b.ResponseWriter).Flush()
+}
+
+// Hijack takes over the connection, as http.ResponseController does.
+func (b *bodyWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(b.ResponseWriter).Hijack()
+}
+
+// Push is the Push of the ResponseWriter (HTTP/2's), or
+// http.ErrNotSupported.
+func (b *bodyWriter) Push(target string, opts *http.PushOptions) error {
+	if p, ok := b.ResponseWriter.(http.Pusher); ok {
+		return p.Push(target, opts)
+	}
+	return http.ErrNotSupported
+}
 
 // encoded reports whether w is a ResponseWriter whose response has a
 // Content-Encoding.

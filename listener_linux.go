@@ -79,22 +79,26 @@ import (
 // gains nothing.
 //
 // What goes around the Sender, copied through a buffer (safe, without zero
-// copy), and what to do:
+// copy), and what to do. The conn counts what it sees in Stats.Bypassed;
+// what net/http alone copies unseen is counted by ServeContent, and by
+// Handler around any other handler that serves files (both with
+// ConnContext on the http.Server):
 //
 //   - A listener wrapper around NewListener's: netutil.LimitListener(
 //     NewListener(ln, s), n) hides the conn's ReadFrom from net/http, as
 //     does any conn type that embeds the net.Conn without a ReadFrom of its
-//     own. Wrap the other way round. ServeContent counts such bodies in
-//     Stats.Bypassed (BypassWrappedConn); http.FileServer cannot see them.
+//     own (BypassWrappedConn). Wrap the other way round.
 //   - Middleware whose ResponseWriter hides ReadFrom: give it a ReadFrom
-//     that calls the wrapped writer's, or use ServeContent, which finds a
-//     ReadFrom through Unwrap (else counts BypassWriter).
+//     that calls the wrapped writer's, or an Unwrap method: ServeContent,
+//     and Handler inside the middleware, find the ReadFrom under it and
+//     send with s (else count BypassWriter).
 //   - Readers that hide the file's descriptor (http.FileServerFS,
 //     http.FS, os.DirFS behind them, embed.FS): counted as
-//     BypassNoDescriptor. Use http.FileServer(http.Dir(dir)), or open the
-//     file (an *os.Root) and call ServeContent.
-//   - HTTP/2 (h2c) frames bodies through buffers: ServeContent counts
-//     BypassHTTP2; serve HTTP/1.1 where the Sender should send.
+//     BypassNoDescriptor, by the conn itself. Use
+//     http.FileServer(http.Dir(dir)), or open the file (an *os.Root) and
+//     call ServeContent.
+//   - HTTP/2 (h2c) frames bodies through buffers (BypassHTTP2); serve
+//     HTTP/1.1 where the Sender should send.
 //
 // With ServeContent (and ConnContext on the http.Server), a conn also holds
 // the response head that net/http writes before the file, and sends it with
