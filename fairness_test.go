@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -194,6 +195,18 @@ func epollFDs(t *testing.T) int {
 	return n
 }
 
+// pipeFDs is the number of pipe ends the process has open.
+func pipeFDs(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for _, target := range faultFDs(t) {
+		if strings.HasPrefix(target, "pipe:") {
+			n++
+		}
+	}
+	return n
+}
+
 // checkAllBack checks, once every send and receive has returned and the
 // stalled peers have read everything, that every registered buffer is back in
 // the pool and that no request of the ring waits for a notification (every
@@ -225,7 +238,7 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 	const fileSize = 16 << 20
 	f, data := tempFile(t, fileSize)
 	dir := t.TempDir()
-	epolls := epollFDs(t)
+	epolls, pipes := epollFDs(t), pipeFDs(t)
 	var conns []*stalled
 	for i := range gets + puts {
 		if i < gets {
@@ -243,6 +256,12 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 	waits := epollFDs(t) - epolls
 	if s.Method() != sendfile2.MsgZC && waits > 1 {
 		t.Errorf("%d epoll instances made while %d sends and receives wait; want the Sender's one", waits, gets+puts)
+	}
+	// A waiting Splice receive gives its pipe back: the Sender keeps at
+	// most 4 empty ones.
+	pipes = pipeFDs(t) - pipes
+	if pipes > 2*4 {
+		t.Errorf("%d pipe ends open while %d receives wait; want at most the Sender's 4 pipes", pipes, puts)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
@@ -266,8 +285,8 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 		t.Error(err)
 	}
 	st := s.Stats()
-	t.Logf("%d stalled sends, %d stalled receives: %d registered buffers, %d ring requests and %d epoll instances held by them; fallbacks %d, of them for want of a buffer or ring slot %d",
-		gets, puts, held, ringHeld, waits, st.Fallbacks, st.PoolShort)
+	t.Logf("%d stalled sends, %d stalled receives: %d registered buffers, %d ring requests, %d epoll instances and %d pipe ends held by them; fallbacks %d, of them for want of a buffer or ring slot %d",
+		gets, puts, held, ringHeld, waits, pipes, st.Fallbacks, st.PoolShort)
 	for _, c := range conns {
 		r := c.end(t)
 		switch {
@@ -283,12 +302,21 @@ func runStalled(t *testing.T, s *sendfile2.Sender, gets, puts int, small bool) {
 // TestStalledPeers: a Sender with 4 registered buffers, 3 sends to peers
 // that never read and 3 receives from peers that stopped mid-body, each with
 // no deadline; a well-behaved client's 4 MiB send and 1 MiB receive on the
-// same Sender complete byte-exact, under every zero-copy method and Auto.
+// same Sender complete byte-exact, under every zero-copy method and Auto
+// (whose receives splice, or with DontCache use URing's).
 func TestStalledPeers(t *testing.T) {
-	for _, m := range []sendfile2.Method{sendfile2.URing, sendfile2.URingMmap, sendfile2.MsgZC, sendfile2.Auto} {
-		t.Run(string(m), func(t *testing.T) {
+	for _, cfg := range []sendfile2.Config{
+		{Method: sendfile2.URing}, {Method: sendfile2.URingMmap}, {Method: sendfile2.MsgZC},
+		{Method: sendfile2.Auto}, {Method: sendfile2.Auto, DontCache: true},
+	} {
+		name := string(cfg.Method)
+		if cfg.DontCache {
+			name += "+dontcache"
+		}
+		t.Run(name, func(t *testing.T) {
 			checkNoLeaks(t)
-			s := newSender(t, sendfile2.Config{Method: m, Buffers: 4})
+			cfg.Buffers = 4
+			s := newSender(t, cfg)
 			runStalled(t, s, 3, 3, false)
 		})
 	}

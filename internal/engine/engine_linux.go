@@ -41,6 +41,7 @@ func (e *Engines) SetupURing(buffers bool) error {
 // for the notifications of cancelled sends, then unmaps the buffers.
 func (e *Engines) Close() error {
 	e.maps.close()
+	e.pipes.close()
 	e.closePoller()
 	var err error
 	if e.loop != nil {

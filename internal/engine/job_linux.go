@@ -99,10 +99,11 @@ const maxDepth = 8
 // registered buffers (when set up), the kept mappings of files, and what the
 // kernel was found to refuse.
 type Engines struct {
-	cfg  Config
-	loop *uring.Loop // nil until SetupURing
-	pool *bufPool    // registered buffers of URing
-	maps fileMaps    // Copy's mappings of the files it sends
+	cfg   Config
+	loop  *uring.Loop // nil until SetupURing
+	pool  *bufPool    // registered buffers of URing
+	maps  fileMaps    // Copy's mappings of the files it sends
+	pipes pipes       // the Splice receive's empty pipes
 
 	pollMu sync.Mutex
 	poll   *epoll.Poller // where sends wait for room and receives for data

@@ -100,36 +100,52 @@ func (r *receiver) copy() (int64, error) {
 	}
 }
 
-// splice is the Splice receive, socket to pipe to file with splice(2): a
-// baseline. Like copy, it empties the pipe into the file before it waits.
+// splice is the Splice receive, socket to pipe to file with splice(2): the
+// socket's pages go into the pipe, and the write to the file is the one
+// copy. Like copy, it empties the pipe into the file before it waits, and it
+// gives the empty pipe back to the Engines while it waits.
 func (r *receiver) splice() (int64, error) {
-	p, pipeSize, err := newPipe()
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
 	rw := r.e.dataWait(r.Sock)
 	defer rw.close()
+	var p pipe
+	have := false // p is this receive's
+	var in int64  // bytes in p
+	defer func() {
+		if have {
+			r.e.pipes.put(p, in == 0)
+		}
+	}()
 	var written int64
 	for {
 		if err := r.Ctx.Err(); err != nil {
 			return written, context.Cause(r.Ctx)
 		}
-		want := int64(pipeSize)
+		if !have {
+			var err error
+			if p, err = r.e.pipes.get(); err != nil {
+				return written, err
+			}
+			have = true
+		}
+		want := int64(p.size)
 		if r.Count >= 0 {
 			want = min(want, r.Count-written)
 		}
-		in, err := unix.Splice(r.Sock, nil, p[1], nil, int(want), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		var err error
+		in, err = unix.Splice(r.Sock, nil, p.w, nil, int(want), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		switch {
 		case err == unix.EINTR:
+			in = 0
 			continue
 		case err == unix.EAGAIN:
+			in, have = 0, false
+			r.e.pipes.put(p, true)
 			if err := rw.wait(r.Ctx); err != nil {
 				return written, err
 			}
 			continue
 		case err != nil:
+			in = 0
 			return written, os.NewSyscallError("splice", err)
 		case in == 0:
 			if r.Count >= 0 {
@@ -139,7 +155,7 @@ func (r *receiver) splice() (int64, error) {
 		}
 		for in > 0 {
 			off := r.Off + written
-			out, err := unix.Splice(p[0], nil, r.File, &off, int(in), unix.SPLICE_F_MOVE)
+			out, err := unix.Splice(p.r, nil, r.File, &off, int(in), unix.SPLICE_F_MOVE)
 			if out > 0 {
 				in -= out
 				written += out
