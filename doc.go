@@ -131,6 +131,10 @@
 //   - Copy uses recv(2) and pwrite(2); Splice moves the bytes through a pipe
 //     with splice(2). Both wait for data in the Sender's epoll instance.
 //   - URingMmap, MsgZC and Sendfile receive with Copy.
+//   - Auto receives with Splice, which copies each byte once (the pipe holds
+//     the socket's pages) where Copy and URing copy it twice; with
+//     Config.DontCache, with URing, whose writes alone carry RWF_DONTCACHE.
+//     Stats count each receive under the method that ran it.
 //
 // With Config.Sync, Receive returns only after fdatasync(2) (for URing,
 // IORING_OP_FSYNC with IORING_FSYNC_DATASYNC).

@@ -43,7 +43,11 @@ import (
 // buffers and writes them with IORING_OP_WRITE_FIXED (with RWF_DONTCACHE when
 // Config.DontCache is set), Copy with recv(2) and pwrite(2), Splice through a
 // pipe with splice(2). URingMmap, MsgZC and Sendfile have nothing to offer
-// on this side and receive with Copy (counted under Copy in Stats).
+// on this side and receive with Copy (counted under Copy in Stats). Auto
+// receives with Splice, the one that copies each byte once, and with URing
+// when Config.DontCache asks for uncached writes, which only URing's carry
+// (with Splice and a fallback in Stats where the Sender has no ring). Stats
+// count each receive under the method that ran it.
 func (s *Sender) Receive(ctx context.Context, src syscall.Conn, dst *os.File, offset, count int64) (int64, error) {
 	s.mu.Lock()
 	if s.closed {
@@ -106,10 +110,30 @@ func Receive(ctx context.Context, src syscall.Conn, dst *os.File, offset, count 
 	return s.Receive(ctx, src, dst, offset, count)
 }
 
-// receiveMethod is the method Receive uses: URing where the Sender has its
-// ring and registered buffers, Splice for Splice, else Copy. It counts one
-// fallback when URing cannot receive.
+// receiveMethod is the method Receive uses, and the fallbacks to count.
+//
+// Auto receives with Splice: socket to pipe to file costs one copy (the
+// pipe holds the socket's pages, the write copies them into the page cache)
+// where Copy and URing make two (socket to buffer, buffer to page cache), and
+// URing adds the hand-off of each chain of buffered writes to io-wq. With
+// Config.DontCache only URing's writes carry RWF_DONTCACHE, so Auto receives
+// with URing where the Sender has it; else with Splice, and counts a fallback:
+// the writes go through the page cache as usual. Config.Sync holds for every
+// method.
+//
+// URing receives with URing where the Sender has its ring and registered
+// buffers, else with Copy and one fallback; Splice with Splice; the others
+// with Copy.
 func (s *Sender) receiveMethod() (Method, int64) {
+	if s.cfg.Method == Auto {
+		switch {
+		case !s.cfg.DontCache:
+			return Splice, 0
+		case s.eng.ReceivesWithURing():
+			return URing, 0
+		}
+		return Splice, 1
+	}
 	switch s.Method() {
 	case URing:
 		if s.eng.ReceivesWithURing() {

@@ -199,7 +199,7 @@ func TestReceiveUntilEOF(t *testing.T) {
 // TestReceiveOtherMethods: the methods without a receive path of their own
 // receive with Copy, and the stats say so.
 func TestReceiveOtherMethods(t *testing.T) {
-	for _, m := range []sendfile2.Method{sendfile2.Auto, sendfile2.URingMmap, sendfile2.MsgZC, sendfile2.Sendfile} {
+	for _, m := range []sendfile2.Method{sendfile2.URingMmap, sendfile2.MsgZC, sendfile2.Sendfile} {
 		t.Run(string(m), func(t *testing.T) {
 			s := newSender(t, sendfile2.Config{Method: m})
 			stream := streamBytes(300000, 4)
@@ -211,9 +211,6 @@ func TestReceiveOtherMethods(t *testing.T) {
 			}
 			checkFile(t, dst, nil, 0, stream)
 			want := sendfile2.Copy
-			if s.Method() == sendfile2.URing {
-				want = sendfile2.URing
-			}
 			if st := s.Stats().Methods[want]; st.Receives != 1 || st.Received != int64(len(stream)) {
 				t.Errorf("stats of %s = %+v, want one receive of %d bytes", want, st, len(stream))
 			}
@@ -506,6 +503,78 @@ func TestReceiveDontCache(t *testing.T) {
 					t.Errorf("with DontCache and Sync %d of %d pages stayed cached", returned, pages)
 				case dontCache && synced > pages/10:
 					t.Errorf("with DontCache %d of %d pages stayed cached after fdatasync", synced, pages)
+				}
+				checkFile(t, dst, nil, 0, stream)
+			})
+		}
+	}
+}
+
+// TestReceiveAuto: Auto receives with Splice, or with Config.DontCache with
+// URing, the one method whose writes carry RWF_DONTCACHE (with Splice and a
+// fallback where the Sender has no ring). Stats say which method received;
+// what the Config asked for holds: with Sync no page of the range is dirty or
+// under writeback when Receive returns (cachestat(2), Linux 6.5), with
+// DontCache no page stays cached once written back, and without it they do.
+func TestReceiveAuto(t *testing.T) {
+	const size = 32 << 20
+	pages := size / os.Getpagesize()
+	stream := streamBytes(size, 13)
+	for _, dontCache := range []bool{false, true} {
+		for _, sync := range []bool{false, true} {
+			t.Run(fmt.Sprintf("dontcache=%v/sync=%v", dontCache, sync), func(t *testing.T) {
+				s := newSender(t, sendfile2.Config{Method: sendfile2.Auto, DontCache: dontCache, Sync: sync})
+				want, fallbacks := sendfile2.Splice, int64(0)
+				switch {
+				case dontCache && s.Method() == sendfile2.URing:
+					want = sendfile2.URing
+				case dontCache:
+					fallbacks = 1 // no method here writes uncached
+				}
+				dst := dstFile(t, "", nil)
+				a, b := tcpPair(t)
+				peerSend(a, stream)
+				if n, err := s.Receive(context.Background(), b, dst, 0, size); err != nil || n != size {
+					t.Fatalf("Receive = %d, %v", n, err)
+				}
+				var cs unix.Cachestat_t
+				err := unix.Cachestat(uint(dst.Fd()), &unix.CachestatRange{Off: 0, Len: size}, &cs, 0)
+				switch {
+				case err == nil:
+					t.Logf("when Receive returned: %d pages cached, %d dirty, %d under writeback", cs.Cache, cs.Dirty, cs.Writeback)
+					if sync && cs.Dirty+cs.Writeback != 0 {
+						t.Errorf("with Sync, %d pages dirty and %d under writeback when Receive returned", cs.Dirty, cs.Writeback)
+					}
+				case errors.Is(err, unix.ENOSYS):
+					t.Logf("cachestat: %v", err)
+				default:
+					t.Fatal(err)
+				}
+				st := s.Stats()
+				for m, ms := range st.Methods {
+					switch {
+					case m == want && (ms.Receives != 1 || ms.Received != size || ms.ReceiveErrors != 0):
+						t.Errorf("stats of %s = %+v, want one receive of %d bytes", m, ms, size)
+					case m != want && ms.Receives != 0:
+						t.Errorf("Auto received with %s, want only %s: %+v", m, want, ms)
+					}
+				}
+				if want == sendfile2.URing && st.Fallbacks != 0 {
+					t.Skipf("the file system of %s refuses RWF_DONTCACHE writes", dst.Name())
+				}
+				if st.Fallbacks != fallbacks {
+					t.Errorf("Fallbacks = %d, want %d", st.Fallbacks, fallbacks)
+				}
+				if err := dst.Sync(); err != nil {
+					t.Fatal(err)
+				}
+				synced := residentPages(t, dst, size)
+				t.Logf("resident pages of %d after fdatasync: %d", pages, synced)
+				switch {
+				case want == sendfile2.URing && dontCache && synced > pages/10:
+					t.Errorf("with DontCache %d of %d pages stayed cached after fdatasync", synced, pages)
+				case !dontCache && synced < pages*9/10:
+					t.Errorf("without DontCache only %d of %d pages stayed cached", synced, pages)
 				}
 				checkFile(t, dst, nil, 0, stream)
 			})

@@ -125,8 +125,10 @@ type Config struct {
 	// against RLIMIT_MEMLOCK.
 	Buffers int
 	// DontCache asks that file reads of the URing method drop the pages they
-	// brought into the page cache (RWF_DONTCACHE, Linux 6.14+). Where the
-	// kernel or file system lacks it, reads fall back to plain reads.
+	// brought into the page cache, and that URing's Receive write through
+	// pages dropped once written back (RWF_DONTCACHE, Linux 6.14+); with it,
+	// Auto receives with URing. Where the kernel or file system lacks it,
+	// reads and writes fall back to plain ones, counted in Stats.Fallbacks.
 	DontCache bool
 	// Sync makes Receive return only after the data is on stable storage
 	// (fdatasync(2), or IORING_OP_FSYNC with IORING_FSYNC_DATASYNC).

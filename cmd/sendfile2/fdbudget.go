@@ -24,7 +24,11 @@ import (
 //     with the receive waiting in the Poller or on the ring; 5 budgeted, as
 //     for a download, and the directory again while it is fsynced at the
 //     end;
-//   - splice holds a pipe, two more, on either side.
+//   - splice holds a pipe, two more, on either side. An upload that
+//     splices (splice's, auto's) holds it only while it moves bytes, not
+//     while it waits for the peer nor while the directory is fsynced: 6 at
+//     most, within the 7 of an upload; the Sender keeps up to 4 empty
+//     pipes, 8 descriptors counted in fdReserve.
 //
 // One more, for a moment: os.Root opens the directories of a path in turn,
 // and the hard-link guard opens the file's directory.

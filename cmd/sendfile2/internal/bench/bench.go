@@ -159,7 +159,9 @@ const (
 // in.
 type Result struct {
 	Method sendfile2.Method `json:"method"`
-	// Resolved is what auto resolved to (Sender.Method).
+	// Resolved is what auto resolved to: Sender.Method when sending; when
+	// receiving, the method that received every byte (Stats), if only one
+	// did.
 	Resolved sendfile2.Method `json:"resolved,omitempty"`
 	// Safe is Method.Safe() with Send; with Receive it is true: a Receive
 	// that returned leaves the kernel no reference to anything of the
@@ -390,7 +392,7 @@ func ReceiveNote(m sendfile2.Method) (note string, ok bool) {
 	case sendfile2.Splice:
 		return "splice(2) from the socket into a pipe, then from the pipe into the file", true
 	case sendfile2.Auto:
-		return "by the method auto resolves to (uring where io_uring allows it, else copy), without RWF_DONTCACHE", true
+		return "by the method auto receives with (splice; uring with Config.DontCache, which this entry does not set)", true
 	case sendfile2.URingMmap, sendfile2.MsgZC, sendfile2.Sendfile:
 		return "unavailable for receive: Sender.Receive has no way of " + string(m) + "'s own and receives with copy, which copy measures", false
 	}
@@ -440,6 +442,11 @@ func (r *Result) summarize() {
 		copied += rd.CopiedBytes
 		for m, n := range rd.BytesByMethod {
 			r.BytesByMethod[m] += n
+		}
+	}
+	if r.Method == sendfile2.Auto && r.Resolved == "" && len(r.BytesByMethod) == 1 {
+		for m := range r.BytesByMethod {
+			r.Resolved = m
 		}
 	}
 	r.GBpsMedian = ptr(median(gbps))

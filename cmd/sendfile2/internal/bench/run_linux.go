@@ -140,8 +140,8 @@ func newMethodRun(m sendfile2.Method, cfg Config, fs string) *methodRun {
 	}
 	mr.s = s
 	mr.res.Available, mr.res.Status = true, StatusOK
-	if m == sendfile2.Auto {
-		mr.res.Resolved = s.Method()
+	if m == sendfile2.Auto && cfg.Direction != Receive {
+		mr.res.Resolved = s.Method() // a receive's is in its Stats: see summarize
 	}
 	return mr
 }
