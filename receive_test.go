@@ -727,3 +727,38 @@ func ExampleSender_Receive() {
 	n, err := s.Receive(context.Background(), conn.(*net.TCPConn), f, 0, 1<<20)
 	fmt.Println(n, err)
 }
+
+// TestReceiveSpliceRefused: where the file system takes no splice into its
+// files (EINVAL), a Splice receive writes what its pipe holds and receives
+// the rest with Copy, counting one fallback: the file gets every byte, in
+// order, whether the refusal comes at the first splice or after some went
+// through.
+func TestReceiveSpliceRefused(t *testing.T) {
+	const size = 4 << 20
+	stream := streamBytes(size, 21)
+	for _, after := range []int{0, 1, 3} {
+		t.Run(fmt.Sprintf("after=%d", after), func(t *testing.T) {
+			calls := 0
+			s := newTunedSender(t, sendfile2.Config{Method: sendfile2.Splice}, func(tu *sendfile2.Tuning) {
+				tu.SpliceWrite = func() error {
+					calls++
+					if calls > after {
+						return unix.EINVAL
+					}
+					return nil
+				}
+			})
+			dst := dstFile(t, "", nil)
+			a, b := tcpPair(t)
+			peerSend(a, stream)
+			n, err := s.Receive(context.Background(), b, dst, 0, size)
+			if err != nil || n != size {
+				t.Fatalf("Receive = %d, %v; want %d, nil", n, err, size)
+			}
+			checkFile(t, dst, nil, 0, stream)
+			if f := s.Stats().Fallbacks; f != 1 {
+				t.Errorf("%d fallbacks counted, want 1", f)
+			}
+		})
+	}
+}

@@ -69,6 +69,11 @@ type Tuning struct {
 	// notified; an error it returns fails the wait as a failed epoll_ctl or
 	// epoll_wait would.
 	MsgZCWait func(pending int) error
+	// SpliceWrite, for tests only (nil otherwise), is called by a splice
+	// receive before each splice(2) from its pipe to the file; an error it
+	// returns is taken as that splice's, as from a file system that has no
+	// splice_write.
+	SpliceWrite func() error
 }
 
 // DefaultTuning is the Tuning of every Sender.

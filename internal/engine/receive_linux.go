@@ -144,6 +144,11 @@ func (r *receiver) splice() (int64, error) {
 				return written, err
 			}
 			continue
+		case err == unix.EINVAL && written == 0:
+			// The socket does not splice: receive with copy.
+			in = 0
+			r.fallbacks++
+			return r.copy()
 		case err != nil:
 			in = 0
 			return written, os.NewSyscallError("splice", err)
@@ -155,13 +160,33 @@ func (r *receiver) splice() (int64, error) {
 		}
 		for in > 0 {
 			off := r.Off + written
-			out, err := unix.Splice(p.r, nil, r.File, &off, int(in), unix.SPLICE_F_MOVE)
+			out, err := r.spliceOut(p, off, in)
 			if out > 0 {
 				in -= out
 				written += out
 			}
 			switch {
 			case err == unix.EINTR || err == unix.EAGAIN:
+			case err == unix.EINVAL:
+				// The file system does not splice into its files: write
+				// what the pipe holds, then receive the rest with copy.
+				n, err := drainPipe(p, in, r.File, off)
+				written += n
+				in -= n
+				if err != nil {
+					return written, err
+				}
+				r.fallbacks++
+				rest := &receiver{e: r.e, RecvJob: r.RecvJob}
+				rest.Off += written
+				if rest.Count >= 0 {
+					rest.Count -= written
+					if rest.Count == 0 {
+						return written, nil
+					}
+				}
+				n, err = rest.copy()
+				return written + n, err
 			case err != nil:
 				return written, os.NewSyscallError("splice", err)
 			case out == 0:
@@ -172,4 +197,40 @@ func (r *receiver) splice() (int64, error) {
 			return written, nil
 		}
 	}
+}
+
+// spliceOut splices up to n bytes from p to the file at off.
+func (r *receiver) spliceOut(p pipe, off, n int64) (int64, error) {
+	if hook := r.e.cfg.Tuning.SpliceWrite; hook != nil {
+		if err := hook(); err != nil {
+			return 0, err
+		}
+	}
+	return unix.Splice(p.r, nil, r.File, &off, int(n), unix.SPLICE_F_MOVE)
+}
+
+// drainPipe reads the n bytes p holds and writes them to file at off with
+// pwrite(2). It returns how many it wrote.
+func drainPipe(p pipe, n int64, file int, off int64) (int64, error) {
+	bp := getCopyBuf(n)
+	defer putCopyBuf(bp)
+	buf := *bp
+	var done int64
+	for done < n {
+		k, err := unix.Read(p.r, buf[:min(int64(len(buf)), n-done)])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return done, os.NewSyscallError("read", err)
+		case k == 0:
+			return done, fmt.Errorf("pipe: %w", io.ErrUnexpectedEOF)
+		}
+		w, err := pwriteAll(file, buf[:k], off+done)
+		done += int64(w)
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
