@@ -50,10 +50,21 @@ func mapsOf(t *testing.T, path string) []string {
 	return lines
 }
 
-// TestKeptMappings: Copy keeps a mapping of a file it sends again and
-// again, and what the peer gets is still the file's bytes at the time of
-// each send, whatever happens to the file between sends.
+// keepMethods are the methods that send from the Sender's kept mappings.
+var keepMethods = []sendfile2.Method{sendfile2.Copy, sendfile2.URingMmap, sendfile2.MsgZC}
+
+// TestKeptMappings: Copy, uring-mmap and msgzc keep a mapping of a file
+// they send again and again, and what the peer gets is still the file's
+// bytes at the time of each send, whatever happens to the file between
+// sends.
 func TestKeptMappings(t *testing.T) {
+	for _, m := range keepMethods {
+		t.Run(string(m), func(t *testing.T) { testKeptMappings(t, m) })
+	}
+}
+
+func testKeptMappings(t *testing.T, m sendfile2.Method) {
+	zc := m != sendfile2.Copy
 	const size = 256 << 10
 	mustSend := func(t *testing.T, s *sendfile2.Sender, f *os.File, want []byte) {
 		t.Helper()
@@ -72,13 +83,20 @@ func TestKeptMappings(t *testing.T) {
 		}
 	}
 
-	t.Run("mapped at the second send", func(t *testing.T) {
-		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+	// Copy maps a file at its second send (the first reads it); the
+	// zero-copy methods, which need a mapping, keep the one of the first.
+	t.Run("mapped once", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: m})
 		f, data := tempFile(t, size)
-		for i, want := range []struct {
+		type counts struct {
 			kept         int
 			mapped, hits int64
-		}{{0, 0, 0}, {1, 1, 0}, {1, 1, 1}, {1, 1, 2}} {
+		}
+		wants := []counts{{0, 0, 0}, {1, 1, 0}, {1, 1, 1}, {1, 1, 2}}
+		if zc {
+			wants = []counts{{1, 1, 0}, {1, 1, 1}, {1, 1, 2}, {1, 1, 3}}
+		}
+		for i, want := range wants {
 			mustSend(t, s, f, data)
 			kept, mapped, hits := sendfile2.FileMaps(s)
 			if kept != want.kept || mapped != want.mapped || hits != want.hits {
@@ -97,6 +115,9 @@ func TestKeptMappings(t *testing.T) {
 	})
 
 	t.Run("small sends read", func(t *testing.T) {
+		if zc {
+			t.Skip("only Copy reads small ranges")
+		}
 		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
 		f, data := tempFile(t, 16<<10)
 		for range 3 {
@@ -109,7 +130,7 @@ func TestKeptMappings(t *testing.T) {
 
 	// The kept mapping shows each version of the file as it is.
 	t.Run("rewritten between sends", func(t *testing.T) {
-		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		s := newSender(t, sendfile2.Config{Method: m})
 		f, data := tempFile(t, size)
 		mustSend(t, s, f, data)
 		mustSend(t, s, f, data)
@@ -119,15 +140,22 @@ func TestKeptMappings(t *testing.T) {
 			bytes.Repeat([]byte{'D'}, 2*size),   // longer
 			data,
 		}
-		for _, v := range versions {
+		for i, v := range versions {
 			rewrite(t, f.Name(), v)
 			mustSend(t, s, f, v)
 			mustSend(t, s, f, v)
+			// One mapping per version, the old one gone.
+			if kept, mapped, _ := sendfile2.FileMaps(s); kept != 1 || mapped != int64(i+2) {
+				t.Fatalf("after version %d: %d kept, %d made; want 1, %d", i+2, kept, mapped, i+2)
+			}
+			if got := mapsOf(t, f.Name()); len(got) != 1 {
+				t.Fatalf("after version %d, /proc/self/maps has %d mappings of the file, want 1: %q", i+2, len(got), got)
+			}
 		}
 	})
 
 	t.Run("replaced between sends", func(t *testing.T) {
-		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		s := newSender(t, sendfile2.Config{Method: m})
 		f, data := tempFile(t, size)
 		mustSend(t, s, f, data)
 		mustSend(t, s, f, data)
@@ -145,12 +173,22 @@ func TestKeptMappings(t *testing.T) {
 		mustSend(t, s, g, next)
 		mustSend(t, s, g, next)
 		mustSend(t, s, f, data) // the descriptor's file, removed from the directory
+		// The replacement's, the original's, and, for the zero-copy
+		// methods, the original's again: its removal changed its ctime, so
+		// its last send is the first of a new version, which Copy reads.
+		want := int64(2)
+		if zc {
+			want = 3
+		}
+		if _, mapped, _ := sendfile2.FileMaps(s); mapped != want {
+			t.Fatalf("%d mappings made, want %d", mapped, want)
+		}
 	})
 
 	// A descriptor that may not read the file must not read it through the
 	// mapping that a readable descriptor of the same file left.
 	t.Run("write-only descriptor", func(t *testing.T) {
-		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		s := newSender(t, sendfile2.Config{Method: m})
 		f, data := tempFile(t, size)
 		mustSend(t, s, f, data)
 		mustSend(t, s, f, data)
@@ -166,7 +204,7 @@ func TestKeptMappings(t *testing.T) {
 	})
 
 	t.Run("truncated during a send", func(t *testing.T) {
-		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		s := newSender(t, sendfile2.Config{Method: m})
 		data := bytes.Repeat([]byte{'F'}, 16<<20)
 		f, path := faultFile(t, data)
 		mustSend(t, s, f, data)
@@ -190,14 +228,24 @@ func TestKeptMappings(t *testing.T) {
 			t.Fatalf("Send = %d, %v; want %d and an error matching io.ErrUnexpectedEOF", r.n, r.err, newSize)
 		}
 		checkPrefix(t, got, data, r.n)
-		if _, _, hits := sendfile2.FileMaps(s); hits != 1 {
-			t.Fatalf("%d sends found a kept mapping, want 1 (the one that saw the file shrink)", hits)
+		want := int64(1) // the send that saw the file shrink
+		if zc {
+			want = 2 // the second send too
+		}
+		if _, _, hits := sendfile2.FileMaps(s); hits != want {
+			t.Fatalf("%d sends found a kept mapping, want %d", hits, want)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := mapsOf(t, path); len(got) != 0 {
+			t.Fatalf("after Close, /proc/self/maps still maps the file: %q", got)
 		}
 	})
 
 	// A mapping keeps a removed file's blocks: it must not outlive its use.
 	t.Run("idle mappings go", func(t *testing.T) {
-		s := newTunedSender(t, sendfile2.Config{Method: sendfile2.Copy}, func(t *sendfile2.Tuning) { t.MapIdle = 50 * time.Millisecond })
+		s := newTunedSender(t, sendfile2.Config{Method: m}, func(t *sendfile2.Tuning) { t.MapIdle = 50 * time.Millisecond })
 		f, data := tempFile(t, size)
 		mustSend(t, s, f, data)
 		mustSend(t, s, f, data)
@@ -217,7 +265,7 @@ func TestKeptMappings(t *testing.T) {
 	})
 
 	t.Run("concurrent", func(t *testing.T) {
-		s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+		s := newSender(t, sendfile2.Config{Method: m})
 		f1, d1 := tempFile(t, size)
 		f2, d2 := tempFile(t, 3<<20)
 		var wg sync.WaitGroup
@@ -239,6 +287,91 @@ func TestKeptMappings(t *testing.T) {
 		wg.Wait()
 		if kept, _, _ := sendfile2.FileMaps(s); kept != 2 {
 			t.Fatalf("%d mappings kept, want 2 (one per file)", kept)
+		}
+	})
+
+	// A range across windows: each window is kept, and a zero-copy send
+	// takes the next one only when the kernel has let go of the last.
+	t.Run("two windows", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: m})
+		f, data := tempFile(t, 64<<20+3<<20+123)
+		for range 3 {
+			mustSend(t, s, f, data)
+		}
+		if kept, _, _ := sendfile2.FileMaps(s); kept != 2 {
+			t.Fatalf("%d mappings kept, want 2 (the file's two windows)", kept)
+		}
+	})
+
+	// A zero-copy send holds its kept mapping until the kernel has let go
+	// of the file's pages: the idle sweep, a newer version of the file and
+	// Close may drop it from the kept ones meanwhile, but it is unmapped
+	// only when the send has had its notifications and returns.
+	t.Run("held until notified", func(t *testing.T) {
+		if !zc {
+			t.Skip("Copy holds a mapping only for its send(2) calls")
+		}
+		s := newTunedSender(t, sendfile2.Config{Method: m}, func(t *sendfile2.Tuning) { t.MapIdle = time.Millisecond })
+		const oldSize, newSize = 128 << 10, 192 << 10 // told apart by their mappings' lengths
+		f, data := tempFile(t, oldSize)
+		a, b := smallWindowPair(t)
+		if err := a.SetWriteBuffer(256 << 10); err != nil {
+			t.Fatal(err)
+		}
+		res := goSend(context.Background(), s, a, f, 0, int64(len(data)))
+		// All of it queued, none read: the send waits for its notifications,
+		// and the sweep runs every millisecond.
+		for deadline := time.Now().Add(hangBound); queued(t, a, b) < len(data); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d bytes queued after %v", queued(t, a, b), len(data), hangBound)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		mapped := func(size int) bool {
+			for _, l := range mapsOf(t, f.Name()) {
+				var lo, hi uint64
+				if _, err := fmt.Sscanf(l, "%x-%x", &lo, &hi); err != nil {
+					t.Fatalf("/proc/self/maps line %q: %v", l, err)
+				}
+				if hi-lo == uint64(size) {
+					return true
+				}
+			}
+			return false
+		}
+		if !mapped(oldSize) {
+			t.Fatalf("the mapping of a send waiting for its notifications was unmapped: %q", mapsOf(t, f.Name()))
+		}
+		// A new version of the file takes the place of the send's mapping
+		// among the kept ones.
+		next := bytes.Repeat([]byte{'G'}, newSize)
+		rewrite(t, f.Name(), next)
+		mustSend(t, s, f, next)
+		if _, n, _ := sendfile2.FileMaps(s); n != 2 {
+			t.Fatalf("%d mappings made, want 2", n)
+		}
+		if !mapped(oldSize) {
+			t.Fatalf("the mapping of a send waiting for its notifications was unmapped when a new version of the file was mapped: %q", mapsOf(t, f.Name()))
+		}
+		select {
+		case r := <-res:
+			t.Fatalf("Send returned (%d, %v) before the peer read anything", r.n, r.err)
+		default:
+		}
+		got := receive(b)
+		if r := await(t, res, "Send"); r.err != nil || r.n != int64(len(data)) {
+			t.Fatalf("Send = %d, %v; want %d, nil", r.n, r.err, len(data))
+		}
+		a.Close()
+		<-got
+		if mapped(oldSize) {
+			t.Fatalf("the old version is still mapped after its send returned: %q", mapsOf(t, f.Name()))
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := mapsOf(t, f.Name()); len(got) != 0 {
+			t.Fatalf("after Close, /proc/self/maps still maps the file: %q", got)
 		}
 	})
 }

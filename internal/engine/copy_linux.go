@@ -20,7 +20,7 @@ func (t *transfer) copy() (int64, error) {
 	}
 	var fm *fileMap
 	if t.Off < t.Stat.Size {
-		fm = t.e.maps.acquire(t.File, t.Stat, t.Off)
+		fm = t.e.maps.acquire(t.File, t.Stat, t.Off, false)
 	}
 	if fm == nil && t.Count < t.e.cfg.Tuning.CopyMmapMin {
 		return t.copyRead(sw)
@@ -96,7 +96,7 @@ func (t *transfer) copyMapped(sw *sockWait, fm *fileMap) (int64, error) {
 			return sent, shrunk(t.File, end, fmt.Errorf("fstat: end of file at %d", st.Size))
 		}
 		if sent > 0 {
-			fm = t.e.maps.acquire(t.File, st, pos)
+			fm = t.e.maps.acquire(t.File, st, pos, false)
 		}
 		var mem []byte
 		var base int64

@@ -2,14 +2,15 @@ package engine
 
 import (
 	"container/list"
+	"os"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// fileMaps keeps the read-only shared mappings of files that Copy sends
-// from, so that a file sent again and again (the hot files of a file server)
+// fileMaps keeps the read-only shared mappings of files that Copy,
+// URingMmap and MsgZC send from, so that a file sent again and again (the hot files of a file server)
 // is mapped once rather than at every send: a send from a kept mapping makes
 // no mmap(2), no munmap(2) and no page faults, and copies the file's bytes
 // once, inside send(2), where a pread(2) buffer copies them twice. Go code
@@ -23,6 +24,14 @@ import (
 // the old version goes when no send uses it. (A shared mapping shows the
 // file's current bytes anyway; the version makes an inode number reused for
 // another file, as NFS may, never find the old file's mapping.)
+//
+// A send holds a reference to each mapping it uses until the kernel holds
+// none of the addresses or pages it took from it: for Copy until its
+// send(2) returns, for the zero-copy engines until the notification of
+// every request or call that sent from it (they let a window go only with
+// nothing of their own in flight, and return only then). A mapping that is
+// dropped (a new version of its file, the least recently used, the idle
+// sweep, Close) is unmapped by the release of the last send that used it.
 //
 // A mapping holds a reference to its file, which keeps a removed file's
 // blocks allocated. Mappings that no send has used for idle are unmapped,
@@ -71,15 +80,17 @@ type fileMap struct {
 
 // acquire returns the kept mapping of the window of the file fd (whose
 // fstat(2) is st) that holds offset pos, for one send; release gives it back.
-// A window is mapped at its second send within idle, not at its first: a
-// file sent once, as most files of a large cold set are, would pay mmap(2)
-// and munmap(2) for one send, which costs more than the pread(2) copy it
-// saves (BenchmarkCopyVariants). acquire returns nil for a first send, and
-// when the file cannot share a kept mapping: its descriptor is not open for
-// reading (a mapping made through another descriptor must not read it for
-// one that may not), mmap(2) refused it, or the Sender is closed. The caller
-// then reads or maps for itself.
-func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) *fileMap {
+// Without first, a window is mapped at its second send within idle, not at
+// its first: a file sent once, as most files of a large cold set are, would
+// pay mmap(2) and munmap(2) for one send, which costs more than the pread(2)
+// copy it saves (BenchmarkCopyVariants). A send that maps the file anyway
+// (the zero-copy engines) sets first: the mapping it makes is kept. acquire
+// returns nil for a first send without first, and when the file cannot
+// share a kept mapping: its descriptor is not open for reading (a mapping
+// made through another descriptor must not read it for one that may not),
+// mmap(2) refused it, or the Sender is closed. The caller then reads or maps
+// for itself.
+func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64, first bool) *fileMap {
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil || fl&unix.O_PATH != 0 || fl&unix.O_ACCMODE == unix.O_WRONLY {
 		return nil
@@ -106,13 +117,15 @@ func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64) *fileMap {
 			return nil
 		}
 	} else {
-		// First send of this version: note it, map at the next.
+		// First send of this version: note it, map at the next (or now).
 		if fm != nil {
 			c.drop(fm) // an older version of the file
 		}
 		c.insert(&fileMap{key: key, version: version, used: now})
-		c.mu.Unlock()
-		return nil
+		if !first {
+			c.mu.Unlock()
+			return nil
+		}
 	}
 	c.mu.Unlock()
 	base := key.window * copyWindow
@@ -253,4 +266,46 @@ func (c *fileMaps) close() {
 	for _, fm := range c.m {
 		c.drop(fm)
 	}
+}
+
+// window is the mapping a send takes a window of its file from: a kept
+// mapping, or, where there is none, a mapping of the send's own.
+type window struct {
+	fm   *fileMap // the kept mapping, or nil
+	mem  []byte   // the window, up to the end of the range
+	base int64    // the file offset of mem[0]
+}
+
+// holds reports whether the window holds file offset pos.
+func (w *window) holds(pos int64) bool {
+	return w.mem != nil && pos >= w.base && pos < w.base+int64(len(w.mem))
+}
+
+// window returns the window of the file fd that holds pos, up to end (the
+// end of the send's range, within st.Size): the kept mapping, mapped now if
+// it is not yet (acquire with first), or else a mapping of its own of up to
+// copyWindow bytes. put gives it back.
+func (c *fileMaps) window(fd int, st *unix.Stat_t, pos, end int64) (window, error) {
+	if fm := c.acquire(fd, st, pos, true); fm != nil {
+		base := fm.key.window * copyWindow
+		return window{fm: fm, mem: fm.mem[:min(int64(len(fm.mem)), end-base)], base: base}, nil
+	}
+	base := pos &^ int64(os.Getpagesize()-1)
+	mem, err := mapFile(fd, base, int(min(end-base, copyWindow)))
+	if err != nil {
+		return window{}, os.NewSyscallError("mmap", err)
+	}
+	return window{mem: mem, base: base}, nil
+}
+
+// put gives w back: the kept mapping to the Sender, the send's own unmapped.
+// The kernel must hold nothing that the send took from it.
+func (c *fileMaps) put(w *window) {
+	switch {
+	case w.fm != nil:
+		c.release(w.fm)
+	case w.mem != nil:
+		munmap(w.mem)
+	}
+	*w = window{}
 }

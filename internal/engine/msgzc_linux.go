@@ -33,6 +33,11 @@ const msgzcMaxCalls = 32
 // ENOBUFS (net.core.optmem_max or RLIMIT_MEMLOCK exhausted) waits for
 // notifications and sends again; with none to wait for, the rest of the send
 // is copied with send(2) and counted as a fallback.
+//
+// It sends from the Sender's kept mappings of the file (see fileMaps), one
+// window at a time, and takes the next window only once every call from the
+// previous one has been notified, so that a window's reference lasts until
+// the kernel has let go of its pages.
 func (t *transfer) msgzc() (int64, error) {
 	if t.Count == 0 {
 		return 0, nil
@@ -56,7 +61,7 @@ func (t *transfer) msgzc() (int64, error) {
 	}
 	defer w.Close()
 	z := &zcSend{transfer: t, w: w, events: unix.EPOLLERR | unix.EPOLLET, chunk: t.e.cfg.Tuning.MsgZCChunk}
-	defer z.unmap()
+	defer t.e.maps.put(&z.win)
 	return z.run()
 }
 
@@ -67,9 +72,8 @@ type zcSend struct {
 	events uint32 // registered with w
 	chunk  int    // bytes per call
 
-	pos    int64 // bytes of the range handed to the kernel
-	mem    []byte
-	memOff int64 // file offset of mem[0]
+	pos int64  // bytes of the range handed to the kernel
+	win window // the mapping of the part of the range being sent
 
 	tr    errqueue.Tracker
 	calls [msgzcMaxCalls]zcCall // outstanding calls, oldest first, from head
@@ -170,6 +174,10 @@ func (z *zcSend) sendSome() {
 			z.err = err
 			return
 		}
+		if p == nil {
+			return // wait for the notifications of the previous window
+		}
+		p = p[:min(len(p), z.chunk)]
 		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(z.Sock), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
 			unix.MSG_ZEROCOPY|unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
 		switch errno {
@@ -258,36 +266,24 @@ func (z *zcSend) released() bool {
 	return err == nil && n == 0
 }
 
-// next returns the bytes to send next, from the mapping.
+// next returns the bytes to send next, from the window that holds them:
+// all of the window's rest (the caller takes a chunk of it). When that is
+// the next window and calls from this one await their notification, it
+// returns nil: the window goes only when the kernel holds none of its pages.
 func (z *zcSend) next() ([]byte, error) {
 	pos := z.Off + z.pos
-	if z.mem == nil || pos >= z.memOff+int64(len(z.mem)) {
-		if err := z.mapAt(pos); err != nil {
+	if !z.win.holds(pos) {
+		if z.tr.Pending() > 0 {
+			return nil, nil
+		}
+		z.e.maps.put(&z.win)
+		w, err := z.e.maps.window(z.File, z.Stat, pos, z.Off+z.Count)
+		if err != nil {
 			return nil, err
 		}
+		z.win = w
 	}
-	rest := z.mem[pos-z.memOff:]
-	return rest[:min(int64(len(rest)), int64(z.chunk))], nil
-}
-
-// mapAt maps the window of the range that starts at file offset pos. The
-// previous window may go: the pages that calls still pin stay pinned.
-func (z *zcSend) mapAt(pos int64) error {
-	z.unmap()
-	base := pos &^ int64(os.Getpagesize()-1)
-	mem, err := mapFile(z.File, base, int(min(z.Off+z.Count-base, copyWindow)))
-	if err != nil {
-		return os.NewSyscallError("mmap", err)
-	}
-	z.mem, z.memOff = mem, base
-	return nil
-}
-
-func (z *zcSend) unmap() {
-	if z.mem != nil {
-		munmap(z.mem)
-		z.mem = nil
-	}
+	return z.win.mem[pos-z.win.base:], nil
 }
 
 // sent records a successful call of n bytes.
@@ -373,11 +369,12 @@ func (z *zcSend) copyRest() error {
 	}
 	sw := &sockWait{fd: z.Sock, w: z.w}
 	for z.pos < z.Count {
-		if _, err := z.next(); err != nil {
+		p, err := z.next()
+		if err != nil {
 			return err
 		}
 		// Whole windows at once: send(2) copies, no chunk is needed.
-		n, err := sendAll(z.Ctx, sw, z.mem[z.Off+z.pos-z.memOff:])
+		n, err := sendAll(z.Ctx, sw, p)
 		z.pos += int64(n)
 		if err != nil {
 			if errors.Is(err, unix.EFAULT) {

@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -19,10 +18,16 @@ import (
 // Its requests are bounded by no pool, so it never waits for room in the
 // Loop, which other sends' stalled peers may hold: it waits for its own
 // requests, or, with none in flight, copies a window's worth with send(2).
+//
+// It sends from the Sender's kept mappings of the file (see fileMaps), one
+// window of copyWindow bytes at a time, and takes the next window only with
+// nothing of its own in flight: a SEND_ZC holds an address in the window
+// until its result, and the pages until its notification, so the window's
+// reference (which keeps the mapping from being unmapped) lasts until then.
 type mmapSend struct {
 	*transfer
 	d      *driver
-	data   []byte // the mapping of the range
+	w      window // the mapping of the part of the range being sent
 	hdr    int64
 	total  int64
 	chunk  int64 // bytes per SEND_ZC
@@ -54,18 +59,10 @@ func (t *transfer) uringMmap() (int64, error) {
 	// Never wait for room in the Loop, which other sends' stalled peers may
 	// hold: wait for this send's own requests, or copy a part.
 	m.d.try = true
-	if t.Count > 0 {
-		page := int64(os.Getpagesize())
-		base := t.Off &^ (page - 1)
-		mem, err := mapFile(t.File, base, int(t.Off+t.Count-base))
-		if err != nil {
-			return 0, os.NewSyscallError("mmap", err)
-		}
-		defer munmap(mem)
-		m.data = mem[t.Off-base:]
-	}
+	// Nothing is in flight when the loop ends: the window may go.
+	defer t.e.maps.put(&m.w)
 	for {
-		if m.sends == 0 && m.err == nil && !m.d.cancelled && !m.hold && !m.copyRest && m.pos < m.total && m.pinned < m.window {
+		if m.sends == 0 && m.err == nil && !m.d.cancelled && !m.hold && !m.copyRest && m.pos < m.total && m.pinned < m.window && m.mapped() {
 			m.submit(m.plan())
 		}
 		if m.full && m.sends == 0 && m.notifs == 0 && m.err == nil && !m.d.cancelled && t.Ctx.Err() == nil {
@@ -95,20 +92,54 @@ func (t *transfer) uringMmap() (int64, error) {
 	return result(t.Ctx, m.sent, m.total, m.d.cancelled, m.err)
 }
 
+// mapped makes sure that the window of the file that holds the next bytes
+// of the range is mapped, and reports whether it is. It lets the previous
+// window go only with nothing of this send in flight; until then it holds
+// the send (false), which waits for its requests' CQEs.
+func (m *mmapSend) mapped() bool {
+	off := m.Off + max(m.pos-m.hdr, 0)
+	if m.Count == 0 || m.w.holds(off) {
+		return true
+	}
+	if m.sends > 0 || m.notifs > 0 {
+		m.hold = true
+		return false
+	}
+	m.e.maps.put(&m.w)
+	m.w, m.err = m.e.maps.window(m.File, m.Stat, off, m.Off+m.Count)
+	return m.err == nil
+}
+
+// at returns the address of the stream position p of the range, in the
+// window.
+func (m *mmapSend) at(p int64) unsafe.Pointer {
+	return unsafe.Pointer(&m.w.mem[m.Off+p-m.hdr-m.w.base])
+}
+
+// windowEnd is the stream position where the window ends.
+func (m *mmapSend) windowEnd() int64 {
+	return m.hdr + m.w.base + int64(len(m.w.mem)) - m.Off
+}
+
 // plan returns the next chain: the header's copying send if it is still to
-// go, then chunks of the range, as long as the window allows.
+// go, then chunks of the range, as long as the pinned bytes and the mapped
+// window allow.
 func (m *mmapSend) plan() []*request {
 	m.alone = m.pinned == 0
 	usage := !m.e.noReportUsage.Load()
 	var sq []*request
-	for p := m.pos; p < m.total && m.pinned+(p-m.pos) < m.window && len(sq) < m.depth; {
+	end := m.total
+	if m.Count > 0 {
+		end = m.windowEnd()
+	}
+	for p := m.pos; p < end && m.pinned+(p-m.pos) < m.window && len(sq) < m.depth; {
 		if p < m.hdr {
 			// The header: a copying send, corked, leading the chain.
 			sq = append(sq, &request{kind: reqSend, pos: p, n: int(m.hdr - p), plain: true})
 			p = m.hdr
 			continue
 		}
-		n := min(m.chunk, m.total-p)
+		n := min(m.chunk, end-p)
 		sq = append(sq, m.sendRequest(&request{kind: reqSend, pos: p, n: int(n), usage: usage}))
 		p += n
 	}
@@ -125,7 +156,7 @@ func (m *mmapSend) submit(sq []*request) {
 		if r.plain {
 			sqe.PrepSend(m.Sock, unsafe.Pointer(&m.Header[r.pos]), uint32(r.n), uint32(unix.MSG_WAITALL|unix.MSG_NOSIGNAL|m.more()))
 		} else {
-			sqe.PrepSendZC(m.Sock, unsafe.Pointer(&m.data[r.pos-m.hdr]), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL, usage, 0)
+			sqe.PrepSendZC(m.Sock, m.at(r.pos), uint32(r.n), unix.MSG_WAITALL|unix.MSG_NOSIGNAL, usage, 0)
 		}
 	}
 	k, err := m.d.submit(m.Ctx, sq, prep, func(i int) bool { return i < len(sq)-1 }, func(*request, bool) {})
@@ -216,8 +247,8 @@ func (m *mmapSend) copyPart(n int64) {
 		k, err := sendAllFlags(m.Ctx, sw, m.Header[m.pos:], m.more())
 		m.sent, m.pos, m.err = m.sent+int64(k), m.pos+int64(k), err
 	}
-	if m.err == nil && m.pos < end {
-		k, err := sendAll(m.Ctx, sw, m.data[m.pos-m.hdr:end-m.hdr])
+	for m.err == nil && m.pos < end && m.mapped() {
+		k, err := sendAll(m.Ctx, sw, m.w.mem[m.Off+m.pos-m.hdr-m.w.base:][:min(end, m.windowEnd())-m.pos])
 		m.sent, m.pos = m.sent+int64(k), m.pos+int64(k)
 		if errors.Is(err, unix.EFAULT) {
 			err = shrunk(m.File, m.Off+m.Count, err)
