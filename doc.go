@@ -32,9 +32,9 @@
 //   - Copy (any Linux): send(2) from a mapping or a pread(2) buffer. The
 //     kernel copies the data before send(2) returns. A Sender keeps the
 //     mappings of files it sends again (from the second send of 64 KiB or
-//     more within 5 s) and unmaps those unused for 5 s: a removed file's
-//     blocks may stay allocated for up to 10 s after its last send, or
-//     until Close.
+//     more within 5 s; URingMmap and MsgZC from the first send) and unmaps
+//     those unused for 5 s: a removed file's blocks may stay allocated for
+//     up to 10 s after its last send, or until Close.
 //   - Sendfile and Splice: the unsafe system calls, kept only as baselines to
 //     measure against and to show unsafe (sendfile2 check). Never chosen
 //     automatically.

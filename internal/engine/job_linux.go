@@ -107,7 +107,7 @@ type Engines struct {
 	cfg   Config
 	loop  *uring.Loop // nil until SetupURing
 	pool  *bufPool    // registered buffers of URing
-	maps  fileMaps    // Copy's mappings of the files it sends
+	maps  fileMaps    // the kept mappings of the files Copy, URingMmap and MsgZC send
 	pipes pipes       // the Splice receive's empty pipes
 
 	pollMu sync.Mutex
