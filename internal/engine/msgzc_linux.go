@@ -359,7 +359,8 @@ func (z *zcSend) account(c uint64, copied bool) {
 }
 
 // copyRest sends the rest of the range with send(2), which copies. Nothing
-// is outstanding then: the error queue stays quiet.
+// is outstanding then: the error queue stays quiet, and next never holds
+// back a window.
 func (z *zcSend) copyRest() error {
 	if z.events != unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLET {
 		if err := z.w.Modify(unix.EPOLLOUT | unix.EPOLLERR | unix.EPOLLET); err != nil {
