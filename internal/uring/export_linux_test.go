@@ -15,3 +15,15 @@ func Mmap(size int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// HoldDrain takes the completion queue's drain, as a goroutine that drains it
+// does, and returns what that goroutine does once it has found the queue
+// empty: let go of it.
+func HoldDrain(l *Loop) (release func()) {
+	l.reapMu.Lock()
+	return func() {
+		if l.unlockReap() {
+			l.drainUnlock()
+		}
+	}
+}

@@ -45,10 +45,11 @@ type Loop struct {
 	admit   *semaphore.Weighted // slots for requests
 	cancels *semaphore.Weighted // slots kept for ASYNC_CANCEL, never blocked by requests
 
-	mu       sync.Mutex // guards ring submission, table, closing, closed
-	reapMu   sync.Mutex // one drain of the completion queue at a time; guards released
-	released bool       // the ring is unmapped: no more drains
-	cqes     []CQE      // drain's scratch, under reapMu
+	mu       sync.Mutex  // guards ring submission, table, closing, closed
+	reapMu   sync.Mutex  // one drain of the completion queue at a time; guards released
+	again    atomic.Bool // a poll found reapMu held: its holder drains once more
+	released bool        // the ring is unmapped: no more drains
+	cqes     []CQE       // drain's scratch, under reapMu
 	calls    []call
 	table    *table
 	closing  bool // no new requests; cancels still go through
@@ -239,10 +240,13 @@ func (b *Batch) Add(h Handler) (*SQE, uint64) {
 // room in the socket buffer) have their CQEs in the queue when it returns:
 // Submit delivers them itself, on the caller's goroutine, rather than leave
 // them to the reaper, whose wake-up through the eventfd and the netpoller
-// costs two goroutine switches before the submitter sees the result.
+// costs two goroutine switches before the submitter sees the result. The
+// eventfd is quiet for the length of the io_uring_enter, so that those CQEs
+// do not wake the reaper for nothing; CQEs that others' requests post
+// meanwhile are delivered by the same look at the queue.
 func (b *Batch) Submit() (int, error) {
 	n, err := b.submit()
-	if n > 0 {
+	if b.added > 0 {
 		b.l.poll()
 	}
 	return n, err
@@ -259,6 +263,7 @@ func (b *Batch) submit() (int, error) {
 	}
 	l.inflight.Add(int64(b.added))
 	var err error
+	l.ring.QuietEventfd(true) // under mu: one submitter at a time
 	for l.ring.Pending() > 0 {
 		var n int
 		n, err = l.ring.Submit()
@@ -266,6 +271,7 @@ func (b *Batch) submit() (int, error) {
 			break
 		}
 	}
+	l.ring.QuietEventfd(false) // Submit looks at the queue next (poll)
 	left := int(l.ring.Pending())
 	if left == 0 {
 		return b.added, nil
@@ -327,22 +333,40 @@ func (l *Loop) reap() {
 			return // the eventfd was closed by Close
 		}
 		l.reapMu.Lock()
-		l.drain()
-		l.reapMu.Unlock()
+		l.drainUnlock()
 	}
 }
 
 // poll delivers the CQEs already in the completion queue, unless another
-// goroutine is delivering them now (that one, or the reaper woken by the
-// eventfd the kernel signals with every CQE, delivers them instead).
+// goroutine is delivering them now: that one then drains once more after it
+// is done (again), so that a CQE that signalled nothing (Submit quiets the
+// eventfd) is not left in the queue with nobody to look.
 func (l *Loop) poll() {
-	if !l.reapMu.TryLock() {
-		return
+	l.again.Store(true)
+	if l.reapMu.TryLock() {
+		l.drainUnlock()
 	}
-	if !l.released {
-		l.drain()
+}
+
+// drainUnlock drains, unlocks reapMu, which the caller holds, and drains
+// again while a poll found it held meanwhile.
+func (l *Loop) drainUnlock() {
+	for {
+		l.again.Store(false)
+		if !l.released {
+			l.drain()
+		}
+		if !l.unlockReap() {
+			return
+		}
 	}
+}
+
+// unlockReap unlocks reapMu and reports whether the caller holds it again,
+// to drain once more for a poll that found it held meanwhile.
+func (l *Loop) unlockReap() bool {
 	l.reapMu.Unlock()
+	return l.again.Load() && l.reapMu.TryLock()
 }
 
 // drain delivers every available CQE, including ones the kernel had to hold

@@ -108,7 +108,9 @@ func (r *Ring) mmap(p *params) error {
 
 	r.cqHead = at(p.CQOff.Head)
 	r.cqTail = at(p.CQOff.Tail)
-	r.cqFlags = at(p.CQOff.Flags)
+	if p.CQOff.Flags != 0 { // Linux 5.8
+		r.cqFlags = at(p.CQOff.Flags)
+	}
 	r.cqMask = *at(p.CQOff.RingMask)
 	r.cqEntries = *at(p.CQOff.RingEntries)
 	r.cqes = unsafe.Slice((*CQE)(unsafe.Pointer(&mem[p.CQOff.CQEs])), r.cqEntries)
@@ -162,6 +164,21 @@ func (r *Ring) Submit() (int, error) {
 		}
 		return n, nil
 	}
+}
+
+// QuietEventfd stops (true) or resumes (false) the signals of the eventfd
+// registered with the ring (IORING_CQ_EVENTFD_DISABLED, Linux 5.8; before,
+// it does nothing). CQEs posted meanwhile signal nothing: whoever quieted it
+// must look at the completion queue after resuming it.
+func (r *Ring) QuietEventfd(quiet bool) {
+	if r.cqFlags == nil {
+		return
+	}
+	f := atomic.LoadUint32(r.cqFlags) &^ cqFlagEventfdDisable
+	if quiet {
+		f |= cqFlagEventfdDisable
+	}
+	atomic.StoreUint32(r.cqFlags, f)
 }
 
 // Retract takes back the SQEs that were published or handed out but that the
