@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -132,8 +133,16 @@ func TestBypass(t *testing.T) {
 		{
 			name:   "middleware with Unwrap/ServeContent",
 			listen: sendfile2.NewListener,
+			h: middleware(serveContent, func(w http.ResponseWriter) http.ResponseWriter {
+				return flushingWriter{&hidingWriter{ResponseWriter: w}}
+			}),
+			sent: size + 1,
+		},
+		{
+			name:   "middleware with Unwrap, no Flush/ServeContent",
+			listen: sendfile2.NewListener,
 			h:      middleware(serveContent, func(w http.ResponseWriter) http.ResponseWriter { return &hidingWriter{ResponseWriter: w} }),
-			sent:   size + 1,
+			bypass: sendfile2.BypassWriter,
 		},
 		{
 			name:   "middleware without Unwrap/ServeContent",
@@ -197,8 +206,20 @@ func TestBypass(t *testing.T) {
 		{
 			name:   "middleware with Unwrap/Handler(FileServer)",
 			listen: sendfile2.NewListener,
+			h: middleware(sendfile2.Handler(fileServer), func(w http.ResponseWriter) http.ResponseWriter {
+				return flushingWriter{&hidingWriter{ResponseWriter: w}}
+			}),
+			// The header is flushed down before the body goes around the
+			// middleware, so net/http sniffs nothing: every byte is sent.
+			sent: size,
+		},
+		{
+			// It may hold the status back: without a Flush of its own,
+			// the body goes through its Write.
+			name:   "middleware with Unwrap, no Flush/Handler(FileServer)",
+			listen: sendfile2.NewListener,
 			h:      middleware(sendfile2.Handler(fileServer), func(w http.ResponseWriter) http.ResponseWriter { return &hidingWriter{ResponseWriter: w} }),
-			sent:   viaReadFrom(size),
+			bypass: sendfile2.BypassWriter,
 		},
 		{
 			name:   "middleware without Unwrap/Handler(FileServer)",
@@ -222,8 +243,10 @@ func TestBypass(t *testing.T) {
 			// Handler and ServeContent both on the path: one send, no count.
 			name:   "middleware with Unwrap/Handler(ServeContent)",
 			listen: sendfile2.NewListener,
-			h:      middleware(sendfile2.Handler(serveContent), func(w http.ResponseWriter) http.ResponseWriter { return &hidingWriter{ResponseWriter: w} }),
-			sent:   size + 1,
+			h: middleware(sendfile2.Handler(serveContent), func(w http.ResponseWriter) http.ResponseWriter {
+				return flushingWriter{&hidingWriter{ResponseWriter: w}}
+			}),
+			sent: size + 1,
 		},
 		{
 			name:   "FileServerFS",
@@ -513,3 +536,70 @@ func TestHandlerResponseWriter(t *testing.T) {
 		t.Fatalf("Bypassed %v", st.Bypassed)
 	}
 }
+
+// lazyWriter is a middleware's writer that holds the status back until the
+// first Write, as compressing middlewares do, and has Unwrap.
+type lazyWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *lazyWriter) WriteHeader(code int) { w.code = code }
+func (w *lazyWriter) Write(p []byte) (int, error) {
+	w.pass()
+	return w.ResponseWriter.Write(p)
+}
+func (w *lazyWriter) pass() {
+	if w.code != 0 {
+		w.ResponseWriter.WriteHeader(w.code)
+		w.code = 0
+	}
+}
+func (w *lazyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// TestHandlerLazyMiddleware: under a middleware that holds the status back
+// until its first Write or Flush, Handler(FileServer) answers a range request
+// with 206 and the range, sent through the Sender; a middleware that holds it
+// and cannot flush gets the body through its Write, counted as a bypass.
+func TestHandlerLazyMiddleware(t *testing.T) {
+	const size = 1 << 20
+	fs := newFileSet(t, size)
+	name := fs.name(size)
+	for _, flush := range []bool{true, false} {
+		t.Run(fmt.Sprintf("flush=%v", flush), func(t *testing.T) {
+			s := newSender(t, sendfile2.Config{Method: sendfile2.Copy})
+			wrap := func(w http.ResponseWriter) http.ResponseWriter {
+				if flush {
+					return flushingLazy{&lazyWriter{ResponseWriter: w}}
+				}
+				return &lazyWriter{ResponseWriter: w}
+			}
+			url := serveOn(t, sendfile2.NewListener(listenTCP(t), s), middleware(sendfile2.Handler(http.FileServer(http.Dir(fs.dir))), wrap))
+			c, _ := newClient(t)
+			resp, body := get(t, c, "GET", url+"/"+name, "Range", "bytes=1000-200999")
+			if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, fs.data[name][1000:201000]) {
+				t.Fatalf("status %d, %d bytes; want 206 and bytes 1000-200999 of the file", resp.StatusCode, len(body))
+			}
+			st := s.Stats()
+			if flush && (engineBytes(s) != 200000 || st.Bypassed != nil) {
+				t.Errorf("Sender sent %d bytes, Bypassed %v; want the range, nothing bypassed", engineBytes(s), st.Bypassed)
+			}
+			if !flush && st.Bypassed[sendfile2.BypassWriter] != 1 {
+				t.Errorf("Bypassed %v; want writer: 1", st.Bypassed)
+			}
+		})
+	}
+}
+
+// flushingLazy is a lazyWriter with a Flush that passes the status on.
+type flushingLazy struct{ *lazyWriter }
+
+func (w flushingLazy) Flush() {
+	w.pass()
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// flushingWriter is a hidingWriter with a Flush of its own.
+type flushingWriter struct{ *hidingWriter }
+
+func (w flushingWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }

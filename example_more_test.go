@@ -87,6 +87,12 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// FlushError passes a flush on. Handler sends a file around a middleware
+// only after the middleware's own flush has passed the status down.
+func (w *statusWriter) FlushError() error {
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
 // Serve a directory with http.FileServer behind a logging middleware whose
 // ResponseWriter hides ReadFrom. Handler, inside the middleware, finds the
 // conn's ReadFrom through Unwrap, so that file bodies still go through the
@@ -148,7 +154,7 @@ func ExampleHandler() {
 	get(func(p *http.Protocols) { p.SetUnencryptedHTTP2(true) })
 	fmt.Printf("h2c: bypassed %v\n", s.Stats().Bypassed)
 	// Output:
-	// HTTP/1.1: the Sender sent 999488 bytes
+	// HTTP/1.1: the Sender sent 1000000 bytes
 	// h2c: bypassed map[http2:1]
 }
 

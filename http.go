@@ -74,7 +74,10 @@ func ServeContent(w http.ResponseWriter, r *http.Request, name string, modtime t
 //   - under a middleware whose ResponseWriter hides ReadFrom, the file goes
 //     to the first ReadFrom down the Unwrap chain and is sent with the
 //     Sender (the middleware sees the status and headers, not the file's
-//     bytes); without one it counts BypassWriter, or BypassEncoded when the
+//     bytes), once the middleware's own Flush or FlushError has passed the
+//     header down (a middleware may hold the status back until its first
+//     Write); without Unwrap, without a Flush of its own, or after a Write
+//     through it, it counts BypassWriter, or BypassEncoded when the
 //     response has a Content-Encoding;
 //   - on a conn that a listener wrapper around NewListener's hides from
 //     net/http, it counts BypassWrappedConn;
@@ -147,25 +150,81 @@ func readerFromUnder(w http.ResponseWriter) io.ReaderFrom {
 // ReadFrom passes a file to rf, the ReadFrom found under a middleware, or
 // copies it through the ResponseWriter and counts a bypass for reason.
 // Other bodies go through the ResponseWriter.
+//
+// A middleware may hold back what passes through it (the status, a
+// Content-Encoding it decides on at its first Write, bytes it buffers), so
+// the file goes around it only when nothing but the header was written
+// through it, and only after the middleware's own Flush has passed that
+// header down to the ReadFrom found under it: else net/http would send an
+// implicit 200, or the file before the bytes written first. A middleware
+// without a Flush of its own gets the file through its Write, counted as
+// BypassWriter.
 type bodyWriter struct {
 	http.ResponseWriter
 	c      *httpconn.Conn
 	rf     io.ReaderFrom // nil: copy
 	reason Bypass        // why it copies
+	header bool          // WriteHeader went through the ResponseWriter
+	wrote  bool          // Write went through the ResponseWriter
+}
+
+// WriteHeader passes the status to the ResponseWriter and remembers it.
+func (b *bodyWriter) WriteHeader(code int) {
+	if code >= 200 {
+		b.header = true
+	}
+	b.ResponseWriter.WriteHeader(code)
+}
+
+// Write passes p to the ResponseWriter and remembers that it did.
+func (b *bodyWriter) Write(p []byte) (int, error) {
+	b.wrote = true
+	return b.ResponseWriter.Write(p)
 }
 
 func (b *bodyWriter) ReadFrom(src io.Reader) (int64, error) {
 	if httpconn.IsFile(src) {
-		if b.rf != nil && !encoded(b.ResponseWriter) && !encoded(b.rf) {
-			return b.rf.ReadFrom(src)
-		}
 		reason := b.reason
-		if reason == "" {
-			reason = BypassEncoded
+		if b.rf != nil {
+			if b.around() {
+				return b.rf.ReadFrom(src)
+			}
+			reason = BypassWriter
+			if encoded(b.ResponseWriter) || encoded(b.rf) {
+				reason = BypassEncoded
+			}
 		}
 		countBypass(b.c, reason)
 	}
+	b.wrote = true
 	return io.Copy(httpconn.WriterOnly{Writer: b.ResponseWriter}, src)
+}
+
+// around reports whether a file body may go to rf, around the
+// ResponseWriter: nothing but the header went through it, a flush passed
+// that header down, and no Content-Encoding was set on either side.
+func (b *bodyWriter) around() bool {
+	if b.wrote || encoded(b.ResponseWriter) || encoded(b.rf) {
+		return false
+	}
+	if b.header && !flush(b.ResponseWriter) {
+		return false
+	}
+	return !encoded(b.ResponseWriter) && !encoded(b.rf)
+}
+
+// flush flushes w with a Flush or FlushError of its own, not one found down
+// its Unwrap chain: that one would pass the header under w and send net/http's
+// implicit 200 if w held the status back. It reports whether w could.
+func flush(w http.ResponseWriter) bool {
+	switch f := w.(type) {
+	case interface{ FlushError() error }:
+		return f.FlushError() == nil
+	case http.Flusher:
+		f.Flush()
+		return true
+	}
+	return false
 }
 
 // Unwrap lets http.ResponseController reach the ResponseWriter.
