@@ -134,7 +134,8 @@
 //   - Auto receives with Splice, which copies each byte once (the pipe holds
 //     the socket's pages) where Copy and URing copy it twice; with
 //     Config.DontCache, with URing, whose writes alone carry RWF_DONTCACHE.
-//     Stats count each receive under the method that ran it.
+//     Stats count each receive under the method it chose, and a fallback
+//     when a file system refuses splice(2) and Copy finishes it.
 //
 // With Config.Sync, Receive returns only after fdatasync(2) (for URing,
 // IORING_OP_FSYNC with IORING_FSYNC_DATASYNC).

@@ -47,7 +47,9 @@ import (
 // receives with Splice, the one that copies each byte once, and with URing
 // when Config.DontCache asks for uncached writes, which only URing's carry
 // (with Splice and a fallback in Stats where the Sender has no ring). Stats
-// count each receive under the method that ran it.
+// count each receive under the method it chose; a Splice receive into a file
+// whose file system refuses splice(2) goes on with Copy and counts a
+// fallback.
 func (s *Sender) Receive(ctx context.Context, src syscall.Conn, dst *os.File, offset, count int64) (int64, error) {
 	s.mu.Lock()
 	if s.closed {

@@ -186,6 +186,7 @@ func (r *receiver) splice() (int64, error) {
 					}
 				}
 				n, err = rest.copy()
+				r.fallbacks += rest.fallbacks
 				return written + n, err
 			case err != nil:
 				return written, os.NewSyscallError("splice", err)

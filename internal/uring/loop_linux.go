@@ -30,8 +30,10 @@ type Config struct {
 	SQEntries uint32
 	// CQEntries is the completion queue size, 4096 if zero. The Loop admits
 	// at most (CQEntries-cancelSlots)/2 requests at once, so that the two CQEs
-	// each request may post, and one CQE per cancellation, always fit: the
-	// queue never overflows.
+	// each request may post, and one CQE per cancellation, always fit. The
+	// one CQE outside that count is a late notification (see Late): if
+	// enough come at once, the kernel holds some back as an overflow, which
+	// the Loop flushes.
 	CQEntries uint32
 }
 
@@ -140,8 +142,8 @@ func (l *Loop) MaxBatch() int { return int(l.ring.SQEntries()) }
 func (l *Loop) InFlight() int64 { return l.inflight.Load() }
 
 // Overflows is the number of times the completion queue was found
-// overflowed (IORING_SQ_CQ_OVERFLOW) and flushed: zero while admission
-// control works.
+// overflowed (IORING_SQ_CQ_OVERFLOW) and flushed: zero unless late
+// notifications (see Late) came on top of a full queue.
 func (l *Loop) Overflows() uint64 { return l.overflow.Load() }
 
 // Stray is the number of CQEs that named no live request.

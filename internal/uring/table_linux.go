@@ -20,12 +20,17 @@ type slot struct {
 	sawResult bool
 	more      bool // the result CQE had IORING_CQE_F_MORE
 	sawNotif  bool
-	// late is the generation of an earlier request in this slot whose
-	// result said -ECANCELED without IORING_CQE_F_MORE: a zero-copy send
-	// failed because a request it was linked to failed. The kernel posts
-	// that send's notification anyway, after the result (see complete).
-	late uint32
+	// late holds the generations of the last earlier requests in this slot
+	// whose result said -ECANCELED without IORING_CQE_F_MORE: zero-copy
+	// sends failed because a request they were linked to failed. The
+	// kernel posts such a send's notification anyway, after the result (see
+	// complete). Freed slots are reused first, so a slot may end several
+	// such sends before their notifications come.
+	late [lateKept]uint32
 }
+
+// lateKept is how many cancelled sends a slot remembers.
+const lateKept = 4
 
 // table maps user_data to the handlers of requests in flight. A request is
 // done after its result CQE when that CQE lacks IORING_CQE_F_MORE, or after
@@ -93,9 +98,13 @@ func (t *table) complete(c CQE) (h Handler, done, late bool) {
 	}
 	s := &t.slots[idx]
 	if s.gen != gen || s.h == nil {
-		if c.Notif() && s.late == gen && gen != 0 {
-			s.late = 0
-			return nil, false, true
+		if c.Notif() && gen != 0 {
+			for i, g := range s.late {
+				if g == gen {
+					s.late[i] = 0
+					return nil, false, true
+				}
+			}
 		}
 		return nil, false, false
 	}
@@ -112,7 +121,8 @@ func (t *table) complete(c CQE) (h Handler, done, late bool) {
 	done = s.sawResult && (!s.more || s.sawNotif)
 	if done {
 		if !c.Notif() && !s.sawNotif && c.Res == -int32(unix.ECANCELED) {
-			s.late = gen
+			copy(s.late[1:], s.late[:lateKept-1])
+			s.late[0] = gen
 		}
 		t.retire(idx)
 	}

@@ -82,6 +82,17 @@ func TestTableLateNotification(t *testing.T) {
 	if h, done, _ := tb.complete(CQE{UserData: nud, Res: 3}); h != next || !done {
 		t.Fatalf("the slot's new request: handler %v, done %v", h, done)
 	}
+	// Two cancelled sends in a row in the same slot, their notifications
+	// after both: each is late, once.
+	first := tb.alloc(old)
+	tb.complete(CQE{UserData: first, Res: -125})
+	second := tb.alloc(old)
+	tb.complete(CQE{UserData: second, Res: -125})
+	for _, u := range []uint64{first, second} {
+		if _, _, late := tb.complete(CQE{UserData: u, Flags: CQEFNotif}); !late {
+			t.Errorf("notification of cancelled send %#x not counted as late", u)
+		}
+	}
 	// A result without F_MORE that is not -ECANCELED expects nothing after it.
 	ud = tb.alloc(old)
 	tb.complete(CQE{UserData: ud, Res: -32})
