@@ -2,6 +2,7 @@ package sendfile2
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 
@@ -107,3 +108,7 @@ func Adapt(s *Sender) (Method, func(ok bool, zc, copied int64)) {
 // ExpectsContinue reports whether ReceiveBody answers "100 Continue" to r
 // before it reads the body.
 var ExpectsContinue = upload.ExpectsContinue
+
+// IsNotReleased reports whether err says that a send returned with calls
+// the kernel had not notified yet (engine.ErrNotReleased).
+func IsNotReleased(err error) bool { return errors.Is(err, engine.ErrNotReleased) }

@@ -74,11 +74,16 @@ type Tuning struct {
 	// returns is taken as that splice's, as from a file system that has no
 	// splice_write.
 	SpliceWrite func() error
+	// MsgZCReclaim bounds how long a msgzc send whose wait failed waits,
+	// after resetting its connection, for the notifications of its calls
+	// (reclaim). No peer can hold them then, only a device or a queueing
+	// discipline that has not sent the segments yet.
+	MsgZCReclaim time.Duration
 }
 
 // DefaultTuning is the Tuning of every Sender.
 func DefaultTuning() Tuning {
-	return Tuning{CopyKeepMin: 64 << 10, CopyMmapMin: 1 << 20, MsgZCChunk: 64 << 10, MapIdle: 5 * time.Second}
+	return Tuning{CopyKeepMin: 64 << 10, CopyMmapMin: 1 << 20, MsgZCChunk: 64 << 10, MapIdle: 5 * time.Second, MsgZCReclaim: 10 * time.Second}
 }
 
 // Config configures the engines of one Sender.

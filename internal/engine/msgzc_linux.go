@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -133,13 +134,16 @@ func (z *zcSend) run() (int64, error) {
 }
 
 // reclaim gets the notifications of the outstanding calls without the
-// epoll instance, for when waiting in it failed: it resets the connection
+// epoll instance, for when waiting in it failed. It resets the connection
 // (SO_LINGER 0, then connect(2) to AF_UNSPEC, which disconnects the socket
 // the caller holds too; the send fails anyway), so that the kernel frees
-// what it had queued and notifies every call at once, and drains the error
-// queue until each call is notified, looking again after a pause that grows
-// from 1 ms to 100 ms (the kernel queues the notifications as it frees the
-// queue, so the first look usually finds them all).
+// what it had queued and notifies those calls at once, and no peer can hold
+// the rest. Calls whose data a device or queueing discipline still holds
+// (a clone of the segment) are notified when it lets go: reclaim waits for
+// them in Go's netpoller, through a duplicate of the socket (waitReleased),
+// for Tuning.MsgZCReclaim at most. Past that bound it gives up with
+// ErrNotReleased: the send fails, and the kernel may still read the file's
+// pages, but only to hand them to a connection that is no longer there.
 func (z *zcSend) reclaim() {
 	if z.released() {
 		return
@@ -147,15 +151,73 @@ func (z *zcSend) reclaim() {
 	unix.SetsockoptLinger(z.Sock, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	var unspec unix.RawSockaddrAny // sa_family AF_UNSPEC (0)
 	unix.Syscall(unix.SYS_CONNECT, uintptr(z.Sock), uintptr(unsafe.Pointer(&unspec)), unix.SizeofSockaddrInet6)
-	for pause := time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
-		if _, err := z.drain(); err != nil && z.err == nil {
-			z.err = err
-		}
-		if z.released() {
-			return
-		}
-		time.Sleep(pause)
+	if err := z.waitReleased(z.e.cfg.Tuning.MsgZCReclaim); err != nil {
+		z.err = errors.Join(z.err, err)
 	}
+}
+
+// ErrNotReleased is the error of a msgzc send that gave up waiting for its
+// notifications after resetting its connection (reclaim): the kernel may
+// still read the file's pages it was sending.
+var ErrNotReleased = errors.New("msg_zerocopy: calls not notified after the connection was reset")
+
+// waitReleased drains the error queue until every call is notified, waiting
+// in between for the socket's next EPOLLERR in Go's netpoller, for bound at
+// most. Go registers each descriptor edge-triggered (and reports EPOLLERR
+// and EPOLLHUP to writers), so a reset socket, which reports EPOLLHUP for
+// good, wakes the wait once, then once per notification queued. The wait is
+// a write wait: a read wait fails on an event of EPOLLERR alone
+// (docs/KERNEL-FACTS.md, section 4). A socket in blocking mode cannot join
+// the netpoller without changing the caller's descriptor: it waits on an
+// epoll instance of its own, edge-triggered, instead.
+func (z *zcSend) waitReleased(bound time.Duration) error {
+	var derr error
+	done := func() bool {
+		if _, err := z.drain(); err != nil && derr == nil {
+			derr = err
+		}
+		return z.released()
+	}
+	if done() {
+		return derr
+	}
+	fd, err := unix.FcntlInt(uintptr(z.Sock), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%w: %d calls: %w", ErrNotReleased, z.tr.Pending(), os.NewSyscallError("fcntl", err))
+	}
+	f := os.NewFile(uintptr(fd), "msgzc")
+	defer f.Close()
+	deadline := time.Now().Add(bound)
+	if err = f.SetWriteDeadline(deadline); err == nil {
+		var rc syscall.RawConn
+		if rc, err = f.SyscallConn(); err == nil {
+			err = rc.Write(func(uintptr) bool { return done() })
+		}
+	} else if errors.Is(err, os.ErrNoDeadline) {
+		// Not in the netpoller: a blocking socket.
+		err = z.waitReleasedEpoll(deadline, done)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %d calls after %v: %w", ErrNotReleased, z.tr.Pending(), bound, err)
+	}
+	return derr
+}
+
+// waitReleasedEpoll is waitReleased's wait on an epoll instance of its own.
+func (z *zcSend) waitReleasedEpoll(deadline time.Time, done func() bool) error {
+	w, err := epoll.New(z.Sock, unix.EPOLLERR|unix.EPOLLET)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for !done() {
+		if _, err := w.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sendSome makes calls until the socket buffer is full, the send must wait
