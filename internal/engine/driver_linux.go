@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sendfile2/sendfile2/internal/uring"
 )
@@ -16,8 +19,9 @@ type driver struct {
 	in        *inbox
 	live      map[*request]struct{} // submitted, last CQE not seen yet
 	evs       []event
-	cancelled bool // ctx ended: cancel, and wait only for what is in flight
-	try       bool // submit returns uring.ErrFull rather than wait for room in the Loop
+	cancelled bool       // ctx ended: cancel, and wait only for what is in flight
+	try       bool       // submit returns uring.ErrFull rather than wait for room in the Loop
+	missed    []*request // live requests a cancellation did not stop, to cancel again
 }
 
 func newDriver(loop *uring.Loop, ctx context.Context) *driver {
@@ -75,6 +79,7 @@ func (d *driver) next(cancel func()) []event {
 func (d *driver) nextOr(cancel func(), ready <-chan uint32) ([]event, uint32, bool) {
 	clear(d.evs)
 	d.evs = d.evs[:0]
+	d.cancelMissed()
 	if d.cancelled {
 		<-d.in.wake
 	} else {
@@ -87,12 +92,19 @@ func (d *driver) nextOr(cancel func(), ready <-chan uint32) ([]event, uint32, bo
 			return nil, 0, false
 		}
 	}
-	d.evs = d.in.take(d.evs)
-	for _, e := range d.evs {
+	evs := d.in.take(d.evs)
+	d.evs = evs[:0]
+	for _, e := range evs {
+		if e.r.kind == reqCancel {
+			d.cancelled1(e)
+			continue
+		}
+		d.evs = append(d.evs, e)
 		if e.last {
 			delete(d.live, e.r)
 		}
 	}
+	clear(evs[len(d.evs):])
 	return d.evs, 0, false
 }
 
@@ -117,7 +129,50 @@ func (d *driver) stop(cancel func()) {
 func (d *driver) cancelLive() {
 	for r := range d.live {
 		if !r.seen {
-			d.loop.Cancel(r.ud)
+			d.cancel(r)
 		}
 	}
+}
+
+// cancel asks the kernel to cancel r (IORING_OP_ASYNC_CANCEL). The answer
+// comes back as the event of a reqCancel request (cancelled1). A request
+// that the cancellation cannot find or stop is not over: one linked behind
+// a read that goes on (a read that waits for the disk is found by no
+// cancellation; one in an io-wq worker answers -EALREADY) is issued when
+// that read completes, and a SEND_ZC to a peer that does not read would then
+// wait for the peer, and its owner with it. So such a request is cancelled
+// again until its result comes (cancelMissed).
+func (d *driver) cancel(r *request) {
+	d.loop.Cancel(r.ud, &request{in: d.in, kind: reqCancel, target: r})
+}
+
+// cancelled1 takes in the answer to a cancellation.
+func (d *driver) cancelled1(e event) {
+	switch e.cqe.Res {
+	case -int32(unix.ENOENT), -int32(unix.EALREADY):
+		d.missed = append(d.missed, e.r.target)
+	}
+}
+
+// cancelRetryMax bounds the pause before a cancellation is tried again:
+// 1 ms, doubled at each miss of the same request up to this.
+const cancelRetryMax = 64 * time.Millisecond
+
+// cancelMissed cancels again, after a pause that the kernel times
+// (Loop.CancelAfter: nobody waits for it), the requests that a cancellation
+// missed and whose result has still not come. Called before each wait, when
+// the owner has taken in every event so far: a request whose result came in
+// the meantime, or that completed (-ENOENT for that reason too), is left
+// alone.
+func (d *driver) cancelMissed() {
+	for i, r := range d.missed {
+		d.missed[i] = nil
+		if _, live := d.live[r]; !live || r.seen {
+			continue
+		}
+		r.cancelMisses++
+		pause := min(time.Millisecond<<min(r.cancelMisses-1, 16), cancelRetryMax)
+		d.loop.CancelAfter(r.ud, pause, &request{in: d.in, kind: reqCancel, target: r})
+	}
+	d.missed = d.missed[:0]
 }

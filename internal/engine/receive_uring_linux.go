@@ -350,7 +350,7 @@ func (u *uringRecv) submit() bool {
 // predecessor's CQE reaches us is cancelled when that CQE does.
 func (u *uringRecv) stopReceiving() {
 	if len(u.recvs) > 0 {
-		u.d.loop.Cancel(u.recvs[0].ud)
+		u.d.cancel(u.recvs[0])
 	}
 }
 
@@ -359,7 +359,7 @@ func (u *uringRecv) stopReceiving() {
 func (u *uringRecv) cancel() {
 	u.stopReceiving()
 	if u.fsync != nil {
-		u.d.loop.Cancel(u.fsync.ud)
+		u.d.cancel(u.fsync)
 	}
 }
 

@@ -51,11 +51,12 @@ func (in *inbox) take(dst []event) []event {
 type reqKind uint8
 
 const (
-	reqRead  reqKind = iota // IORING_OP_READ_FIXED from the file into a chunk
-	reqSend                 // IORING_OP_SEND_ZC, or a copying IORING_OP_SEND of a header
-	reqRecv                 // IORING_OP_RECV from the socket into a chunk
-	reqWrite                // IORING_OP_WRITE_FIXED of a chunk to the file
-	reqFsync                // IORING_OP_FSYNC of the range written
+	reqRead   reqKind = iota // IORING_OP_READ_FIXED from the file into a chunk
+	reqSend                  // IORING_OP_SEND_ZC, or a copying IORING_OP_SEND of a header
+	reqRecv                  // IORING_OP_RECV from the socket into a chunk
+	reqWrite                 // IORING_OP_WRITE_FIXED of a chunk to the file
+	reqFsync                 // IORING_OP_FSYNC of the range written
+	reqCancel                // IORING_OP_ASYNC_CANCEL of target, handled by the driver
 )
 
 // request is one SQE of a send or receive in flight.
@@ -71,6 +72,9 @@ type request struct {
 	plain     bool   // a copying IORING_OP_SEND (of a header)
 	peek      bool   // a RECV with MSG_DONTWAIT, to learn what woke a receive
 	seen      bool   // its result was processed (the owner's goroutine only)
+
+	target       *request // reqCancel: the request it cancels
+	cancelMisses int      // cancellations that missed it (the driver's)
 
 	// Where the notifications' reports go: the kind's counters and the
 	// send's; notified, with kind and start, for the latency.

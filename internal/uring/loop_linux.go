@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
@@ -70,6 +72,8 @@ type Loop struct {
 	stray    atomic.Uint64
 	late     atomic.Uint64
 	overflow atomic.Uint64
+
+	cancelNotFound, cancelRunning atomic.Uint64
 }
 
 // NewLoop sets up a ring, registers an eventfd with it, probes its opcodes,
@@ -295,27 +299,79 @@ func (b *Batch) submit() (int, error) {
 
 // Cancel submits IORING_OP_ASYNC_CANCEL (Linux 5.5) for the request ud. It
 // does not wait: the target completes through its own handler (with
-// -ECANCELED, or normally if it finished first). Cancellations have slots of
-// their own, so Cancel works while the Loop is at capacity or closing.
-func (l *Loop) Cancel(ud uint64) error {
-	l.cancels.Acquire(context.Background(), 1)
+// -ECANCELED, or normally if it finished first). h, if not nil, gets the
+// cancellation's own CQE: 0 when the kernel found the target and cancelled
+// it; -ENOENT when it did not find it: it had completed, or it is not in a
+// place cancellation looks at, such as a request linked behind one still in
+// flight, which is issued when that one completes; -EALREADY when the target
+// runs in an io-wq worker and may not stop. Those two are counted
+// (CancelsMissed). Cancellations have slots of their own, so Cancel works
+// while the Loop is at capacity or closing.
+func (l *Loop) Cancel(ud uint64, h Handler) error {
+	return l.cancel(ud, nil, h)
+}
+
+// CancelAfter is Cancel submitted behind an IORING_OP_TIMEOUT of d
+// (IORING_TIMEOUT_ETIME_SUCCESS, Linux 5.16), linked: the kernel tries the
+// cancellation d from now, and nobody waits meanwhile. It is for trying
+// again after a cancellation that missed its target.
+func (l *Loop) CancelAfter(ud uint64, d time.Duration, h Handler) error {
+	ts := &Timespec{Sec: int64(d / time.Second), Nsec: int64(d % time.Second)}
+	return l.cancel(ud, ts, h)
+}
+
+func (l *Loop) cancel(ud uint64, after *Timespec, h Handler) error {
+	n := int64(1)
+	if after != nil {
+		n = 2
+	}
+	l.cancels.Acquire(context.Background(), n)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		l.cancels.Release(1)
+		l.cancels.Release(n)
 		return ErrClosed
 	}
-	b := Batch{l: l, reserved: 1, admit: l.cancels}
-	sqe, _ := b.Add(cancelDone{l})
+	b := Batch{l: l, reserved: int(n), admit: l.cancels}
+	if after != nil {
+		sqe, _ := b.Add(cancelDone{l: l})
+		sqe.PrepTimeout(after, TimeoutEtimeSuccess)
+		sqe.Flags |= SQEIOLink
+	}
+	sqe, _ := b.Add(cancelDone{l: l, h: h})
 	sqe.PrepCancel(ud)
 	_, err := b.Submit()
+	runtime.KeepAlive(after) // read by the kernel in Submit
 	return err
 }
 
-// cancelDone returns a cancellation's slot to the cancel reserve.
-type cancelDone struct{ l *Loop }
+// CancelsMissed is the number of cancellations that did not find their
+// target (-ENOENT) and that found it running in an io-wq worker
+// (-EALREADY).
+func (l *Loop) CancelsMissed() (notFound, running uint64) {
+	return l.cancelNotFound.Load(), l.cancelRunning.Load()
+}
 
-func (c cancelDone) HandleCQE(CQE, bool) { c.l.cancels.Release(1) }
+// cancelDone returns a cancellation's slot (or that of the timeout before
+// it) to the cancel reserve, counts the cancellations that missed, and
+// hands the CQE to h.
+type cancelDone struct {
+	l *Loop
+	h Handler
+}
+
+func (c cancelDone) HandleCQE(cqe CQE, last bool) {
+	c.l.cancels.Release(1)
+	switch cqe.Res { // never the result of the timeout before one
+	case -int32(unix.ENOENT):
+		c.l.cancelNotFound.Add(1)
+	case -int32(unix.EALREADY):
+		c.l.cancelRunning.Add(1)
+	}
+	if c.h != nil {
+		c.h.HandleCQE(cqe, last)
+	}
+}
 
 type call struct {
 	h    Handler

@@ -208,7 +208,7 @@ func TestBeginWaitsAtCapacity(t *testing.T) {
 		t.Fatalf("Begin at capacity = %v, want context.DeadlineExceeded", err)
 	}
 	for _, ud := range uds {
-		if err := l.Cancel(ud); err != nil && !errors.Is(err, uring.ErrClosed) {
+		if err := l.Cancel(ud, nil); err != nil && !errors.Is(err, uring.ErrClosed) {
 			// Cancel itself needs a slot: free some by reading.
 			t.Logf("cancel: %v", err)
 		}
@@ -389,7 +389,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("send of 64 MiB to a peer that does not read completed: %+v", c)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if err := l.Cancel(ud); err != nil {
+	if err := l.Cancel(ud, nil); err != nil {
 		t.Fatal(err)
 	}
 	c := next(t, e)

@@ -40,7 +40,7 @@ func TestRecvWaitAll(t *testing.T) {
 	// The 3 bytes "abc" are queued; ask for more and cancel.
 	ud := submit(t, l, e, func(s *uring.SQE) { s.PrepRecv(fd, unsafe.Pointer(&buf[0]), 100, unix.MSG_WAITALL) })
 	time.Sleep(20 * time.Millisecond)
-	if err := l.Cancel(ud); err != nil {
+	if err := l.Cancel(ud, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Before Linux 6.1 the cancelled RECV completes with -ECANCELED and the

@@ -59,6 +59,25 @@ func (s *SQE) PrepCancel(target uint64) {
 	s.Addr = target
 }
 
+// TimeoutEtimeSuccess is IORING_TIMEOUT_ETIME_SUCCESS (Linux 5.16): a
+// timeout that expires completes with -ETIME as a success, so that the
+// request linked after it runs.
+const TimeoutEtimeSuccess uint32 = 1 << 5
+
+// Timespec is struct __kernel_timespec.
+type Timespec struct{ Sec, Nsec int64 }
+
+// PrepTimeout prepares IORING_OP_TIMEOUT (Linux 5.4) of the relative
+// duration ts, completed by no other CQE; flags takes TimeoutEtimeSuccess.
+// The kernel reads ts when the SQE is submitted.
+func (s *SQE) PrepTimeout(ts *Timespec, flags uint32) {
+	s.Opcode = OpTimeout
+	s.Fd = -1
+	s.Addr = uint64(uintptr(unsafe.Pointer(ts)))
+	s.Len = 1
+	s.OpFlags = flags
+}
+
 // OpFsync is IORING_OP_FSYNC (Linux 5.1), and FsyncDatasync its
 // IORING_FSYNC_DATASYNC flag (fdatasync(2) rather than fsync(2)).
 const (

@@ -11,6 +11,7 @@ const (
 	OpReadFixed   uint8 = 4
 	OpWriteFixed  uint8 = 5
 	OpPollAdd     uint8 = 6
+	OpTimeout     uint8 = 11
 	OpAsyncCancel uint8 = 14
 	OpRead        uint8 = 22
 	OpWrite       uint8 = 23
@@ -27,6 +28,7 @@ var opNames = map[uint8]string{
 	OpReadFixed:   "READ_FIXED",
 	OpWriteFixed:  "WRITE_FIXED",
 	OpPollAdd:     "POLL_ADD",
+	OpTimeout:     "TIMEOUT",
 	OpAsyncCancel: "ASYNC_CANCEL",
 	OpRead:        "READ",
 	OpWrite:       "WRITE",
