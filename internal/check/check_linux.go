@@ -2,12 +2,10 @@ package check
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net"
 	"os"
 	"syscall"
@@ -74,19 +72,7 @@ func Run(ctx context.Context, send SendFunc, opts Options) Outcome {
 	}
 	defer small.Close()
 	r.small = small
-	for _, s := range Scenarios() {
-		for i := range opts.Rounds {
-			checked, corrupted, err := r.round(ctx, s)
-			if checked > 0 {
-				out.add(s, checked, corrupted)
-			}
-			if err != nil {
-				out.Err = fmt.Errorf("check: %s, round %d of %d: %w", s, i+1, opts.Rounds, err)
-				return out
-			}
-		}
-	}
-	return out
+	return playRounds(ctx, opts, "", r.round)
 }
 
 type runner struct {
@@ -111,22 +97,12 @@ type recvResult struct {
 // and the error that kept the round from being checked, if any.
 func (r *runner) round(ctx context.Context, s Scenario) (checked, corrupted int64, err error) {
 	size := r.opts.Size
-	want := make([]byte, size)
-	var seed [32]byte
-	for i := 0; i < len(seed); i += 8 {
-		binary.LittleEndian.PutUint64(seed[i:], rand.Uint64())
-	}
-	rand.NewChaCha8(seed).Read(want)
-
-	f, err := os.CreateTemp(r.opts.Dir, "sendfile2-check-*")
+	f, want, _, err := randomFile(r.opts.Dir, size)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close() // after the send has returned: see the waits below
-	if _, err := f.Write(want); err != nil {
-		return 0, 0, err
-	}
 
 	ln := r.ln
 	if s == Queued {
@@ -162,52 +138,13 @@ func (r *runner) round(ctx context.Context, s Scenario) (checked, corrupted int6
 		<-recvDone
 	}()
 
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sendDone := make(chan sendResult, 1)
-	go func() {
-		n, err := r.send(sctx, sc, f, 0, int64(size))
-		sendDone <- sendResult{n, err}
-	}()
-
-	timer := time.NewTimer(r.opts.Timeout)
-	defer timer.Stop()
-	var early <-chan time.Time // Queued: the receiver starts reading after QueuedRelease
-	if s == Queued {
-		t := time.NewTimer(QueuedRelease)
-		defer t.Stop()
-		early = t.C
-	}
-	var res sendResult
-wait:
-	select {
-	case res = <-sendDone:
-	case <-early:
-		release()
-		early = nil
-		goto wait
-	case <-timer.C:
-		err := fmt.Errorf("%w (waited %v): the file (%d bytes) did not fit in the socket buffers (%s), or the send hangs",
-			ErrSendTimeout, r.opts.Timeout, size, bufferSizes(sc, rc))
-		r.abandon(sendDone, cancel, release, sc)
-		return 0, 0, err
-	case <-ctx.Done():
-		r.abandon(sendDone, cancel, release, sc)
-		return 0, 0, context.Cause(ctx)
-	}
-	if res.err != nil {
-		return 0, 0, fmt.Errorf("send: %w", res.err)
-	}
-	if res.n != int64(size) {
-		return 0, 0, fmt.Errorf("send returned %d of %d bytes without an error", res.n, size)
-	}
-
-	if err := apply(s, f, want); err != nil {
+	where := func() string { return fmt.Sprintf("the socket buffers (%s)", bufferSizes(sc, rc)) }
+	if err := sendAndWait(ctx, r.send, r.opts, s, sc, f, size, release, where); err != nil {
 		return 0, 0, err
 	}
-	// The end of the data, so that the receiver can tell whether more came.
-	if err := sc.CloseWrite(); err != nil {
-		return 0, 0, fmt.Errorf("after the send: %w", err)
+
+	if err := changeAndEnd(s, f, want, sc); err != nil {
+		return 0, 0, err
 	}
 	release()
 	<-recvDone
@@ -218,24 +155,6 @@ wait:
 		}
 	}
 	return int64(size), corrupted, rr.err
-}
-
-// abandon ends a round whose send has not returned: it lets the receiver read
-// so that a send waiting for room or for acknowledgements can finish, gives the
-// send another Options.Timeout, then cancels its context and closes its
-// connection, and waits for it to return.
-func (r *runner) abandon(sendDone <-chan sendResult, cancel context.CancelFunc, release func(), sc *net.TCPConn) {
-	release()
-	timer := time.NewTimer(r.opts.Timeout)
-	defer timer.Stop()
-	select {
-	case <-sendDone:
-		return
-	case <-timer.C:
-	}
-	cancel()
-	sc.Close()
-	<-sendDone
 }
 
 // apply changes f as scenario s says; want is what f holds.

@@ -2,12 +2,9 @@ package check
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	mrand "math/rand/v2"
 	"net"
 	"os"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,19 +23,7 @@ func runRemote(ctx context.Context, send SendFunc, opts Options) Outcome {
 	}
 	defer ps.Close()
 	r := &remote{send: send, opts: opts, buf: bufferSize(opts.Size), ps: ps}
-	for _, s := range Scenarios() {
-		for i := range opts.Rounds {
-			checked, corrupted, err := r.round(ctx, s)
-			if checked > 0 {
-				out.add(s, checked, corrupted)
-			}
-			if err != nil {
-				out.Err = fmt.Errorf("check: %s, round %d of %d, peer %s: %w", s, i+1, opts.Rounds, opts.Peer, err)
-				return out
-			}
-		}
-	}
-	return out
+	return playRounds(ctx, opts, ", peer "+opts.Peer, r.round)
 }
 
 type remote struct {
@@ -56,20 +41,12 @@ type drainResult struct {
 // round is runner.round with the peer as the receiver.
 func (r *remote) round(ctx context.Context, s Scenario) (checked, corrupted int64, err error) {
 	size := r.opts.Size
-	var seed [32]byte
-	rand.Read(seed[:])
-	want := make([]byte, size)
-	mrand.NewChaCha8(seed).Read(want)
-
-	f, err := os.CreateTemp(r.opts.Dir, "sendfile2-check-*")
+	f, want, seed, err := randomFile(r.opts.Dir, size)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	if _, err := f.Write(want); err != nil {
-		return 0, 0, err
-	}
 
 	d := &net.Dialer{Control: setBuffer(unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, "SO_SNDBUF", r.buf)}
 	sc, _, err := r.ps.Open(ctx, peer.OpenOptions{Seed: seed, Small: s == Queued}, d)
@@ -97,49 +74,12 @@ func (r *remote) round(ctx context.Context, s Scenario) (checked, corrupted int6
 		}
 	}()
 
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sendDone := make(chan sendResult, 1)
-	go func() {
-		n, err := r.send(sctx, sc, f, 0, int64(size))
-		sendDone <- sendResult{n, err}
-	}()
-	timer := time.NewTimer(r.opts.Timeout)
-	defer timer.Stop()
-	var early <-chan time.Time
-	if s == Queued {
-		t := time.NewTimer(QueuedRelease)
-		defer t.Stop()
-		early = t.C
-	}
-	var res sendResult
-wait:
-	select {
-	case res = <-sendDone:
-	case <-early:
-		drain()
-		early = nil
-		goto wait
-	case <-timer.C:
-		err := fmt.Errorf("%w (waited %v): the file (%d bytes) did not fit in the socket buffers and the peer's window, or the send hangs",
-			ErrSendTimeout, r.opts.Timeout, size)
-		r.abandon(sendDone, cancel, drain, sc)
-		return 0, 0, err
-	case <-ctx.Done():
-		r.abandon(sendDone, cancel, drain, sc)
-		return 0, 0, context.Cause(ctx)
-	}
-	if res.err != nil {
-		return 0, 0, fmt.Errorf("send: %w", res.err)
-	}
-	if res.n != int64(size) {
-		return 0, 0, fmt.Errorf("send returned %d of %d bytes without an error", res.n, size)
-	}
-	if err := apply(s, f, want); err != nil {
+	where := func() string { return "the socket buffers and the peer's window" }
+	if err := sendAndWait(ctx, r.send, r.opts, s, sc, f, size, drain, where); err != nil {
 		return 0, 0, err
 	}
-	if err := sc.CloseWrite(); err != nil {
-		return 0, 0, fmt.Errorf("after the send: %w", err)
+	if err := changeAndEnd(s, f, want, sc); err != nil {
+		return 0, 0, err
 	}
 	drain()
 	dr := <-drained
@@ -157,19 +97,4 @@ wait:
 		err = fmt.Errorf("peer got %d of %d bytes", dr.rep.Received, size)
 	}
 	return int64(size), corrupted, err
-}
-
-// abandon is runner.abandon with the peer as the receiver.
-func (r *remote) abandon(sendDone <-chan sendResult, cancel context.CancelFunc, drain func(), sc *net.TCPConn) {
-	drain()
-	timer := time.NewTimer(r.opts.Timeout)
-	defer timer.Stop()
-	select {
-	case <-sendDone:
-		return
-	case <-timer.C:
-	}
-	cancel()
-	sc.Close()
-	<-sendDone
 }
