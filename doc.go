@@ -71,7 +71,10 @@
 //     file's own pages: that lasts as long as the peer takes to acknowledge
 //     them.
 //   - MsgZC stops sending and waits, in the same way, for the notifications
-//     of what it sent.
+//     of what it sent. If that wait itself fails (epoll), it resets the
+//     connection and waits at most 10 s more; an error matching
+//     ErrNotReleased says it gave up, the one case where Send returns while
+//     the kernel may still read the file.
 //   - Copy, Sendfile and Splice stop at their next wait for room in the
 //     socket buffer.
 //

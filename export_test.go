@@ -111,4 +111,6 @@ var ExpectsContinue = upload.ExpectsContinue
 
 // IsNotReleased reports whether err says that a send returned with calls
 // the kernel had not notified yet (engine.ErrNotReleased).
-func IsNotReleased(err error) bool { return errors.Is(err, engine.ErrNotReleased) }
+func IsNotReleased(err error) bool {
+	return errors.Is(err, ErrNotReleased) && errors.Is(err, engine.ErrNotReleased)
+}

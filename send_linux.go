@@ -138,6 +138,9 @@ func (s *Sender) count(method Method, n int64, err error) error {
 	c.bytes.Add(n)
 	if err != nil {
 		c.errors.Add(1)
+		if errors.Is(err, engine.ErrNotReleased) {
+			return fmt.Errorf("sendfile2: send (%s): %w: %w", method, ErrNotReleased, err)
+		}
 		return fmt.Errorf("sendfile2: send (%s): %w", method, err)
 	}
 	return nil

@@ -111,6 +111,13 @@ var (
 	// that ends past the end of the file when the send starts. Nothing is
 	// sent. A file that shrinks during a send gives io.ErrUnexpectedEOF.
 	ErrRange = errors.New("range outside the file")
+	// ErrNotReleased is matched by the error of the one send that returns
+	// while the kernel may still read the file's pages: a MsgZC send whose
+	// wait for its socket failed (epoll) resets the connection, so that no
+	// peer can hold its data, and then waits at most 10 s for the
+	// notifications; segments that a local device or queueing discipline
+	// still holds after that may go out with what the file holds then.
+	ErrNotReleased = errors.New("data not released by the kernel")
 )
 
 // Config configures a Sender. The zero value is valid.
