@@ -35,6 +35,19 @@ import (
 //     has unhashed the dentry too.
 //  4. readlink(2) again: the same name, not deleted.
 //
+// A file opened by a name directly in DIR (no "/") takes a shorter way to
+// the same promise: step 3 on a descriptor of DIR that the guard keeps open
+// (getdents(2) at its end reads nothing, but takes the directory's lock all
+// the same: iterate_dir in fs/readdir.c locks before it looks at the
+// position), and step 4 alone, which must name the file DIR/name. Step 2
+// served to find the directory to lock; the name checked in step 4 says it
+// was the right one: an unlink of the file's dentry holds the lock of its
+// directory from the drop of the count to the unhashing, and the dentry
+// cannot move meanwhile (a rename needs that lock too), so a dentry still
+// linked in DIR after the lock was taken was not being unlinked when fstat
+// read the count. Any other answer (a name reached through a symbolic link,
+// in another directory, deleted) takes the full check.
+//
 // A file whose name was removed after serve opened it (a rename over it
 // replaced it, or it was deleted: an upload, an editor's save) is served
 // if fstat then shows no link at all: it has no name left anywhere.
@@ -64,11 +77,20 @@ type linkGuard struct {
 
 	mu  sync.Mutex
 	dir string // the kernel's name of DIR, as /proc/self/fd shows it
+
+	// DIR itself, kept open to take its lock (nil without /proc): its
+	// offset stays at the end of the directory, where getdents(2) reads
+	// no entry, or the few added since.
+	top *os.File
 }
 
 // nlinkOnly makes new guards check the link count alone, the guard before
 // the /proc checks: the tests' baseline, which the race defeats.
 var nlinkOnly = false
+
+// noDirLock makes the short way for names directly in DIR skip the lock of
+// DIR: a baseline for the tests, which the race defeats.
+var noDirLock = false
 
 // newLinkGuard returns the guard, after checking that /proc/self/fd names
 // root's directory.
@@ -81,8 +103,26 @@ func newLinkGuard(root *os.Root, log *slog.Logger) *linkGuard {
 		log.Warn("the hard-link guard checks the link count only: a local user who can write in DIR can race it", "err", err)
 		return g
 	}
-	g.proc = true
+	top, err := root.Open(".")
+	if err == nil {
+		err = lockDir(top, true)
+	}
+	if err != nil {
+		if top != nil {
+			top.Close()
+		}
+		log.Warn("the hard-link guard checks the link count only: a local user who can write in DIR can race it", "err", err)
+		return g
+	}
+	g.proc, g.top = true, top
 	return g
+}
+
+// close closes the guard's descriptor of DIR.
+func (g *linkGuard) close() {
+	if g != nil && g.top != nil {
+		g.top.Close()
+	}
 }
 
 // rootPath reads the kernel's name of DIR, which a rename of DIR changes.
@@ -112,6 +152,14 @@ func (g *linkGuard) check(f *os.File, fi fs.FileInfo, name string) error {
 		return nil
 	}
 	refuse := func(why string) error { return fmt.Errorf("%s: %s: %w", name, why, errHardLinked) }
+	if g.top != nil && !strings.Contains(name, "/") {
+		if noDirLock || lockDir(g.top, false) == nil {
+			if p, err := fdPath(f); err == nil && !strings.HasSuffix(p, " (deleted)") && g.inTop(p, name) {
+				return nil
+			}
+		}
+		// Anything else: the full check, which tells why.
+	}
 	p, err := fdPath(f)
 	if err != nil {
 		return refuse(err.Error())
@@ -157,6 +205,16 @@ func (g *linkGuard) removed(f *os.File, refuse func(string) error) error {
 		return refuse("its name was removed after it was opened, and it has another")
 	}
 	return nil
+}
+
+// inTop reports whether p, which /proc/self/fd shows, is name directly in
+// DIR.
+func (g *linkGuard) inTop(p, name string) bool {
+	g.mu.Lock()
+	dir := g.dir
+	g.mu.Unlock()
+	rest, ok := strings.CutPrefix(p, strings.TrimSuffix(dir, "/"))
+	return ok && rest == "/"+name
 }
 
 // rel returns the name p, which /proc/self/fd shows, relative to DIR.

@@ -443,5 +443,6 @@ func (s *server) close() {
 	s.http.stop()
 	s.files.uploads.cancel(errors.New("serve returned"))
 	s.conns.close()
+	s.files.guard.close()
 	s.root.Close()
 }
