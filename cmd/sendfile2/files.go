@@ -232,7 +232,12 @@ func fixRange(h string, size int64) string {
 // etag is the entity tag of a file: its modification time in nanoseconds
 // and its size, in hex.
 func etag(fi fs.FileInfo) string {
-	return fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), fi.Size())
+	b := make([]byte, 0, 2+16+1+16+1)
+	b = append(b, '"')
+	b = strconv.AppendInt(b, fi.ModTime().UnixNano(), 16)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, fi.Size(), 16)
+	return string(append(b, '"'))
 }
 
 // httpError answers for a failed open. Whatever hides a file (missing, a
