@@ -17,7 +17,12 @@
 # during that run (VmHWM, reset through /proc/PID/clear_refs before it; for
 # nginx the sum over its master and workers), with the highest RssAnon and
 # RssFile sampled every 0.2 s: RssFile counts a file's cached pages once per
-# mapping of them, so it is not memory the server owns.
+# mapping of them, so it is not memory the server owns. A second table gives
+# each serve's requests/s, and the CPU it used per request, against
+# net/http's and nginx's at 16 KiB and 1 MiB: the median over the rounds of
+# the ratio within each round (the servers ran one after the other), with
+# the lowest and highest. On a shared machine the CPU per request moves less
+# than the requests/s.
 #
 # The servers:
 #   nginx     Debian's nginx, run in the foreground from its own config in the
@@ -26,6 +31,9 @@
 #   net/http  scripts/httpfileserver: http.FileServer(http.Dir(dir)) on
 #             net.Listen, nothing else; bodies go out with sendfile(2).
 #   serve-M   `sendfile2 serve --method M`, built from this tree.
+#   serve-M@REV  the same, built from the git revision REV of this repository
+#             (--baseline REV): a change measured against what it changes, in
+#             the same run.
 #
 # It installs what is missing with apt-get (nginx-light or nginx, wrk, curl),
 # never touches /etc/nginx, /var/log/nginx or the system's nginx service,
@@ -33,7 +41,7 @@
 # and removes its temporary directory.
 #
 # Usage:
-#   scripts/bench-http.sh [--duration 10s] [--methods auto,copy] [--rounds N] [--out FILE.md]
+#   scripts/bench-http.sh [--duration 10s] [--methods auto,copy] [--rounds N] [--baseline REV] [--out FILE.md]
 set -euo pipefail
 
 usage() {
@@ -45,6 +53,8 @@ usage: scripts/bench-http.sh [options]
                  (e.g. auto,copy,uring)
   --rounds N     run every case N times, servers interleaved, and report the
                  median (min-max in brackets); default 1
+  --baseline REV also run sendfile2 serve built from the git revision REV (a
+                 commit, branch or tag of this repository), with each method
   --out FILE.md  also write the table, with the machine and command, to FILE.md
 EOF
 }
@@ -53,10 +63,11 @@ duration=10s
 methods=auto
 rounds=1
 out=
+baseline=
 cmdline="scripts/bench-http.sh $*"
 while [ $# -gt 0 ]; do
 	case $1 in
-	--duration | --methods | --rounds | --out)
+	--duration | --methods | --rounds | --baseline | --out)
 		if [ $# -lt 2 ]; then
 			echo "bench-http: $1 needs a value" >&2
 			exit 2
@@ -65,6 +76,7 @@ while [ $# -gt 0 ]; do
 		--duration) duration=$2 ;;
 		--methods) methods=$2 ;;
 		--rounds) rounds=$2 ;;
+		--baseline) baseline=$2 ;;
 		--out) out=$2 ;;
 		esac
 		shift 2
@@ -72,6 +84,7 @@ while [ $# -gt 0 ]; do
 	--duration=*) duration=${1#*=} && shift ;;
 	--methods=*) methods=${1#*=} && shift ;;
 	--rounds=*) rounds=${1#*=} && shift ;;
+	--baseline=*) baseline=${1#*=} && shift ;;
 	--out=*) out=${1#*=} && shift ;;
 	-h | --help)
 		usage
@@ -108,6 +121,14 @@ if [ -n "$out" ]; then
 fi
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+baseline_rev=
+if [ -n "$baseline" ]; then
+	if ! baseline_rev=$(git -C "$repo" rev-parse --verify --quiet "$baseline^{commit}"); then
+		echo "bench-http: --baseline $baseline: not a revision of $repo" >&2
+		exit 2
+	fi
+	baseline_rev=${baseline_rev:0:12}
+fi
 loadavg=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' ',')
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 
@@ -206,6 +227,12 @@ cases=("16KiB 64" "1MiB 16" "64MiB 4" "1MiB 1000")
 
 echo "building sendfile2 and httpfileserver" >&2
 (cd "$repo" && go build -o "$tmp/sendfile2" ./cmd/sendfile2 && go build -o "$tmp/httpfileserver" ./scripts/httpfileserver)
+if [ -n "$baseline_rev" ]; then
+	echo "building sendfile2 at $baseline_rev" >&2
+	mkdir "$tmp/baseline"
+	git -C "$repo" archive "$baseline_rev" | tar -x -C "$tmp/baseline"
+	(cd "$tmp/baseline" && go build -o "$tmp/sendfile2-baseline" ./cmd/sendfile2)
+fi
 
 used_ports=" "
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on.
@@ -303,6 +330,11 @@ start net/http "$tmp/httpfileserver" -addr "127.0.0.1:${port[net/http]}" "$www"
 for m in "${method_list[@]}"; do
 	port[serve-$m]=$(free_port)
 	start "serve-$m" "$tmp/sendfile2" serve --addr "127.0.0.1:${port[serve-$m]}" --method "$m" "$www"
+	if [ -n "$baseline_rev" ]; then
+		b=serve-$m@$baseline_rev
+		port[$b]=$(free_port)
+		start "$b" "$tmp/sendfile2-baseline" serve --addr "127.0.0.1:${port[$b]}" --method "$m" "$www"
+	fi
 done
 
 for s in "${servers[@]}"; do
@@ -507,6 +539,35 @@ table=$tmp/table.md
 					END { printf "%.0f (anon %.0f, file %.0f)", m / 1024, a / 1024, f / 1024 }' "$r")
 			fi
 			echo "| $file | $conns | $s | $rps | $gbs | $cpu | $errs | $vs_nginx | $vs_nethttp | $rss |"
+		done
+	done
+	# Requests/s of each serve against net/http's and nginx's, round by
+	# round (the servers of a round ran one after the other).
+	echo
+	echo "| file | conns | server | requests/s vs net/http | requests/s vs nginx | server CPU per request vs net/http | vs nginx |"
+	echo "|---|---|---|---|---|---|---|"
+	for c in "16KiB 64" "1MiB 16"; do
+		read -r file conns <<<"$c"
+		key=$file-$conns
+		for s in "${servers[@]}"; do
+			case $s in serve-*) ;; *) continue ;; esac
+			r=$tmp/results/$key-${s//\//_}
+			vs=()
+			# Fields of a result line (see above), then the other's from 14:
+			# requests/s, then CPU ticks per request.
+			for expr in '($2 / $1) / ($15 / $14)' '($5 / $2) / ($18 / $15)'; do
+				for other in net_http nginx; do
+					# shellcheck disable=SC2046 # one to three numbers
+					vs+=("$(fmt '%.2fx' $(paste -d' ' "$r" "$tmp/results/$key-$other" |
+						awk "{ print $expr }" | sort -g | awk '
+							{ v[NR] = $1 }
+							END {
+								printf "%s", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+								if (NR > 1) printf " %s %s", v[1], v[NR]
+							}'))")
+				done
+			done
+			echo "| $file | $conns | $s | ${vs[0]} | ${vs[1]} | ${vs[2]} | ${vs[3]} |"
 		done
 	done
 } >"$table"
