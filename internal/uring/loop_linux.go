@@ -468,17 +468,18 @@ func (l *Loop) drain() {
 			calls[i].h.HandleCQE(calls[i].c, calls[i].last)
 			calls[i] = call{}
 		}
+		// Count the finished requests out before their slots are admitted
+		// again, so that InFlight never shows more than the Loop admits.
+		idle := finished > 0 && l.inflight.Add(-int64(finished)) == 0
 		if done > 0 {
 			l.admit.Release(int64(done))
 		}
-		if finished > 0 {
-			if l.inflight.Add(-int64(finished)) == 0 {
-				l.mu.Lock()
-				closing := l.closing
-				l.mu.Unlock()
-				if closing {
-					l.idleOnce.Do(func() { close(l.idle) })
-				}
+		if idle {
+			l.mu.Lock()
+			closing := l.closing
+			l.mu.Unlock()
+			if closing {
+				l.idleOnce.Do(func() { close(l.idle) })
 			}
 		}
 	}
