@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sendfile2/sendfile2"
+	"github.com/sendfile2/sendfile2/internal/engine"
 	"github.com/sendfile2/sendfile2/internal/testutil"
 )
 
@@ -15,5 +16,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	_, engine.ThreadByDefault = testutil.URingThread()
 	testutil.Main(m, sendfile2.CheckNoLeaks)
 }

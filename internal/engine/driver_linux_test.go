@@ -38,7 +38,7 @@ func TestDriverCancelsAgain(t *testing.T) {
 // cancelsAgain runs the case with a head of the given time and reports
 // whether a cancellation missed the send.
 func cancelsAgain(t *testing.T, headTime time.Duration) bool {
-	loop, err := uring.NewLoop(uring.Config{})
+	loop, err := uring.NewLoop(uring.Config{Thread: ThreadByDefault})
 	testutil.RequireFeature(t, "io_uring", "5.6", err == nil, err)
 	defer loop.Close()
 	testutil.RequireFeature(t, "IORING_OP_SEND_ZC", "6.0", loop.Probe().Supports(uring.OpSendZC), nil)

@@ -17,7 +17,7 @@ func New(cfg Config) *Engines {
 // SetupURing creates the ring and, when buffers is set, the registered
 // buffer pool. Errors that say "not here" match probe.ErrNotSupported.
 func (e *Engines) SetupURing(buffers bool) error {
-	loop, err := uring.NewLoop(uring.Config{})
+	loop, err := uring.NewLoop(uring.Config{Thread: e.cfg.Tuning.URingThread})
 	if err != nil {
 		return probe.URingSetup(err)
 	}

@@ -16,6 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	_, engine.ThreadByDefault = testutil.URingThread()
 	testutil.Main(m, func() error {
 		if n := engine.Mappings(); n != 0 {
 			return fmt.Errorf("%d memory mappings left", n)

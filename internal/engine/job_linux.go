@@ -59,6 +59,11 @@ type Tuning struct {
 	MsgZCChunk int
 	// MapIdle is how long a kept mapping may go unused.
 	MapIdle time.Duration
+	// URingThread drives the io_uring Loop from one goroutine locked to
+	// its OS thread, on a ring set up for it (uring.Config.Thread). Off by
+	// default: on loopback it was slower than the Loop's reaper
+	// (docs/BENCHMARKS.md).
+	URingThread bool
 	// URingSubmit, for tests only (nil otherwise), is called by a uring
 	// send at each round before it submits (also with nothing to submit),
 	// with the number of its SEND_ZCs whose result is pending; an error
@@ -81,9 +86,13 @@ type Tuning struct {
 	MsgZCReclaim time.Duration
 }
 
+// ThreadByDefault makes DefaultTuning set URingThread. Tests set it (from
+// testutil.URingThread) to run their suites on the Loop's thread mode.
+var ThreadByDefault bool
+
 // DefaultTuning is the Tuning of every Sender.
 func DefaultTuning() Tuning {
-	return Tuning{CopyKeepMin: 64 << 10, CopyMmapMin: 1 << 20, MsgZCChunk: 64 << 10, MapIdle: 5 * time.Second, MsgZCReclaim: 10 * time.Second}
+	return Tuning{URingThread: ThreadByDefault, CopyKeepMin: 64 << 10, CopyMmapMin: 1 << 20, MsgZCChunk: 64 << 10, MapIdle: 5 * time.Second, MsgZCReclaim: 10 * time.Second}
 }
 
 // Config configures the engines of one Sender.

@@ -142,3 +142,12 @@ func RequireSupported(t testing.TB, err error) {
 		RequireFeature(t, e.Feature, e.Since, false, err)
 	}
 }
+
+// URingThreadEnv, in a test process's environment, runs the tests on the
+// io_uring Loop's thread mode (uring.Config.Thread): "defer", "coop" or
+// "plain" name the task-work mode the ring tries first (uring.TaskRun), any
+// other value the best.
+const URingThreadEnv = "SENDFILE2_TEST_URING_THREAD"
+
+// URingThread reports whether URingThreadEnv is set, and to what.
+func URingThread() (taskRun string, ok bool) { return os.LookupEnv(URingThreadEnv) }

@@ -27,3 +27,7 @@ func HoldDrain(l *Loop) (release func()) {
 		}
 	}
 }
+
+// Asleep reports whether l's ring thread has said that it waits, or is
+// about to, in io_uring_enter for a completion.
+func Asleep(l *Loop) bool { return l.thr != nil && l.thr.sleeping.Load() }

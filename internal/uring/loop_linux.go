@@ -37,6 +37,15 @@ type Config struct {
 	// enough come at once, the kernel holds some back as an overflow, which
 	// the Loop flushes.
 	CQEntries uint32
+	// Thread drives the ring from one goroutine locked to its OS thread,
+	// the only one that enters the ring (see ringThread), on a ring set up
+	// with TaskRun's flags or, where the kernel lacks them, the next ones.
+	// Without it, submitters enter the ring themselves and a reaper waits
+	// on an eventfd.
+	Thread bool
+	// TaskRun is the best task-work mode a Thread Loop tries (TaskRunDefer
+	// when zero); tests set a lower one to run the fallbacks.
+	TaskRun TaskRun
 }
 
 // Loop shares one Ring among goroutines. Submitters fill SQEs under a mutex
@@ -50,6 +59,8 @@ type Loop struct {
 	cancels *semaphore.Weighted // slots kept for ASYNC_CANCEL, never blocked by requests
 
 	mu       sync.Mutex  // guards ring submission, table, closing, closed
+	sqRoom   sync.Cond   // on mu: the ring thread consumed SQEs
+	thr      *ringThread // thread mode's, nil otherwise
 	reapMu   sync.Mutex  // one drain of the completion queue at a time; guards released
 	again    atomic.Bool // a poll found reapMu held: its holder drains once more
 	released bool        // the ring is unmapped: no more drains
@@ -85,6 +96,9 @@ func NewLoop(cfg Config) (*Loop, error) {
 	if cfg.CQEntries == 0 {
 		cfg.CQEntries = 4096
 	}
+	if cfg.Thread {
+		return newThreadLoop(cfg)
+	}
 	ring, err := NewRing(cfg.SQEntries, cfg.CQEntries)
 	if err != nil {
 		return nil, err
@@ -113,21 +127,35 @@ func NewLoop(cfg Config) (*Loop, error) {
 		ring.Close()
 		return nil, err
 	}
-	slots := (int(ring.CQEntries()) - cancelSlots) / 2
-	l := &Loop{
-		ring:       ring,
-		probe:      probe,
-		admit:      semaphore.NewWeighted(int64(slots)),
-		cancels:    semaphore.NewWeighted(cancelSlots),
-		capacity:   slots,
-		table:      newTable(slots + cancelSlots),
-		efd:        f,
-		efdConn:    rc,
-		idle:       make(chan struct{}),
-		reaperDone: make(chan struct{}),
-	}
+	l := newLoop(ring, probe)
+	l.efd, l.efdConn = f, rc
+	l.reaperDone = make(chan struct{})
 	go l.reap()
 	return l, nil
+}
+
+func newLoop(ring *Ring, probe *Probe) *Loop {
+	slots := (int(ring.CQEntries()) - cancelSlots) / 2
+	l := &Loop{
+		ring:     ring,
+		probe:    probe,
+		admit:    semaphore.NewWeighted(int64(slots)),
+		cancels:  semaphore.NewWeighted(cancelSlots),
+		capacity: slots,
+		table:    newTable(slots + cancelSlots),
+		idle:     make(chan struct{}),
+	}
+	l.sqRoom.L = &l.mu
+	return l
+}
+
+// TaskRun is the task-work mode the ring was set up with: TaskRunPlain
+// unless Config.Thread.
+func (l *Loop) TaskRun() TaskRun {
+	if l.thr == nil {
+		return TaskRunPlain
+	}
+	return l.thr.taskRun
 }
 
 // Probe is the opcode probe taken when the Loop was created.
@@ -163,6 +191,9 @@ func (l *Loop) Late() uint64 { return l.late.Load() }
 
 // RegisterBuffers registers fixed buffers; see Ring.RegisterBuffers.
 func (l *Loop) RegisterBuffers(bufs [][]byte) error {
+	if l.thr != nil {
+		return l.do(func() error { return l.ring.RegisterBuffers(bufs) })
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.ring.RegisterBuffers(bufs)
@@ -171,6 +202,9 @@ func (l *Loop) RegisterBuffers(bufs [][]byte) error {
 // UnregisterBuffers drops the fixed buffers. Call it only when no request
 // that uses them is in flight.
 func (l *Loop) UnregisterBuffers() error {
+	if l.thr != nil {
+		return l.do(l.ring.UnregisterBuffers)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.ring.UnregisterBuffers()
@@ -218,7 +252,24 @@ func (l *Loop) lock(n int) (Batch, error) {
 		l.admit.Release(int64(n))
 		return Batch{}, ErrClosed
 	}
+	l.waitSQ(n)
 	return Batch{l: l, reserved: n, admit: l.admit}, nil
+}
+
+// waitSQ waits, in thread mode, until the submission queue has room for n
+// SQEs besides the one the ring thread keeps for its wake read: the SQEs
+// written before wait there for the thread to submit them. The caller holds
+// mu.
+func (l *Loop) waitSQ(n int) {
+	if l.thr == nil {
+		return
+	}
+	for l.ring.SQFree() < uint32(n)+1 {
+		l.thr.roomWaiters++
+		l.thr.wake()
+		l.sqRoom.Wait()
+		l.thr.roomWaiters--
+	}
 }
 
 // Add returns a zeroed SQE whose CQEs go to h, and the request's user_data
@@ -250,12 +301,33 @@ func (b *Batch) Add(h Handler) (*SQE, uint64) {
 // eventfd is quiet for the length of the io_uring_enter, so that those CQEs
 // do not wake the reaper for nothing; CQEs that others' requests post
 // meanwhile are delivered by the same look at the queue.
+//
+// In thread mode Submit hands the batch to the ring thread and returns
+// without entering the kernel: it returns len(batch), nil, and the requests
+// that the thread's io_uring_enter does not take complete through their
+// handlers with the error as their result, and no IORING_CQE_F_MORE.
 func (b *Batch) Submit() (int, error) {
+	if b.l.thr != nil {
+		return b.handOff(), nil
+	}
 	n, err := b.submit()
 	if b.added > 0 {
 		b.l.poll()
 	}
 	return n, err
+}
+
+func (b *Batch) handOff() int {
+	l := b.l
+	if unused := b.reserved - b.added; unused > 0 {
+		b.admit.Release(int64(unused))
+	}
+	l.inflight.Add(int64(b.added))
+	l.mu.Unlock()
+	if b.added > 0 {
+		l.thr.wake()
+	}
+	return b.added
 }
 
 func (b *Batch) submit() (int, error) {
@@ -332,9 +404,12 @@ func (l *Loop) cancel(ud uint64, after *Timespec, h Handler) error {
 		l.cancels.Release(n)
 		return ErrClosed
 	}
+	l.waitSQ(int(n))
 	b := Batch{l: l, reserved: int(n), admit: l.cancels}
 	if after != nil {
-		sqe, _ := b.Add(cancelDone{l: l})
+		// The handler keeps ts until the timeout's CQE: in thread mode the
+		// kernel reads it after Submit has returned.
+		sqe, _ := b.Add(cancelDone{l: l, ts: after})
 		sqe.PrepTimeout(after, TimeoutEtimeSuccess)
 		sqe.Flags |= SQEIOLink
 	}
@@ -356,8 +431,9 @@ func (l *Loop) CancelsMissed() (notFound, running uint64) {
 // it) to the cancel reserve, counts the cancellations that missed, and
 // hands the CQE to h.
 type cancelDone struct {
-	l *Loop
-	h Handler
+	l  *Loop
+	h  Handler
+	ts *Timespec
 }
 
 func (c cancelDone) HandleCQE(cqe CQE, last bool) {
@@ -430,6 +506,11 @@ func (l *Loop) unlockReap() bool {
 // drain delivers every available CQE, including ones the kernel had to hold
 // back after an overflow. The caller holds reapMu.
 func (l *Loop) drain() {
+	if l.thr != nil && len(l.thr.withdrawn) > 0 {
+		l.deliver(l.thr.withdrawn)
+		clear(l.thr.withdrawn)
+		l.thr.withdrawn = l.thr.withdrawn[:0]
+	}
 	for {
 		cqes := l.ring.Reap(l.cqes[:0])
 		l.cqes = cqes
@@ -441,46 +522,56 @@ func (l *Loop) drain() {
 			l.ring.FlushOverflow()
 			continue
 		}
-		done, finished := 0, 0
-		calls := l.calls[:0]
+		l.deliver(cqes)
+	}
+}
+
+// deliver routes cqes to their handlers, then counts the requests they
+// finished out.
+func (l *Loop) deliver(cqes []CQE) {
+	done, finished := 0, 0
+	calls := l.calls[:0]
+	l.mu.Lock()
+	for _, c := range cqes {
+		if c.UserData == wakeUD && l.thr != nil {
+			l.thr.armed = false
+			continue
+		}
+		h, fin, late := l.table.complete(c)
+		if h == nil {
+			if late {
+				l.late.Add(1)
+			} else {
+				l.stray.Add(1)
+			}
+			continue
+		}
+		calls = append(calls, call{h, c, fin})
+		if fin {
+			if _, ok := h.(cancelDone); !ok {
+				done++
+			}
+			finished++
+		}
+	}
+	l.mu.Unlock()
+	l.calls = calls
+	for i := range calls {
+		calls[i].h.HandleCQE(calls[i].c, calls[i].last)
+		calls[i] = call{}
+	}
+	// Count the finished requests out before their slots are admitted
+	// again, so that InFlight never shows more than the Loop admits.
+	idle := finished > 0 && l.inflight.Add(-int64(finished)) == 0
+	if done > 0 {
+		l.admit.Release(int64(done))
+	}
+	if idle {
 		l.mu.Lock()
-		for _, c := range cqes {
-			h, fin, late := l.table.complete(c)
-			if h == nil {
-				if late {
-					l.late.Add(1)
-				} else {
-					l.stray.Add(1)
-				}
-				continue
-			}
-			calls = append(calls, call{h, c, fin})
-			if fin {
-				if _, ok := h.(cancelDone); !ok {
-					done++
-				}
-				finished++
-			}
-		}
+		closing := l.closing
 		l.mu.Unlock()
-		l.calls = calls
-		for i := range calls {
-			calls[i].h.HandleCQE(calls[i].c, calls[i].last)
-			calls[i] = call{}
-		}
-		// Count the finished requests out before their slots are admitted
-		// again, so that InFlight never shows more than the Loop admits.
-		idle := finished > 0 && l.inflight.Add(-int64(finished)) == 0
-		if done > 0 {
-			l.admit.Release(int64(done))
-		}
-		if idle {
-			l.mu.Lock()
-			closing := l.closing
-			l.mu.Unlock()
-			if closing {
-				l.idleOnce.Do(func() { close(l.idle) })
-			}
+		if closing {
+			l.idleOnce.Do(func() { close(l.idle) })
 		}
 	}
 }
@@ -500,7 +591,15 @@ func (l *Loop) Close() error {
 		<-l.idle
 		l.mu.Lock()
 		l.closed = true
+		if l.thr != nil {
+			l.thr.stop = true
+		}
 		l.mu.Unlock()
+		if l.thr != nil {
+			l.thr.signal()
+			<-l.thr.done
+			return
+		}
 		l.efd.Close()
 		<-l.reaperDone
 		l.reapMu.Lock()

@@ -27,7 +27,7 @@ func (e events) HandleCQE(c uring.CQE, _ bool) { e <- c }
 
 func newLoop(t *testing.T) *uring.Loop {
 	t.Helper()
-	l, err := uring.NewLoop(uring.Config{})
+	l, err := uring.NewLoop(loopConfig)
 	testutil.RequireFeature(t, "io_uring", "5.6", err == nil, err)
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {
@@ -399,7 +399,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestBeginAfterClose(t *testing.T) {
-	l, err := uring.NewLoop(uring.Config{})
+	l, err := uring.NewLoop(loopConfig)
 	testutil.RequireFeature(t, "io_uring", "5.6", err == nil, err)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

@@ -47,12 +47,22 @@ var ErrRingFull = errors.New("uring: submission queue full")
 // (IORING_FEAT_SINGLE_MMAP). IORING_SETUP_SUBMIT_ALL (5.18) is used where the
 // kernel has it.
 func NewRing(sqEntries, cqEntries uint32) (*Ring, error) {
-	p := params{Flags: setupCQSize | setupClamp | setupSubmitAll, CQEntries: cqEntries}
-	fd, err := setup(sqEntries, &p)
-	if errors.Is(err, unix.EINVAL) {
-		// Kernels before 5.18 refuse IORING_SETUP_SUBMIT_ALL.
-		p = params{Flags: setupCQSize | setupClamp, CQEntries: cqEntries}
+	return newRing(sqEntries, cqEntries, []uint32{setupSubmitAll, 0})
+}
+
+// newRing is NewRing with the first of the sets of setup flags in tries
+// (added to IORING_SETUP_CQSIZE and IORING_SETUP_CLAMP) that the kernel
+// takes: a kernel refuses flags it does not know with EINVAL.
+func newRing(sqEntries, cqEntries uint32, tries []uint32) (*Ring, error) {
+	var p params
+	var fd int
+	var err error
+	for _, flags := range tries {
+		p = params{Flags: setupCQSize | setupClamp | flags, CQEntries: cqEntries}
 		fd, err = setup(sqEntries, &p)
+		if !errors.Is(err, unix.EINVAL) {
+			break
+		}
 	}
 	if err != nil {
 		return nil, err

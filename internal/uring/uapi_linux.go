@@ -52,9 +52,13 @@ const (
 
 // Setup flags (io_uring_params.flags).
 const (
-	setupCQSize    uint32 = 1 << 3
-	setupClamp     uint32 = 1 << 4
-	setupSubmitAll uint32 = 1 << 7
+	setupCQSize       uint32 = 1 << 3
+	setupClamp        uint32 = 1 << 4
+	setupSubmitAll    uint32 = 1 << 7
+	setupCoopTaskrun  uint32 = 1 << 8  // Linux 5.19
+	setupTaskrunFlag  uint32 = 1 << 9  // Linux 5.19
+	setupSingleIssuer uint32 = 1 << 12 // Linux 6.0
+	setupDeferTaskrun uint32 = 1 << 13 // Linux 6.1
 )
 
 // Feature flags (io_uring_params.features).
@@ -78,6 +82,7 @@ const (
 	probeOpsLen                 = 256
 	enterGetEvents       uint32 = 1 << 0
 	sqFlagCQOverflow     uint32 = 1 << 1
+	sqFlagTaskrun        uint32 = 1 << 2
 	cqFlagEventfdDisable uint32 = 1 << 0
 )
 
