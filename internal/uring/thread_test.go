@@ -2,11 +2,13 @@ package uring_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 
 	"github.com/sendfile2/sendfile2/internal/testutil"
 	"github.com/sendfile2/sendfile2/internal/uring"
@@ -141,5 +143,29 @@ func TestThreadCloseWhileAsleep(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestSingleIssuerRefusesOtherThreads is why a Thread Loop registers
+// buffers on its thread: a ring set up with IORING_SETUP_SINGLE_ISSUER
+// belongs to the thread that created it, and the kernel refuses
+// io_uring_register(2) and io_uring_enter(2) from any other thread with
+// EEXIST; a ring with COOP_TASKRUN takes them. DEFER_TASKRUN needs
+// SINGLE_ISSUER: alone it is EINVAL.
+func TestSingleIssuerRefusesOtherThreads(t *testing.T) {
+	for _, c := range []struct {
+		tr   uring.TaskRun
+		want error
+	}{{uring.TaskRunDefer, unix.EEXIST}, {uring.TaskRunCoop, nil}} {
+		t.Run("taskrun="+c.tr.String(), func(t *testing.T) {
+			setup, register, enter := uring.OtherThread(c.tr)
+			testutil.RequireFeature(t, "io_uring task work "+c.tr.String(), taskRunKernels[c.tr], setup == nil, setup)
+			if register != c.want || enter != c.want {
+				t.Errorf("from another thread: register %v, enter %v; want %v", register, enter, c.want)
+			}
+		})
+	}
+	if err := uring.DeferAlone(); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("DEFER_TASKRUN without SINGLE_ISSUER: %v, want EINVAL", err)
 	}
 }
