@@ -167,8 +167,14 @@ func (l *Loop) Features() uint32 { return l.ring.Features() }
 // Capacity is the number of requests the Loop admits at once.
 func (l *Loop) Capacity() int { return l.capacity }
 
-// MaxBatch is the largest number of SQEs one Batch may hold.
-func (l *Loop) MaxBatch() int { return int(l.ring.SQEntries()) }
+// MaxBatch is the largest number of SQEs one Batch may hold: the submission
+// queue's size, less the entry a ring thread keeps for its wake read.
+func (l *Loop) MaxBatch() int {
+	if l.thr != nil {
+		return int(l.ring.SQEntries()) - 1
+	}
+	return int(l.ring.SQEntries())
+}
 
 // InFlight is the number of requests submitted whose last CQE has not arrived.
 func (l *Loop) InFlight() int64 { return l.inflight.Load() }
@@ -247,24 +253,24 @@ func (l *Loop) TryBegin(n int) (Batch, error) {
 // lock locks the submission queue for a batch of n admitted requests.
 func (l *Loop) lock(n int) (Batch, error) {
 	l.mu.Lock()
+	l.waitSQ(n)
 	if l.closing {
 		l.mu.Unlock()
 		l.admit.Release(int64(n))
 		return Batch{}, ErrClosed
 	}
-	l.waitSQ(n)
 	return Batch{l: l, reserved: n, admit: l.admit}, nil
 }
 
 // waitSQ waits, in thread mode, until the submission queue has room for n
 // SQEs besides the one the ring thread keeps for its wake read: the SQEs
 // written before wait there for the thread to submit them. The caller holds
-// mu.
+// mu, and looks at closing or closed after it: they may have changed.
 func (l *Loop) waitSQ(n int) {
 	if l.thr == nil {
 		return
 	}
-	for l.ring.SQFree() < uint32(n)+1 {
+	for !l.closed && l.ring.SQFree() < uint32(n)+1 {
 		l.thr.roomWaiters++
 		l.thr.wake()
 		l.sqRoom.Wait()
@@ -399,12 +405,12 @@ func (l *Loop) cancel(ud uint64, after *Timespec, h Handler) error {
 	}
 	l.cancels.Acquire(context.Background(), n)
 	l.mu.Lock()
+	l.waitSQ(int(n))
 	if l.closed {
 		l.mu.Unlock()
 		l.cancels.Release(n)
 		return ErrClosed
 	}
-	l.waitSQ(int(n))
 	b := Batch{l: l, reserved: int(n), admit: l.cancels}
 	if after != nil {
 		// The handler keeps ts until the timeout's CQE: in thread mode the

@@ -169,3 +169,29 @@ func TestSingleIssuerRefusesOtherThreads(t *testing.T) {
 		t.Errorf("DEFER_TASKRUN without SINGLE_ISSUER: %v, want EINVAL", err)
 	}
 }
+
+// TestThreadLargestBatch: a batch of MaxBatch SQEs fits beside the ring
+// thread's wake read, and completes.
+func TestThreadLargestBatch(t *testing.T) {
+	forEachTaskRun(t, uring.Config{SQEntries: 4}, func(t *testing.T, l *uring.Loop) {
+		e := make(events, l.MaxBatch())
+		for range 3 {
+			b, err := l.Begin(context.Background(), l.MaxBatch())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range l.MaxBatch() {
+				sqe, _ := b.Add(e)
+				sqe.PrepNop()
+			}
+			if n, err := b.Submit(); n != l.MaxBatch() || err != nil {
+				t.Fatalf("Submit = %d, %v", n, err)
+			}
+			for range l.MaxBatch() {
+				if c := next(t, e); c.Res != 0 {
+					t.Fatalf("NOP CQE = %+v", c)
+				}
+			}
+		}
+	})
+}
