@@ -55,47 +55,22 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(upath, "/") {
 		upath = "/" + upath
 	}
-	// Clean drops every ".." that would climb above "/"; the Root refuses
-	// anything (symbolic links included) that would still leave it.
-	name := strings.TrimPrefix(path.Clean(upath), "/")
-	if name == "" {
-		name = "."
-	}
-	if strings.HasPrefix(path.Base(name), tempPrefix) {
-		http.NotFound(w, r) // an upload in progress: never serve it half written
+	res := h.resolve(upath)
+	switch {
+	case res.list != "":
+		h.list(w, r, upath, res.list)
 		return
-	}
-	f, fi, err := h.open(name)
-	if err != nil {
-		httpError(w, err)
-		return
-	}
-	if fi.IsDir() {
-		f.Close()
-		name = path.Join(name, "index.html")
-		if f, fi, err = h.open(name); err != nil {
-			if h.browse && errors.Is(err, fs.ErrNotExist) {
-				h.list(w, r, upath, path.Dir(name))
-				return
-			}
-			httpError(w, err)
-			return
-		}
-		if !fi.Mode().IsRegular() {
-			f.Close()
-			http.NotFound(w, r)
-			return
-		}
-		if !strings.HasSuffix(upath, "/") {
-			f.Close()
-			redirect(w, r, path.Base(upath)+"/")
-			return
-		}
-	} else if !fi.Mode().IsRegular() {
-		f.Close() // a FIFO, device or socket: never read from
+	case res.notFound:
 		http.NotFound(w, r)
 		return
+	case res.err != nil:
+		httpError(w, res.err)
+		return
+	case res.redirect != "":
+		redirect(w, r, res.redirect)
+		return
 	}
+	f, fi, name := res.f, res.fi, res.name
 	defer f.Close()
 	hdr := w.Header()
 	hdr.Set("ETag", etag(fi))
@@ -122,6 +97,60 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// (to learn the size, to a range) without lseek(2), and reads with
 	// pread(2); the conn's ReadFrom recognises it as the file.
 	sendfile2.ServeContent(w, r, name, fi.ModTime(), io.NewSectionReader(f, 0, fi.Size()))
+}
+
+// resolved is what a GET or HEAD of a path resolves to: a regular file,
+// open, or the answer that replaces it. Exactly one of its cases is set.
+type resolved struct {
+	f        *os.File // the file to serve, with its FileInfo and name in the root
+	fi       fs.FileInfo
+	name     string
+	notFound bool   // 404, as http.NotFound answers it
+	err      error  // a failed open: httpError answers it
+	redirect string // 301 to this relative path (the directory with a slash)
+	list     string // the directory to list (--browse)
+}
+
+// resolve resolves upath, the request's percent-decoded path, to the file
+// that a GET or HEAD serves, under the rules of ServeHTTP, which the lean
+// path (lean.go) shares through it.
+// upath starts with a slash.
+func (h *fileHandler) resolve(upath string) resolved {
+	// Clean drops every ".." that would climb above "/"; the Root refuses
+	// anything (symbolic links included) that would still leave it.
+	name := strings.TrimPrefix(path.Clean(upath), "/")
+	if name == "" {
+		name = "."
+	}
+	if strings.HasPrefix(path.Base(name), tempPrefix) {
+		return resolved{notFound: true} // an upload in progress: never serve it half written
+	}
+	f, fi, err := h.open(name)
+	if err != nil {
+		return resolved{err: err}
+	}
+	if fi.IsDir() {
+		f.Close()
+		name = path.Join(name, "index.html")
+		if f, fi, err = h.open(name); err != nil {
+			if h.browse && errors.Is(err, fs.ErrNotExist) {
+				return resolved{list: path.Dir(name)}
+			}
+			return resolved{err: err}
+		}
+		if !fi.Mode().IsRegular() {
+			f.Close()
+			return resolved{notFound: true}
+		}
+		if !strings.HasSuffix(upath, "/") {
+			f.Close()
+			return resolved{redirect: path.Base(upath) + "/"}
+		}
+	} else if !fi.Mode().IsRegular() {
+		f.Close() // a FIFO, device or socket: never read from
+		return resolved{notFound: true}
+	}
+	return resolved{f: f, fi: fi, name: name}
 }
 
 // invalidRange is a Range value that ServeContent refuses with 416.
@@ -232,26 +261,35 @@ func fixRange(h string, size int64) string {
 // etag is the entity tag of a file: its modification time in nanoseconds
 // and its size, in hex.
 func etag(fi fs.FileInfo) string {
-	b := make([]byte, 0, 2+16+1+16+1)
+	return string(appendETag(make([]byte, 0, 2+16+1+16+1), fi))
+}
+
+// appendETag appends the entity tag of a file to b.
+func appendETag(b []byte, fi fs.FileInfo) []byte {
 	b = append(b, '"')
 	b = strconv.AppendInt(b, fi.ModTime().UnixNano(), 16)
 	b = append(b, '-')
 	b = strconv.AppendInt(b, fi.Size(), 16)
-	return string(append(b, '"'))
+	return append(b, '"')
 }
 
 // httpError answers for a failed open. Whatever hides a file (missing, a
 // path that escapes the root, a symbolic link out of it, a FIFO, device or
 // socket) is 404; a file with more than one hard link is 403.
 func httpError(w http.ResponseWriter, err error) {
-	code := http.StatusNotFound
+	code := errorCode(err)
+	http.Error(w, http.StatusText(code), code)
+}
+
+// errorCode is the status of httpError's answer to err.
+func errorCode(err error) int {
 	switch {
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, errHardLinked):
-		code = http.StatusForbidden
+		return http.StatusForbidden
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ENOMEM):
-		code = http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable
 	}
-	http.Error(w, http.StatusText(code), code)
+	return http.StatusNotFound
 }
 
 // redirect sends a relative redirect to target, keeping the query.
