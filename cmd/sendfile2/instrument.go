@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,79 +10,123 @@ import (
 	"time"
 )
 
-// instrument wraps h: it counts requests by status and measures their
-// duration, writes the access log when accessLog is not nil, and tracks the
-// handlers running in wg. A response whose body ended before its
-// Content-Length (a file truncated while it was sent, a send that failed or
-// was cut) is counted and logged as an error on log, with the bytes sent and
-// the bytes announced, access log or not.
-func instrument(h http.Handler, wg *sync.WaitGroup, m *metrics, log, accessLog *slog.Logger) http.Handler {
-	errLog := log
+// instrument wraps h: it tracks the handlers running in wg, and hands each
+// finished request to a, which counts it by status and duration and logs
+// it (see accounting.finish).
+func instrument(h http.Handler, wg *sync.WaitGroup, a *accounting) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		defer wg.Done()
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
 		defer func() {
-			status, bytes, err := rec.status, rec.bytes, rec.err
-			u := rec.upload
-			if u != nil {
+			e := requestLog{
+				method: r.Method, status: rec.status, bytes: rec.bytes, announced: rec.announced,
+				err: rec.err, user: rec.user, start: start,
+			}
+			if u := rec.upload; u != nil {
+				e.upload = true
 				// bytes: those of the request body that were stored.
 				if u.status != 0 { // answered on the hijacked conn
-					status = u.status
+					e.status = u.status
 				}
-				bytes = u.stored
+				e.bytes, e.via = u.stored, u.via
 				if u.err != nil {
-					err = u.err
+					e.err = u.err
 				}
 			}
-			if status == 0 {
-				status = http.StatusOK
+			if a.logs(e.short()) {
+				e.path, e.remote, e.proto = r.URL.Path, r.RemoteAddr, r.Proto
+				e.userAgent, e.referer = r.UserAgent(), r.Referer()
 			}
-			dur := time.Since(start)
-			m.request(r.Method, status, dur)
-			short := u == nil && r.Method != http.MethodHead && rec.announced > 0 && bytes < rec.announced
-			level, msg := slog.LevelInfo, "request"
-			if short {
-				m.short.Inc()
-				level, msg = slog.LevelError, "response cut short"
-				if err == nil {
-					err = io.ErrUnexpectedEOF // the file shrank: ReadFrom sent to its new end
-				}
-			}
-			if log := accessLog; log != nil || short {
-				if log == nil {
-					log = errLog
-				}
-				attrs := []slog.Attr{
-					slog.String("method", r.Method),
-					slog.String("path", r.URL.Path),
-					slog.Int("status", status),
-					slog.Int64("bytes", bytes),
-					// dur=1.234ms; the JSON log adds dur_s (newLogger).
-					slog.Duration("dur", dur.Round(time.Microsecond)),
-					slog.String("remote", r.RemoteAddr),
-					slog.String("proto", r.Proto),
-					slog.String("user_agent", r.UserAgent()),
-					slog.String("referer", r.Referer()),
-				}
-				if u != nil && u.via != "" {
-					attrs = append(attrs, slog.String("via", u.via))
-				}
-				if short {
-					attrs = append(attrs, slog.Int64("announced", rec.announced))
-				}
-				if rec.user != "" {
-					attrs = append(attrs, slog.String("user", rec.user))
-				}
-				if err != nil { // ServeContent drops it: a body cut short
-					attrs = append(attrs, slog.String("err", err.Error()))
-				}
-				log.LogAttrs(r.Context(), level, msg, attrs...)
-			}
+			a.finish(r.Context(), e)
 		}()
 		h.ServeHTTP(rec, r)
 	})
+}
+
+// accounting counts the requests of the file server and logs them: the
+// one place for both, whether net/http or the lean path (lean.go) served
+// the request.
+type accounting struct {
+	m              *metrics
+	log, accessLog *slog.Logger // accessLog: nil when off
+}
+
+// requestLog is what accounting knows of a finished request.
+type requestLog struct {
+	method    string
+	status    int   // 0: 200
+	bytes     int64 // of the response body sent; of the request body stored for an upload
+	announced int64 // the Content-Length of a response that has a body; 0: none or unknown
+	err       error
+	upload    bool
+	start     time.Time
+	// Logged only: set when logs reports true.
+	path, remote, proto, userAgent, referer, via, user string
+}
+
+// short reports whether the response body ended before its Content-Length
+// (a file truncated while it was sent, a send that failed or was cut).
+func (e *requestLog) short() bool {
+	return !e.upload && e.method != http.MethodHead && e.announced > 0 && e.bytes < e.announced
+}
+
+// logs reports whether a request is logged: always with the access log,
+// else only a response cut short.
+func (a *accounting) logs(short bool) bool { return a.accessLog != nil || short }
+
+// finish counts the request e and logs it if logs says so. A response cut
+// short is counted and logged as an error on log, with the bytes sent and
+// the bytes announced, access log or not.
+func (a *accounting) finish(ctx context.Context, e requestLog) {
+	status, err := e.status, e.err
+	if status == 0 {
+		status = http.StatusOK
+	}
+	dur := time.Since(e.start)
+	a.m.request(e.method, status, dur)
+	short := e.short()
+	level, msg := slog.LevelInfo, "request"
+	if short {
+		a.m.short.Inc()
+		level, msg = slog.LevelError, "response cut short"
+		if err == nil {
+			err = io.ErrUnexpectedEOF // the file shrank: ReadFrom sent to its new end
+		}
+	}
+	log := a.accessLog
+	if log == nil {
+		if !short {
+			return
+		}
+		log = a.log
+	}
+	attrs := []slog.Attr{
+		slog.String("method", e.method),
+		slog.String("path", e.path),
+		slog.Int("status", status),
+		slog.Int64("bytes", e.bytes),
+		// dur=1.234ms; the JSON log adds dur_s (newLogger).
+		slog.Duration("dur", dur.Round(time.Microsecond)),
+		slog.String("remote", e.remote),
+		slog.String("proto", e.proto),
+		slog.String("user_agent", e.userAgent),
+		slog.String("referer", e.referer),
+	}
+	if e.via != "" {
+		attrs = append(attrs, slog.String("via", e.via))
+	}
+	if short {
+		attrs = append(attrs, slog.Int64("announced", e.announced))
+	}
+	if e.user != "" {
+		attrs = append(attrs, slog.String("user", e.user))
+	}
+	if err != nil { // ServeContent drops it: a body cut short
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	log.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // recorder notes the status and body bytes of a response. It keeps the

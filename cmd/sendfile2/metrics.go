@@ -25,6 +25,8 @@ type metrics struct {
 	// Connections ended by a limit (timeouts.go), and responses cut short.
 	limitCloses *prometheus.CounterVec
 	short       prometheus.Counter
+	// Conns the lean path handed to net/http (lean.go).
+	handoffs prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -54,6 +56,10 @@ func newMetrics() *metrics {
 			Name: "sendfile2_http_short_responses_total",
 			Help: "Responses whose body ended before its Content-Length: a file truncated while it was sent, a send that failed or was cut.",
 		}),
+		handoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sendfile2_http_lean_handoffs_total",
+			Help: "Connections that the lean path (--lean) handed to net/http for the rest of their life, at the first request it does not answer itself.",
+		}),
 	}
 	for _, l := range []string{limitBody, limitSend, limitMaxConns} {
 		m.limitCloses.WithLabelValues(l) // exported at zero from the start
@@ -61,7 +67,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.latency, m.requests, m.duration, m.conns, m.limitCloses, m.short,
+		m.latency, m.requests, m.duration, m.conns, m.limitCloses, m.short, m.handoffs,
 	)
 	return m
 }

@@ -53,6 +53,7 @@ type serveOptions struct {
 	// 0: no limit.
 	bodyTimeout time.Duration
 	sendTimeout time.Duration
+	lean        bool        // the lean path for plain HTTP (lean.go)
 	http        httpOptions // httpflags.go
 }
 
@@ -168,6 +169,7 @@ still busy (as --send-timeout does) and closes the Sender, which waits up to
 	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")
 	f.DurationVar(&o.bodyTimeout, "body-timeout", defaultBodyTimeout, "how long a client may send no byte of a request body (an upload, or a body no handler reads) before the connection is closed (0: no limit)")
 	f.DurationVar(&o.sendTimeout, "send-timeout", defaultSendTimeout, "how long a client may take no byte of a response before the connection is reset (0: no limit)")
+	f.BoolVar(&o.lean, "lean", true, "answer plain-HTTP GET and HEAD of files on a lean HTTP/1.1 path of serve's own, and hand every other request, with its connection, to net/http (false: net/http answers all)")
 	o.http.addFlags(f)
 	return cmd
 }
@@ -255,6 +257,7 @@ type server struct {
 	conns    *connTracker
 	maxConns int            // o.maxConns, or less to fit RLIMIT_NOFILE (fdbudget.go)
 	handlers sync.WaitGroup // outlive srv.Close; waited for before returning
+	lean     *leanServer    // nil: net/http answers every request
 	servers  []*http.Server // the file server, then the metrics server
 	errc     chan error     // what each server's Serve returned
 	running  int            // servers whose Serve has not returned
@@ -312,8 +315,9 @@ func (s *server) start(ln, mln net.Listener) {
 		accessLog = s.log
 	}
 	uploads := func(r *http.Request) bool { return s.o.upload && r.Method == http.MethodPut }
+	acct := &accounting{m: s.metrics, log: s.log, accessLog: accessLog}
 	srv := &http.Server{
-		Handler:           instrument(s.http.wrap(s.conns.guardBodies(s.files, uploads)), &s.handlers, s.metrics, s.log, accessLog),
+		Handler:           instrument(s.http.wrap(s.conns.guardBodies(s.files, uploads)), &s.handlers, acct),
 		ReadHeaderTimeout: cmp.Or(s.o.readHeaderTimeout, readHeaderTimeout),
 		IdleTimeout:       cmp.Or(s.o.idleTimeout, idleTimeout),
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -327,7 +331,11 @@ func (s *server) start(ln, mln net.Listener) {
 	// The limit sits beneath NewListener, so that the conns net/http gets
 	// are the Sender's (with ReadFrom) and a closed conn frees its slot; the
 	// tracker above it, to see the conns as net/http does.
-	hln := trackingListener{sendfile2.NewListener(limitReclaiming(ln, s.maxConns, s.conns), s.sender), s.conns}
+	var hln net.Listener = trackingListener{sendfile2.NewListener(limitReclaiming(ln, s.maxConns, s.conns), s.sender), s.conns}
+	if leanable(s.o) {
+		s.lean = s.newLean(acct, srv)
+		hln = s.lean.listener(hln)
+	}
 	s.servers = append(s.servers, srv)
 	go func() { s.errc <- s.http.serve(srv, hln) }()
 	s.http.watch()
@@ -369,7 +377,13 @@ func (s *server) shutdown(err error) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.o.shutdownTimeout)
 	defer cancel()
 	for i, srv := range s.servers {
-		if serr := srv.Shutdown(sctx); serr != nil {
+		// The lean conns first: they may still hand a request to srv.
+		leanDone := i != 0 || s.lean == nil || s.lean.shutdown(sctx.Done())
+		serr := srv.Shutdown(sctx)
+		if serr == nil && !leanDone {
+			serr = context.Cause(sctx)
+		}
+		if serr != nil {
 			if i == 0 {
 				// Reset them first: Close alone waits for the sends
 				// in flight, which a peer that reads nothing holds

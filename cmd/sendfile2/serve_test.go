@@ -72,12 +72,13 @@ func defaultServeOptions(dir string) serveOptions {
 		accessLog:       true,
 		shutdownTimeout: 30 * time.Second,
 		maxUpload:       1 << 30, // --max-upload's default
+		lean:            true,    // --lean's default
 	}
 }
 
 // startServe starts serve on dir; opt, if not nil, edits the options first.
 // The server stops at the end of the test, if the test has not stopped it.
-func startServe(t *testing.T, dir string, opt func(*serveOptions)) *testServer {
+func startServe(t testing.TB, dir string, opt func(*serveOptions)) *testServer {
 	t.Helper()
 	o := defaultServeOptions(dir)
 	if opt != nil {
@@ -470,7 +471,7 @@ func TestServeConfinement(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -197,6 +197,10 @@ type trackedConn struct {
 	t    *connTracker
 	peer string
 
+	// The bytes the lean path read and handed on with the conn (lean.go):
+	// Read returns them first. Only net/http's reader touches it then.
+	pending []byte
+
 	// Under t.mu.
 	idleAt   *idleEntry // in t.idle while the conn waits for a next request
 	hijacked bool       // the handler owns the conn: net/http reads no more
@@ -340,6 +344,16 @@ func (c *trackedConn) Close() error {
 		t.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// Read returns the pending bytes first, then reads the conn.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // ReadFrom is the Sender's conn's: net/http hands file bodies to it.

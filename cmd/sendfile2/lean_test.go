@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// leanDir makes a directory with what the lean path answers for and what
+// it hands off: files of known and unknown types, an empty one, a
+// directory with an index, one without, an upload in progress, a
+// precompressed file, a hard link.
+func leanDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"a.txt":              "hello, lean\n",
+		"page.html":          "<html><body>page</body></html>",
+		"noext":              "plain text without a name's type\n",
+		"bin":                "\x00\x01\x02binary",
+		"empty":              "",
+		"sub/index.html":     "<p>index</p>",
+		"list/x.txt":         "x",
+		"sp ace.txt":         "space",
+		"z.js":               "var z = 1;",
+		"z.js.gz":            "not really gzip",
+		".sendfile2-upload-": "half written",
+		"big.bin":            strings.Repeat("0123456789abcdef", 4096),
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, []byte(body), 0o644))
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "linked"), []byte("two names"), 0o644))
+	must(t, os.Link(filepath.Join(dir, "linked"), filepath.Join(dir, "list", "linked2")))
+	must(t, os.Symlink("/etc/passwd", filepath.Join(dir, "out")))
+	must(t, os.Chtimes(filepath.Join(dir, "a.txt"), time.Unix(0, 0), time.Unix(0, 0)))
+	return dir
+}
+
+// leanPair starts serve twice on dir with the options opt sets: with the
+// lean path, and without it (net/http answers all). Both close a conn
+// that sends nothing, or no whole header, for 2s.
+func leanPair(t testing.TB, dir string, opt func(*serveOptions)) (lean, plain *testServer) {
+	t.Helper()
+	with := func(on bool) func(*serveOptions) {
+		return func(o *serveOptions) {
+			o.accessLog = false
+			o.idleTimeout = 2 * time.Second
+			o.readHeaderTimeout = 2 * time.Second
+			if opt != nil {
+				opt(o)
+			}
+			o.lean = on
+		}
+	}
+	return startServe(t, dir, with(true)), startServe(t, dir, with(false))
+}
+
+// rawExchange writes req on a new conn to addr and returns all that the
+// server writes until it closes the conn. Without halfClose, it follows req
+// with lastRequest, which makes the server close the conn once it answered
+// all before (else the idle or read-header timeout closes it). With
+// halfClose, it closes the conn's writing half after req. (Not with a request net/http would answer:
+// net/http then ends the requests still running, and those it has yet to
+// read, as it finds the end of the stream, at a time that varies.)
+func rawExchange(t testing.TB, addr string, req []byte, halfClose bool) []byte {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if !halfClose {
+		req = append(req[:len(req):len(req)], lastRequest...)
+	}
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	if halfClose {
+		c.(*net.TCPConn).CloseWrite()
+	}
+	out, err := io.ReadAll(c)
+	if err != nil && !isReset(err) {
+		t.Fatalf("read: %v", err)
+	}
+	return out
+}
+
+// lastRequest ends the requests of rawExchange.
+const lastRequest = "GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+func isReset(err error) bool { return strings.Contains(err.Error(), "connection reset") }
+
+var dateLine = regexp.MustCompile(`(?m)^Date: [^\r\n]*\r$`)
+
+// sameAnswer fails t unless the two servers answer req with the same bytes
+// (but the Date headers'), and returns the lean server's answer. net/http
+// itself answers some pipelines two ways (a request with a body among
+// them: it reads ahead in a goroutine of its own), so the lean answer may
+// match any of a few of net/http's.
+func sameAnswer(t testing.TB, lean, plain *testServer, req []byte, halfClose bool) []byte {
+	t.Helper()
+	answer := func(ts *testServer) []byte {
+		return dateLine.ReplaceAll(rawExchange(t, ts.addr, req, halfClose), []byte("Date: -\r"))
+	}
+	got := answer(lean)
+	var want []byte
+	for range 4 {
+		if want = answer(plain); bytes.Equal(got, want) {
+			return got
+		}
+	}
+	t.Errorf("request %q:\nlean:\n%s\nnet/http:\n%s", req, got, want)
+	return got
+}
+
+// leanRequests are requests that the lean path answers, or hands off: the
+// first leanKeepAlive of them leave the conn open, the others may close it.
+var leanRequests = []string{
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+	"HEAD /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /page.html HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nConnection: keep-alive\r\n\r\n",
+	"GET /noext HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /bin HTTP/1.1\r\nHost: x\r\n\r\n",
+	"HEAD /bin HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /sub HTTP/1.1\r\nHost: x\r\n\r\n",
+	"HEAD /sub?q=1&r HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /sub/%69ndex.html HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /list/ HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /list HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+	"HEAD /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /.sendfile2-upload- HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /linked HTTP/1.1\r\nHost: x\r\n\r\n",
+	"HEAD /list/linked2 HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /out HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /sub/..%2f..%2fa.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /sp%20ace.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /sub%0a HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /z.js HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /z.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-3\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT\r\n\r\n",
+	"PUT /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+	"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	// leanKeepAlive
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eDp5\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x y\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost : x\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\n Folded: y\r\n\r\n",
+	"GET /a.txt HTTP/1.1\nHost: x\n\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nX: \x01\r\n\r\n",
+	"GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET http://x/a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET //a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /a.txt#f HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /a.txt HTTP/1.0\r\n\r\n",
+	"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	"get /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+	"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Long: " + strings.Repeat("y", 6000) + "\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\n",
+	"\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+
+// leanKeepAlive is how many of leanRequests, first, leave the conn open:
+// they may be pipelined. (A server that closes a conn whose peer sent more
+// than it read resets it, and the peer may lose the last answers.)
+const leanKeepAlive = 32
+
+// TestLeanSameAsNetHTTP: for each request, alone and all pipelined on one
+// conn, the lean path answers with the bytes net/http answers with (Date
+// aside), under the default options and with --header, --precompressed,
+// --browse and --htpasswd.
+func TestLeanSameAsNetHTTP(t *testing.T) {
+	dir := leanDir(t)
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	must(t, os.WriteFile(htpasswd, []byte("x:"+bcryptHash(t, "y", "$2y$")+"\n"), 0o600))
+	for _, tc := range []struct {
+		name string
+		opt  func(*serveOptions)
+	}{
+		{"default", nil},
+		{"features", func(o *serveOptions) {
+			o.http.headers = headerList{"Cache-Control: max-age=60", "Vary: Origin", "Accept-Ranges: none", "X-Content-Type-Options: x"}
+			o.http.precompressed = defaultPrecompressed
+			o.http.browse = true
+			o.http.htpasswd = htpasswd
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lean, plain := leanPair(t, dir, tc.opt)
+			for i, req := range leanRequests {
+				t.Run(strconv.Itoa(i), func(t *testing.T) {
+					t.Parallel()
+					sameAnswer(t, lean, plain, []byte(req), false)
+				})
+			}
+			// Pipelined: answered in order, with hand-offs mid-conn.
+			t.Run("pipelined", func(t *testing.T) {
+				t.Parallel()
+				sameAnswer(t, lean, plain, []byte(strings.Join(leanRequests[:leanKeepAlive], "")), false)
+			})
+			// A header cut short by the end of the stream: 400 from
+			// net/http; none when it is a next request of 3 bytes.
+			for i, req := range []string{"GET /a.txt HTTP/1.1\r\nHost: x\r\n", "G", leanRequests[0] + "GET", leanRequests[0] + "GET "} {
+				t.Run(fmt.Sprintf("eof%d", i), func(t *testing.T) {
+					t.Parallel()
+					sameAnswer(t, lean, plain, []byte(req), true)
+				})
+			}
+		})
+	}
+}
+
+// TestLeanServesAndHandsOff: on one keep-alive conn, a GET the lean path
+// answers, a PUT it hands to net/http (405 without --upload), and a GET
+// that net/http then answers; the lean path counts one hand-off, and none
+// for a conn of GETs.
+func TestLeanServesAndHandsOff(t *testing.T) {
+	dir := leanDir(t)
+	ts := startServe(t, dir, nil)
+	mc := newClient(t)
+	handoffs := func() float64 {
+		v, _ := total(scrape(t, mc, ts.metricsURL), "sendfile2_http_lean_handoffs_total")
+		return v
+	}
+	c, err := net.Dial("tcp", ts.addr)
+	must(t, err)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	get := func(path string, want int) {
+		t.Helper()
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		must(t, err)
+		body, err := io.ReadAll(resp.Body)
+		must(t, err)
+		if resp.StatusCode != want || resp.Close {
+			t.Fatalf("GET %s: %d (close %v) %q, want %d kept alive", path, resp.StatusCode, resp.Close, body, want)
+		}
+	}
+	for range 50 {
+		get("/a.txt", 200)
+		get("/missing", 404)
+	}
+	if n := handoffs(); n != 0 {
+		t.Fatalf("%v hand-offs after GETs only, want 0", n)
+	}
+	fmt.Fprintf(c, "PUT /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+	resp, err := http.ReadResponse(br, nil)
+	must(t, err)
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("PUT: %d, want 405", resp.StatusCode)
+	}
+	get("/a.txt", 200)
+	get("/page.html", 200)
+	if n := handoffs(); n != 1 {
+		t.Fatalf("%v hand-offs, want 1", n)
+	}
+	if n := strings.Count(ts.log.String(), "msg=request method=GET path=/a.txt status=200 bytes=12 "); n != 51 {
+		t.Errorf("access log: %d lines of GET /a.txt, want 51", n)
+	}
+}
+
+// TestLeanIdleTimeout: a kept-alive lean conn is closed after
+// --idle-timeout without a request, and one that sends part of a header
+// after --read-header-timeout.
+func TestLeanIdleTimeout(t *testing.T) {
+	dir := leanDir(t)
+	ts := startServe(t, dir, func(o *serveOptions) {
+		o.idleTimeout = 200 * time.Millisecond
+		o.readHeaderTimeout = 200 * time.Millisecond
+	})
+	for _, tc := range []struct{ name, first, then string }{
+		{"idle", "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", ""},
+		{"header", "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n", "GET /a.txt HTTP/1.1\r\n"},
+		{"first header", "GET /a.txt HTTP/1.1\r\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ts.addr)
+			must(t, err)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			io.WriteString(c, tc.first)
+			br := bufio.NewReader(c)
+			if strings.HasSuffix(tc.first, "\r\n\r\n") {
+				resp, err := http.ReadResponse(br, nil)
+				must(t, err)
+				io.Copy(io.Discard, resp.Body)
+			}
+			io.WriteString(c, tc.then)
+			if b, err := io.ReadAll(br); err != nil || len(b) != 0 {
+				t.Fatalf("after the timeout: %q, %v; want the conn closed", b, err)
+			}
+		})
+	}
+}
+
+// FuzzLean: for any bytes a client sends, the lean path answers with the
+// bytes net/http answers with (Date aside).
+func FuzzLean(f *testing.F) {
+	for _, req := range leanRequests {
+		f.Add([]byte(req))
+	}
+	f.Add([]byte("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /sub HTTP/1.1\r\nHost: x\r\n\r\nPUT / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	lean, plain := leanPair(f, leanDir(f), func(o *serveOptions) {
+		o.http.precompressed = defaultPrecompressed
+		o.http.headers = headerList{"Cache-Control: no-cache"}
+	})
+	f.Fuzz(func(t *testing.T, req []byte) {
+		if len(req) > 16<<10 {
+			t.Skip()
+		}
+		sameAnswer(t, lean, plain, req, false)
+	})
+}
