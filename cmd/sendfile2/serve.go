@@ -65,6 +65,11 @@ func serveCommand() *cobra.Command {
 		Long: `serve is a static file server on net/http whose file bodies go through a
 sendfile2 Sender: each response returns only when the kernel holds no reference
 to the file's pages, so files may be rewritten while they are being served.
+On plain HTTP, a kept-alive HTTP/1.1 GET or HEAD of a file, without body,
+range, condition, coding or credentials, is answered by a lean path of
+serve's own, with the bytes net/http would send; the first
+request on a connection that it does not answer so goes, with the
+connection, to net/http (--lean=false: net/http answers all).
 
 DIR (default: the current directory) is opened as an os.Root: no path, ".."
 or symbolic link can reach a file outside it. Only regular files are served; a
