@@ -343,3 +343,42 @@ func FuzzLean(f *testing.F) {
 		sameAnswer(t, lean, plain, req, false)
 	})
 }
+
+// TestLeanShutdownClosesIdle: at shutdown, a kept-alive lean conn and one
+// that sent part of a header are closed at once: serve stops without
+// waiting for them (no reset after --shutdown-timeout).
+func TestLeanShutdownClosesIdle(t *testing.T) {
+	ts := startServe(t, leanDir(t), nil)
+	idle, err := net.Dial("tcp", ts.addr)
+	must(t, err)
+	defer idle.Close()
+	io.WriteString(idle, "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(br, nil)
+	must(t, err)
+	io.Copy(io.Discard, resp.Body)
+	partial, err := net.Dial("tcp", ts.addr)
+	must(t, err)
+	defer partial.Close()
+	io.WriteString(partial, "GET /a.txt HTTP/1.1\r\nHo")
+	// Conns are accepted in order: once a later one is answered, this one
+	// is on the lean path.
+	mustGoodGet(t, ts.addr)
+	must(t, ts.stop())
+	for _, r := range []io.Reader{br, partial} {
+		if b, err := io.ReadAll(r); err != nil || len(b) != 0 {
+			t.Errorf("after shutdown: %q, %v; want EOF", b, err)
+		}
+	}
+	if strings.Contains(ts.log.String(), "resetting") {
+		t.Errorf("shutdown reset connections:\n%s", ts.log.String())
+	}
+}
+
+func mustGoodGet(t *testing.T, addr string) {
+	t.Helper()
+	out := rawExchange(t, addr, nil, false)
+	if !bytes.HasPrefix(out, []byte("HTTP/1.1 200 OK\r\n")) {
+		t.Fatalf("GET: %q", out)
+	}
+}

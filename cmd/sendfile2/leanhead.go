@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -113,7 +114,7 @@ func writeHead(b []byte, code int, parts []headPart, vals *headValues, length in
 		}
 	}
 	b = append(b, "Date: "...)
-	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	b = appendDate(b, time.Now())
 	b = append(b, "\r\n"...)
 	if length >= 0 {
 		b = append(b, "Content-Length: "...)
@@ -145,3 +146,21 @@ func fileValues(buf []byte, fi fs.FileInfo, ctype string) (headValues, []byte) {
 	mark(slotLength, n)
 	return v, buf
 }
+
+// appendDate appends now in http.TimeFormat, formatted once a second.
+func appendDate(b []byte, now time.Time) []byte {
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.sec == sec {
+		return append(b, d.text...)
+	}
+	d := &dateText{sec: sec, text: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	lastDate.Store(d)
+	return append(b, d.text...)
+}
+
+type dateText struct {
+	sec  int64
+	text []byte
+}
+
+var lastDate atomic.Pointer[dateText]

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,9 @@ type metrics struct {
 	short       prometheus.Counter
 	// Conns the lean path handed to net/http (lean.go).
 	handoffs prometheus.Counter
+	// The series of request, by status-100 and method (GET, HEAD, PUT,
+	// other), as they are first used.
+	series [500][4]atomic.Pointer[requestSeries]
 }
 
 func newMetrics() *metrics {
@@ -74,14 +78,41 @@ func newMetrics() *metrics {
 
 // request counts a request answered with status after d.
 func (m *metrics) request(method string, status int, d time.Duration) {
-	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+	mi := 3 // a client picks the method: keep the series few
 	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodPut:
-	default:
-		method = "other" // a client picks the method: keep the series few
+	case http.MethodGet:
+		mi = 0
+	case http.MethodHead:
+		mi = 1
+	case http.MethodPut:
+		mi = 2
 	}
-	m.duration.WithLabelValues(strconv.Itoa(status/100)+"xx", method).Observe(d.Seconds())
+	var s *requestSeries
+	if status >= 100 && status < 600 {
+		s = m.series[status-100][mi].Load()
+	}
+	if s == nil {
+		s = &requestSeries{
+			requests: m.requests.WithLabelValues(strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(strconv.Itoa(status/100)+"xx", seriesMethods[mi]),
+		}
+		if status >= 100 && status < 600 {
+			m.series[status-100][mi].Store(s)
+		}
+	}
+	s.requests.Inc()
+	s.duration.Observe(d.Seconds())
 }
+
+// requestSeries are the series that request adds a request to, by status
+// and method: looked up once, not at every request.
+type requestSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// seriesMethods are the method labels of the duration histogram.
+var seriesMethods = [4]string{http.MethodGet, http.MethodHead, http.MethodPut, "other"}
 
 // Notified implements sendfile2.Observer.
 func (m *metrics) Notified(method sendfile2.Method, latency time.Duration, copied bool) {
