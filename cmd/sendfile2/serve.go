@@ -57,12 +57,8 @@ type serveOptions struct {
 	http        httpOptions // httpflags.go
 }
 
-func serveCommand() *cobra.Command {
-	var o serveOptions
-	cmd := &cobra.Command{
-		Use:   "serve [flags] [DIR]",
-		Short: "Serve the files under DIR over HTTP, sending their bodies with sendfile2",
-		Long: `serve is a static file server on net/http whose file bodies go through a
+// serveLong is the help of `sendfile2 serve`.
+const serveLong = `serve is a static file server on net/http whose file bodies go through a
 sendfile2 Sender: each response returns only when the kernel holds no reference
 to the file's pages, so files may be rewritten while they are being served.
 On plain HTTP, a kept-alive HTTP/1.1 GET or HEAD of a file, without body,
@@ -135,8 +131,15 @@ fails to load leaves the one in use.
 On SIGINT or SIGTERM, serve stops accepting connections, waits up to
 --shutdown-timeout for the responses in flight, then resets the connections
 still busy (as --send-timeout does) and closes the Sender, which waits up to
-5s more for the kernel's last notification.`,
-		Args: cobra.MaximumNArgs(1),
+5s more for the kernel's last notification.`
+
+func serveCommand() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve [flags] [DIR]",
+		Short: "Serve the files under DIR over HTTP, sending their bodies with sendfile2",
+		Long:  serveLong,
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.dir = "."
 			if len(args) == 1 {
