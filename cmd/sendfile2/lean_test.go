@@ -388,3 +388,55 @@ func mustGoodGet(t *testing.T, addr string) {
 		t.Fatalf("GET: %q", out)
 	}
 }
+
+// TestLeanShutdownClosesHandedOff: while shutdown waits for a lean download
+// that is slow to end, a connection already handed to net/http is closed once
+// idle, as srv.Shutdown alone would close it, not kept open (answering new
+// requests) until --shutdown-timeout resets it.
+func TestLeanShutdownClosesHandedOff(t *testing.T) {
+	dir := leanDir(t)
+	writeRandom(t, filepath.Join(dir, "huge.bin"), 64<<20)
+	ts := startServe(t, dir, func(o *serveOptions) {
+		o.shutdownTimeout = 5 * time.Second
+		o.sendTimeout = time.Minute
+	})
+	stalled, err := dialSmall(ts.addr)
+	must(t, err)
+	defer stalled.Close()
+	_, err = io.WriteString(stalled, "GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+	must(t, err)
+	if _, err := io.ReadFull(stalled, make([]byte, 12)); err != nil { // "HTTP/1.1 200": the lean conn is sending
+		t.Fatal(err)
+	}
+	handed, err := net.Dial("tcp", ts.addr)
+	must(t, err)
+	defer handed.Close()
+	_, err = io.WriteString(handed, "GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-3\r\n\r\n") // handed off
+	must(t, err)
+	br := bufio.NewReader(handed)
+	resp, err := http.ReadResponse(br, nil)
+	must(t, err)
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("range: %s", resp.Status)
+	}
+	ts.cancel()
+	// Shutdown has begun once the listener refuses connections.
+	for {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			break
+		}
+		c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The handed-off conn takes no new request to keep alive: it is closed,
+	// or answers with "Connection: close". Before, it stayed open and kept
+	// answering until the shutdown timeout.
+	io.WriteString(handed, "GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-3\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err == nil && !resp.Close {
+		t.Errorf("handed-off conn after shutdown began: %s, kept alive", resp.Status)
+	}
+	stalled.Close()
+	must(t, ts.stop())
+}

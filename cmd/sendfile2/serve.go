@@ -386,6 +386,12 @@ func (s *server) shutdown(err error) error {
 	defer cancel()
 	for i, srv := range s.servers {
 		// The lean conns first: they may still hand a request to srv.
+		// While they finish, srv's own conns close once idle and answer
+		// no request after their current one, as in srv.Shutdown: a
+		// lean download that is slow to end must not keep them open.
+		if i == 0 && s.lean != nil {
+			srv.SetKeepAlivesEnabled(false)
+		}
 		leanDone := i != 0 || s.lean == nil || s.lean.shutdown(sctx.Done())
 		serr := srv.Shutdown(sctx)
 		if serr == nil && !leanDone {
