@@ -440,3 +440,32 @@ func TestLeanShutdownClosesHandedOff(t *testing.T) {
 	stalled.Close()
 	must(t, ts.stop())
 }
+
+// TestLeanHandsOffMalformedLine: a line that net/http refuses as soon as it
+// has read it (a header line without a colon, a malformed version in the
+// request line) is handed off as soon as the line is complete, so net/http
+// answers at once, as it does without the lean path, though the header has
+// not ended. Before, the lean path waited for the end of the header, and
+// closed the conn without a word at the read-header timeout.
+func TestLeanHandsOffMalformedLine(t *testing.T) {
+	ts := startServe(t, leanDir(t), func(o *serveOptions) { o.readHeaderTimeout = 10 * time.Minute })
+	for _, req := range []string{
+		"GET /a.txt HTTP/1.1\r\nHost: x\r\nfoo\r\n",
+		"GET /a.txt HTTP/1.1\r\nfoo\r\nHost: x\r\n",
+		"GET /a.txt HTTP/1.1 x\r\nHost: x\r\n",
+	} {
+		t.Run(fmt.Sprintf("%q", req), func(t *testing.T) {
+			c, err := net.Dial("tcp", ts.addr)
+			must(t, err)
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(hangBound))
+			io.WriteString(c, req) // no blank line: the header has not ended
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Errorf("%v; want an error status before the header ends", err)
+			} else if resp.StatusCode < 400 {
+				t.Errorf("%s; want an error status", resp.Status)
+			}
+		})
+	}
+}

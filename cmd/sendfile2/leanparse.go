@@ -47,40 +47,58 @@ const (
 func parseLean(b []byte, refuse leanRefuse, req *leanRequest) int {
 	end := bytes.Index(b, crlfcrlf)
 	if end < 0 {
+		// The lines complete so far are judged now: one that net/http
+		// would refuse is handed off at once, as net/http would answer it
+		// at once, not left waiting for the rest of the header.
 		if !strictLines(b) {
 			return leanHandOff
+		}
+		if last := bytes.LastIndex(b, crlf); last >= 0 {
+			var partial leanRequest
+			if _, ok := parseLines(b[:last+2], refuse, &partial); !ok {
+				return leanHandOff
+			}
 		}
 		return leanMore
 	}
 	*req = leanRequest{size: end + 4}
-	hdr := b[:end+2]
-	eol := bytes.Index(hdr, crlf)
-	if !parseRequestLine(hdr[:eol], req) {
+	hosts, ok := parseLines(b[:end+2], refuse, req)
+	if !ok || hosts != 1 {
 		return leanHandOff
 	}
-	hosts := 0
+	return leanOK
+}
+
+// parseLines parses hdr, the request line and the header lines that follow
+// it, each ending in CRLF, into req. It reports how many Host lines it saw,
+// and false for anything the lean path does not serve.
+func parseLines(hdr []byte, refuse leanRefuse, req *leanRequest) (hosts int, ok bool) {
+	eol := bytes.Index(hdr, crlf)
+	if !parseRequestLine(hdr[:eol], req) {
+		return 0, false
+	}
 	for rest := hdr[eol+2:]; len(rest) > 0; {
 		i := bytes.Index(rest, crlf)
 		line := rest[:i]
 		rest = rest[i+2:]
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 || !token(line[:colon]) {
-			return leanHandOff
+			return 0, false
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
 		if !fieldValue(value) {
-			return leanHandOff
+			return 0, false
 		}
 		switch leanHeader(name, refuse) {
 		case headerRefused:
-			return leanHandOff
+			return 0, false
 		case headerHost:
 			if hosts++; hosts > 1 || !httpguts.ValidHostHeader(string(value)) {
-				return leanHandOff
+				return 0, false
 			}
 		case headerConnection:
 			if !bytes.EqualFold(value, []byte("keep-alive")) {
-				return leanHandOff // close, upgrade, or a list
+				return 0, false // close, upgrade, or a list
 			}
 		case headerUserAgent:
 			if req.userAgent == nil {
@@ -92,10 +110,7 @@ func parseLean(b []byte, refuse leanRefuse, req *leanRequest) int {
 			}
 		}
 	}
-	if hosts != 1 {
-		return leanHandOff
-	}
-	return leanOK
+	return hosts, true
 }
 
 var (
