@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"strconv"
@@ -144,7 +145,10 @@ func (h *fileHandler) resolve(upath string) resolved {
 		}
 		if !strings.HasSuffix(upath, "/") {
 			f.Close()
-			return resolved{redirect: path.Base(upath) + "/"}
+			// "./" and escaping keep it a path of this server: a
+			// directory named "\\host" or "http:host" would otherwise
+			// send a browser to another site.
+			return resolved{redirect: "./" + url.PathEscape(path.Base(upath)) + "/"}
 		}
 	} else if !fi.Mode().IsRegular() {
 		f.Close() // a FIFO, device or socket: never read from

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -467,5 +468,29 @@ func TestLeanHandsOffMalformedLine(t *testing.T) {
 				t.Errorf("%s; want an error status", resp.Status)
 			}
 		})
+	}
+}
+
+// TestRedirectStaysHere: the redirect of a directory without its slash is a
+// path on this server whatever the directory's name, on both paths.
+func TestRedirectStaysHere(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{`\evil.example`, "http:evil.example", "a b"} {
+		must(t, os.Mkdir(filepath.Join(dir, d), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, d, "index.html"), []byte("x"), 0o644))
+	}
+	for _, lean := range []bool{true, false} {
+		ts := startServe(t, dir, func(o *serveOptions) { o.lean = lean })
+		for _, d := range []string{"%5Cevil.example", "http:evil.example", "a%20b"} {
+			out := rawExchange(t, ts.addr, []byte("GET /"+d+" HTTP/1.1\r\nHost: x\r\n\r\n"), false)
+			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out)), nil)
+			must(t, err)
+			base, _ := url.Parse("http://x/" + d)
+			// As a browser reads it: for http, "\\" is "/" (WHATWG URL).
+			loc, err := base.Parse(strings.ReplaceAll(resp.Header.Get("Location"), `\`, "/"))
+			if err != nil || resp.StatusCode != http.StatusMovedPermanently || loc.Host != "x" || loc.EscapedPath() != "/"+d+"/" {
+				t.Errorf("lean %v: GET /%s: %s to %q (%v), want 301 to /%s/ on this host", lean, d, resp.Status, resp.Header.Get("Location"), loc, d)
+			}
+		}
 	}
 }

@@ -387,7 +387,7 @@ func TestServeStatus(t *testing.T) {
 		{"PUT", "/a.txt", 405, "", "Allow: GET, HEAD"},
 		{"DELETE", "/a.txt", 405, "", "Allow: GET, HEAD"},
 		{"GET", "/site/", 200, "<p>index</p>", "Content-Type: text/html; charset=utf-8"},
-		{"GET", "/site", 301, "", "Location: site/"},
+		{"GET", "/site", 301, "", "Location: ./site/"},
 		{"GET", "/empty/", 404, "", ""},
 		{"GET", "/", 404, "", ""},
 	} {
