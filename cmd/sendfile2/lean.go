@@ -13,8 +13,8 @@ import (
 // default, plain HTTP only): it owns each connection from accept, reads its
 // requests into a buffer of its own, and answers those it can answer
 // exactly as net/http and fileHandler would (parseLean: a GET or HEAD of
-// HTTP/1.1, kept alive, with no body, condition, range, coding or
-// credentials) at a fraction of their cost, the file through the Sender
+// HTTP/1.1, kept alive, with no body, range, coding or credentials, and no
+// condition but If-None-Match and If-Modified-Since) at a fraction of their cost, the file through the Sender
 // with its head in the same send. The first request it cannot answer so,
 // it hands, with the bytes it has read, to the http.Server, which keeps the
 // connection for the rest of its life: it arrives through the listener

@@ -166,6 +166,23 @@ var leanRequests = []string{
 	"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-3\r\n\r\n",
 	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
 	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"0-c\"\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: W/\"0-c\"\r\n\r\n",
+	"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\", W/\"0-c\"\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\"\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: abc, \"0-c\"\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: , ,\"0-c\"\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"0-c\"\r\nIf-None-Match: \"y\"\r\n\r\n",
+	"GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT\r\n\r\n",
+	"GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+	"GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Friday, 06-Nov-99 08:49:37 GMT\r\n\r\n",
+	"HEAD /page.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Fri Jan  1 00:00:00 2099\r\n\r\n",
+	"GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: garbage\r\n\r\n",
+	"GET /page.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\"\r\nIf-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT\r\n\r\n",
+	"GET /noext HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
+	"GET /missing HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
+	"GET /sub HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
+	"GET /sub/ HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
 	"PUT /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
 	"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
 	"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
@@ -199,7 +216,7 @@ var leanRequests = []string{
 // leanKeepAlive is how many of leanRequests, first, leave the conn open:
 // they may be pipelined. (A server that closes a conn whose peer sent more
 // than it read resets it, and the peer may lose the last answers.)
-const leanKeepAlive = 32
+const leanKeepAlive = 49
 
 // TestLeanSameAsNetHTTP: for each request, alone and all pipelined on one
 // conn, the lean path answers with the bytes net/http answers with (Date
@@ -278,6 +295,25 @@ func TestLeanServesAndHandsOff(t *testing.T) {
 		get("/a.txt", 200)
 		get("/missing", 404)
 	}
+	// Revalidations stay on the lean path too. (a.txt's time is the
+	// epoch, to which If-Modified-Since does not apply.)
+	for _, tc := range []struct {
+		path, cond string
+		want       int
+	}{
+		{"/page.html", `If-None-Match: "x"`, http.StatusOK},
+		{"/a.txt", `If-None-Match: "0-c"`, http.StatusNotModified},
+		{"/page.html", "If-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT", http.StatusNotModified},
+		{"/a.txt", "If-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT", http.StatusOK},
+	} {
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n", tc.path, tc.cond)
+		resp, err := http.ReadResponse(br, nil)
+		must(t, err)
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != tc.want || resp.Close {
+			t.Fatalf("GET %s, %s: %d (close %v), want %d kept alive", tc.path, tc.cond, resp.StatusCode, resp.Close, tc.want)
+		}
+	}
 	if n := handoffs(); n != 0 {
 		t.Fatalf("%v hand-offs after GETs only, want 0", n)
 	}
@@ -293,8 +329,8 @@ func TestLeanServesAndHandsOff(t *testing.T) {
 	if n := handoffs(); n != 1 {
 		t.Fatalf("%v hand-offs, want 1", n)
 	}
-	if n := strings.Count(ts.log.String(), "msg=request method=GET path=/a.txt status=200 bytes=12 "); n != 51 {
-		t.Errorf("access log: %d lines of GET /a.txt, want 51", n)
+	if n := strings.Count(ts.log.String(), "msg=request method=GET path=/a.txt status=200 bytes=12 "); n != 52 {
+		t.Errorf("access log: %d lines of GET /a.txt, want 52", n)
 	}
 }
 

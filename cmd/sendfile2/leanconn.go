@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"mime"
 	"net/http"
 	"path"
@@ -26,6 +28,7 @@ type leanConn struct {
 	out      []byte       // the response head (and a short body)
 	vals     []byte       // the values of the head's slots
 	sniff    []byte       // 512 bytes, for a file whose name gives no type
+	etag     []byte       // the file's, for If-None-Match
 	sr       io.SectionReader
 }
 
@@ -247,6 +250,13 @@ type headHolder interface {
 // its head in the same send.
 func (lc *leanConn) file(e *requestLog, res resolved) int {
 	defer res.f.Close()
+	if lc.notModified(res.fi) {
+		var vals headValues
+		vals, lc.vals = fileValues(lc.vals[:0], res.fi, "")
+		lc.out = writeHead(lc.out[:0], http.StatusNotModified, lc.l.head.notModified, &vals, -1)
+		e.status = http.StatusNotModified
+		return lc.write()
+	}
 	size := res.fi.Size()
 	lc.sr = *io.NewSectionReader(res.f, 0, size)
 	ctype := mime.TypeByExtension(path.Ext(res.name))
@@ -277,6 +287,75 @@ func (lc *leanConn) file(e *requestLog, res resolved) int {
 		return leanClosed // as net/http closes a response cut short
 	}
 	return leanKeep
+}
+
+// notModified reports whether the request's conditions make the answer a
+// 304, as http.ServeContent's checkPreconditions decides it for a GET or
+// HEAD without If-Match or If-Unmodified-Since (those go to net/http): an
+// If-None-Match that names the file's ETag (weak comparison) or is "*";
+// without If-None-Match, an If-Modified-Since not before the modification
+// time, in whole seconds.
+func (lc *leanConn) notModified(fi fs.FileInfo) bool {
+	if inm := lc.req.ifNoneMatch; inm != nil {
+		lc.etag = appendETag(lc.etag[:0], fi)
+		return etagListMatches(inm, lc.etag)
+	}
+	ims := lc.req.ifModifiedSince
+	mt := fi.ModTime()
+	if ims == nil || mt.IsZero() || mt.Equal(time.Unix(0, 0)) {
+		return false
+	}
+	t, err := http.ParseTime(string(ims))
+	return err == nil && mt.Truncate(time.Second).Compare(t) <= 0
+}
+
+// etagListMatches reports whether an If-None-Match value matches etag as
+// net/http's checkIfNoneMatch reads it: "*", or an entity tag of the
+// comma-separated list that equals etag but for a "W/" on either; its scan
+// stops at the first element that is not an entity tag.
+func etagListMatches(list, etag []byte) bool {
+	for {
+		list = trimOWS(list)
+		switch {
+		case len(list) == 0:
+			return false
+		case list[0] == ',':
+			list = list[1:]
+			continue
+		case list[0] == '*':
+			return true
+		}
+		tag, rest := scanETag(list)
+		if tag == nil {
+			return false
+		}
+		if bytes.Equal(bytes.TrimPrefix(tag, []byte("W/")), bytes.TrimPrefix(etag, []byte("W/"))) {
+			return true
+		}
+		list = rest
+	}
+}
+
+// scanETag splits the entity tag (W/"x" or "x") at the start of s from
+// what follows, as net/http's scanETag does; nil if s starts with none.
+func scanETag(s []byte) (tag, rest []byte) {
+	start := 0
+	if bytes.HasPrefix(s, []byte("W/")) {
+		start = 2
+	}
+	if len(s[start:]) < 2 || s[start] != '"' {
+		return nil, nil
+	}
+	for i := start + 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == 0x21 || c >= 0x23 && c <= 0x7e || c >= 0x80:
+		case c == '"':
+			return s[:i+1], s[i+1:]
+		default:
+			return nil, nil
+		}
+	}
+	return nil, nil
 }
 
 // leanable reports whether the lean path may serve o's file server: plain

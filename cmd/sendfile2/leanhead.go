@@ -16,7 +16,7 @@ import (
 // when net/http adds it, Content-Length. The headers that do not change
 // between requests are laid out once, at start.
 type headTemplate struct {
-	file, fail, moved []headPart
+	file, notModified, fail, moved []headPart
 }
 
 // headPart is a header of a template: a value known at start, written as
@@ -45,7 +45,7 @@ func newHeadTemplate(extras http.Header, vary bool) *headTemplate {
 	if file == nil {
 		file = http.Header{}
 	}
-	fail, moved := file.Clone(), file.Clone()
+	fail, moved, notModified := file.Clone(), file.Clone(), file.Clone()
 	slot := func(h http.Header, name string, s int) { h[name] = []string{string(rune('0' + s))} }
 	// fileHandler.ServeHTTP, precompressed and http.ServeContent.
 	slot(file, "Etag", slotETag)
@@ -57,6 +57,17 @@ func newHeadTemplate(extras http.Header, vary bool) *headTemplate {
 	slot(file, "Last-Modified", slotModified)
 	file.Set("Accept-Ranges", "bytes")
 	slot(file, "Content-Length", slotLength)
+	// A 304 from http.ServeContent: its headers as fileHandler set them,
+	// less those writeNotModified deletes (Last-Modified too: there is an
+	// ETag), before Accept-Ranges is set.
+	slot(notModified, "Etag", slotETag)
+	notModified.Set("X-Content-Type-Options", "nosniff")
+	if vary {
+		notModified.Add("Vary", "Accept-Encoding")
+	}
+	for _, name := range []string{"Content-Type", "Content-Length", "Content-Encoding", "Last-Modified"} {
+		notModified.Del(name)
+	}
 	// http.Error.
 	fail.Del("Content-Length")
 	fail.Set("Content-Type", "text/plain; charset=utf-8")
@@ -86,9 +97,10 @@ func newHeadTemplate(extras http.Header, vary bool) *headTemplate {
 		return parts
 	}
 	return &headTemplate{
-		file:  layout(file, slotted),
-		fail:  layout(fail, nil),
-		moved: layout(moved, slotted),
+		file:        layout(file, slotted),
+		notModified: layout(notModified, slotted),
+		fail:        layout(fail, nil),
+		moved:       layout(moved, slotted),
 	}
 }
 

@@ -7,8 +7,9 @@ import (
 )
 
 // leanRequest is a request that the lean path (lean.go) serves itself: a
-// GET or HEAD of HTTP/1.1, kept alive, with no body, no condition, no range,
-// no coding to negotiate and no credentials. Its byte slices point into the
+// GET or HEAD of HTTP/1.1, kept alive, with no body, no range, no coding to
+// negotiate, no credentials, and no condition but If-None-Match and
+// If-Modified-Since. Its byte slices point into the
 // conn's buffer, valid until the next read.
 type leanRequest struct {
 	head      bool   // HEAD, else GET
@@ -17,6 +18,8 @@ type leanRequest struct {
 	size      int    // of the request line and header, final CRLF included
 	userAgent []byte // the first of each, for the access log
 	referer   []byte
+	// The first of each, as net/http's Header.Get finds it; nil if none.
+	ifNoneMatch, ifModifiedSince []byte
 }
 
 // leanRefuse says which request headers send a request to net/http: those
@@ -107,6 +110,14 @@ func parseLines(hdr []byte, refuse leanRefuse, req *leanRequest) (hosts int, ok 
 		case headerReferer:
 			if req.referer == nil {
 				req.referer = value[:len(value):len(value)]
+			}
+		case headerIfNoneMatch:
+			if req.ifNoneMatch == nil {
+				req.ifNoneMatch = value[:len(value):len(value)]
+			}
+		case headerIfModifiedSince:
+			if req.ifModifiedSince == nil {
+				req.ifModifiedSince = value[:len(value):len(value)]
 			}
 		}
 	}
@@ -270,11 +281,13 @@ const (
 	headerConnection
 	headerUserAgent
 	headerReferer
+	headerIfNoneMatch
+	headerIfModifiedSince
 )
 
 // leanHeader says what the header name is to the lean path. Every header
 // that net/http or fileHandler reads is refused (handed off) or handled
-// here: framing, conditions, ranges, upgrades and, when their features are
+// here: framing, conditions but If-None-Match and If-Modified-Since, ranges, upgrades and, when their features are
 // on, codings and credentials.
 func leanHeader(name []byte, refuse leanRefuse) int {
 	switch len(name) {
@@ -293,6 +306,14 @@ func leanHeader(name []byte, refuse leanRefuse) int {
 		if bytes.EqualFold(name, []byte("referer")) {
 			return headerReferer
 		}
+	case 13:
+		if bytes.EqualFold(name, []byte("if-none-match")) {
+			return headerIfNoneMatch
+		}
+	case 17:
+		if bytes.EqualFold(name, []byte("if-modified-since")) {
+			return headerIfModifiedSince
+		}
 	}
 	for _, r := range refusedHeaders {
 		if bytes.EqualFold(name, r) {
@@ -309,12 +330,11 @@ func leanHeader(name []byte, refuse leanRefuse) int {
 
 // refusedHeaders are the request headers that always send a request to
 // net/http: a body's framing, an expectation, an upgrade (HTTP/2 too), a
-// range, a condition, and what a proxy or HTTP/1.0 client may send to keep
-// a connection.
+// range, a condition that may answer 412 or applies to a range, and what a
+// proxy or HTTP/1.0 client may send to keep a connection.
 var refusedHeaders = [][]byte{
 	[]byte("content-length"), []byte("transfer-encoding"), []byte("expect"),
 	[]byte("upgrade"), []byte("http2-settings"), []byte("te"), []byte("trailer"),
-	[]byte("range"), []byte("if-range"), []byte("if-match"), []byte("if-none-match"),
-	[]byte("if-modified-since"), []byte("if-unmodified-since"),
+	[]byte("range"), []byte("if-range"), []byte("if-match"), []byte("if-unmodified-since"),
 	[]byte("keep-alive"), []byte("proxy-connection"),
 }
