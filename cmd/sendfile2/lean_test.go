@@ -183,6 +183,13 @@ var leanRequests = []string{
 	"GET /missing HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
 	"GET /sub HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
 	"GET /sub/ HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nAccept-Encoding: br\r\n\r\n",
+	"GET /z.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, zstd\r\n\r\n",
+	"GET /z.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=0\r\n\r\n",
+	"GET /z.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=0.5, identity\r\n\r\n",
+	"HEAD /a.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: *\r\n\r\n",
+	"GET /a.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nIf-None-Match: \"0-c\"\r\n\r\n",
 	"PUT /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
 	"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
 	"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
@@ -216,7 +223,7 @@ var leanRequests = []string{
 // leanKeepAlive is how many of leanRequests, first, leave the conn open:
 // they may be pipelined. (A server that closes a conn whose peer sent more
 // than it read resets it, and the peer may lose the last answers.)
-const leanKeepAlive = 49
+const leanKeepAlive = 56
 
 // TestLeanSameAsNetHTTP: for each request, alone and all pipelined on one
 // conn, the lean path answers with the bytes net/http answers with (Date
@@ -527,6 +534,39 @@ func TestRedirectStaysHere(t *testing.T) {
 			if err != nil || resp.StatusCode != http.StatusMovedPermanently || loc.Host != "x" || loc.EscapedPath() != "/"+d+"/" {
 				t.Errorf("lean %v: GET /%s: %s to %q (%v), want 301 to /%s/ on this host", lean, d, resp.Status, resp.Header.Get("Location"), loc, d)
 			}
+		}
+	}
+}
+
+// TestLeanBrowser: with --precompressed (the default), a browser's GET of a
+// file with no encoded form, and its revalidation, stay on the lean path;
+// a GET of a file with one goes to net/http, which sends it.
+func TestLeanBrowser(t *testing.T) {
+	ts := startServe(t, leanDir(t), func(o *serveOptions) { o.http.precompressed = defaultPrecompressed })
+	mc := newClient(t)
+	c, err := net.Dial("tcp", ts.addr)
+	must(t, err)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	const browser = "Host: x\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\nAccept-Language: en\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n"
+	for _, tc := range []struct {
+		req      string
+		status   int
+		encoding string
+		handoffs float64
+	}{
+		{"GET /a.txt HTTP/1.1\r\n" + browser + "\r\n", http.StatusOK, "", 0},
+		{"GET /a.txt HTTP/1.1\r\n" + browser + "If-None-Match: \"0-c\"\r\n\r\n", http.StatusNotModified, "", 0},
+		{"GET /z.js HTTP/1.1\r\n" + browser + "\r\n", http.StatusOK, "gzip", 1},
+	} {
+		io.WriteString(c, tc.req)
+		resp, err := http.ReadResponse(br, nil)
+		must(t, err)
+		io.Copy(io.Discard, resp.Body)
+		got, _ := total(scrape(t, mc, ts.metricsURL), "sendfile2_http_lean_handoffs_total")
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Encoding") != tc.encoding || resp.Header.Get("Vary") != "Accept-Encoding" || got != tc.handoffs {
+			t.Errorf("%q: %s, Content-Encoding %q, Vary %q, %v hand-offs; want %d, %q, Accept-Encoding, %v",
+				tc.req, resp.Status, resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"), got, tc.status, tc.encoding, tc.handoffs)
 		}
 	}
 }

@@ -171,6 +171,9 @@ func (lc *leanConn) respond() int {
 	switch {
 	case res.list != "":
 		return leanHandOff
+	case res.f != nil && lc.encoded(res.name):
+		res.f.Close()
+		return leanHandOff // net/http sends the encoded file, chunked
 	case res.notFound:
 		next = lc.fail(&e, http.StatusNotFound, "404 page not found\n")
 	case res.err != nil:
@@ -287,6 +290,28 @@ func (lc *leanConn) file(e *requestLog, res resolved) int {
 		return leanClosed // as net/http closes a response cut short
 	}
 	return leanKeep
+}
+
+// encoded reports whether --precompressed would answer the request for
+// name with one of its encoded files: one of the codings the request's
+// Accept-Encoding accepts has a file that precompressed would open. A
+// request without Accept-Encoding, or for a file with none, gets the file
+// itself, which the lean path sends as precompressed would (Vary included).
+func (lc *leanConn) encoded(name string) bool {
+	ae := lc.req.acceptEncoding
+	if ae == nil {
+		return false
+	}
+	h := lc.l.files
+	for _, c := range acceptable([]string{string(ae)}, h.codings) {
+		if ef, efi, err := h.open(name + c.ext); err == nil {
+			ef.Close()
+			if efi.Mode().IsRegular() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // notModified reports whether the request's conditions make the answer a

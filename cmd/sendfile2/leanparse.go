@@ -7,8 +7,8 @@ import (
 )
 
 // leanRequest is a request that the lean path (lean.go) serves itself: a
-// GET or HEAD of HTTP/1.1, kept alive, with no body, no range, no coding to
-// negotiate, no credentials, and no condition but If-None-Match and
+// GET or HEAD of HTTP/1.1, kept alive, with no body, no range, no encoded
+// file to send (--precompressed), no credentials, and no condition but If-None-Match and
 // If-Modified-Since. Its byte slices point into the
 // conn's buffer, valid until the next read.
 type leanRequest struct {
@@ -20,12 +20,14 @@ type leanRequest struct {
 	referer   []byte
 	// The first of each, as net/http's Header.Get finds it; nil if none.
 	ifNoneMatch, ifModifiedSince []byte
+	// With --precompressed, the one Accept-Encoding; nil if none.
+	acceptEncoding []byte
 }
 
 // leanRefuse says which request headers send a request to net/http: those
 // that would change the response the lean path gives.
 type leanRefuse struct {
-	acceptEncoding bool // --precompressed is on: net/http negotiates
+	acceptEncoding bool // --precompressed is on: a second Accept-Encoding goes to net/http
 	authorization  bool // --htpasswd is on: net/http checks the credentials
 }
 
@@ -115,6 +117,11 @@ func parseLines(hdr []byte, refuse leanRefuse, req *leanRequest) (hosts int, ok 
 			if req.ifNoneMatch == nil {
 				req.ifNoneMatch = value[:len(value):len(value)]
 			}
+		case headerAcceptEncoding:
+			if req.acceptEncoding != nil {
+				return 0, false // net/http joins the lines: not ours to judge
+			}
+			req.acceptEncoding = value[:len(value):len(value)]
 		case headerIfModifiedSince:
 			if req.ifModifiedSince == nil {
 				req.ifModifiedSince = value[:len(value):len(value)]
@@ -283,6 +290,7 @@ const (
 	headerReferer
 	headerIfNoneMatch
 	headerIfModifiedSince
+	headerAcceptEncoding
 )
 
 // leanHeader says what the header name is to the lean path. Every header
@@ -321,8 +329,9 @@ func leanHeader(name []byte, refuse leanRefuse) int {
 		}
 	}
 	switch {
-	case refuse.acceptEncoding && bytes.EqualFold(name, []byte("accept-encoding")),
-		refuse.authorization && bytes.EqualFold(name, []byte("authorization")):
+	case refuse.acceptEncoding && bytes.EqualFold(name, []byte("accept-encoding")):
+		return headerAcceptEncoding
+	case refuse.authorization && bytes.EqualFold(name, []byte("authorization")):
 		return headerRefused
 	}
 	return headerOther
