@@ -153,10 +153,14 @@ func (l *leanServer) start(c *trackedConn) {
 	go lc.serve()
 }
 
-// handOff passes c, with its unread bytes, to net/http, and reports
+// handOff passes c, with its unread bytes and the limit for the header
+// they begin, to net/http, and reports
 // whether it took it: not once its listener closed (srv.Shutdown).
-func (l *leanServer) handOff(c *trackedConn, pending []byte) bool {
+func (l *leanServer) handOff(c *trackedConn, pending []byte, headerBy time.Time) bool {
 	c.pending = pending
+	if len(pending) > 0 && !headerBy.IsZero() {
+		c.headerBy.Store(headerBy.UnixNano())
+	}
 	// net/http counts it anew (StateNew).
 	l.metrics.conns.Dec()
 	select {

@@ -570,3 +570,25 @@ func TestLeanBrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestLeanHandOffKeepsHeaderLimit: a header begun on the lean path and
+// handed to net/http part-way keeps --read-header-timeout from its start:
+// net/http does not get the whole limit again from the hand-off. The
+// client's pauses only make the header later, so the test cannot pass by
+// a slow machine.
+func TestLeanHandOffKeepsHeaderLimit(t *testing.T) {
+	const limit = time.Second
+	ts := startServe(t, leanDir(t), func(o *serveOptions) { o.readHeaderTimeout = limit })
+	c, err := net.Dial("tcp", ts.addr)
+	must(t, err)
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(hangBound))
+	for _, part := range []string{"GET /a.txt HTTP/1.1\r\n", "Range: bytes=0-1\r\n", "Host: x\r\n\r\n"} {
+		io.WriteString(c, part) // the Range line hands the conn off
+		time.Sleep(limit * 7 / 10)
+	}
+	// The header ended 1.4 s or more after it began: past the limit.
+	if b, err := io.ReadAll(c); len(b) != 0 {
+		t.Errorf("a header past --read-header-timeout: %q, %v; want the conn closed", b, err)
+	}
+}

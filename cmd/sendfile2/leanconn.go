@@ -29,6 +29,7 @@ type leanConn struct {
 	vals     []byte       // the values of the head's slots
 	sniff    []byte       // 512 bytes, for a file whose name gives no type
 	etag     []byte       // the file's, for If-None-Match
+	headerBy time.Time    // the limit set for the header being read, if any
 	sr       io.SectionReader
 }
 
@@ -69,7 +70,7 @@ func (lc *leanConn) serve() {
 		}
 		switch next {
 		case leanHandOff:
-			if !lc.l.handOff(lc.c, lc.buf[lc.r:lc.w]) {
+			if !lc.l.handOff(lc.c, lc.buf[lc.r:lc.w], lc.headerBy) {
 				lc.close()
 			}
 			return
@@ -99,10 +100,12 @@ func (lc *leanConn) close() {
 // header within --read-header-timeout of that.
 func (lc *leanConn) readRequest(first bool) int {
 	l := lc.l
+	lc.headerBy = time.Time{} // none yet for a next request: it may come whole
 	if lc.r == lc.w {
 		lc.r, lc.w = 0, 0
 		if first {
-			lc.c.SetReadDeadline(lc.accepted.Add(l.readHeaderTimeout))
+			lc.headerBy = lc.accepted.Add(l.readHeaderTimeout)
+			lc.c.SetReadDeadline(lc.headerBy)
 		} else {
 			lc.c.SetReadDeadline(time.Now().Add(l.idleTimeout))
 		}
@@ -123,7 +126,8 @@ func (lc *leanConn) readRequest(first bool) int {
 			}
 		}
 		if !timed {
-			lc.c.SetReadDeadline(time.Now().Add(l.readHeaderTimeout))
+			lc.headerBy = time.Now().Add(l.readHeaderTimeout)
+			lc.c.SetReadDeadline(lc.headerBy)
 			timed = true
 		}
 		if lc.w == len(lc.buf) {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -200,6 +201,9 @@ type trackedConn struct {
 	// The bytes the lean path read and handed on with the conn (lean.go):
 	// Read returns them first. Only net/http's reader touches it then.
 	pending []byte
+	// When the lean path's limit for the header in pending ran out, in
+	// Unix nanoseconds; 0 once net/http has set its own (SetReadDeadline).
+	headerBy atomic.Int64
 
 	// Under t.mu.
 	idleAt   *idleEntry // in t.idle while the conn waits for a next request
@@ -344,6 +348,19 @@ func (c *trackedConn) Close() error {
 		t.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// SetReadDeadline sets the conn's read deadline; the first after a hand-off
+// (net/http's for the header it reads first) no later than the lean path's
+// limit for that header, so that a header begun on the lean path gets
+// --read-header-timeout in all, not once more from the hand-off.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	if by := c.headerBy.Swap(0); by != 0 {
+		if limit := time.Unix(0, by); t.IsZero() || t.After(limit) {
+			t = limit
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 // Read returns the pending bytes first, then reads the conn.
