@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -17,8 +18,11 @@ type bufPool struct {
 	mem  []byte
 	size int
 	n    int
-	free chan uint16
 	out  atomic.Int64 // buffers not in the pool
+
+	mu    sync.Mutex
+	free  []uint16     // a stack: the buffer given back last is lent first
+	nfree atomic.Int64 // len(free), read without mu
 }
 
 func newBufPool(loop *uring.Loop, n, size int) (*bufPool, error) {
@@ -34,12 +38,13 @@ func newBufPool(loop *uring.Loop, n, size int) (*bufPool, error) {
 	// and `sendfile2 check` failed). Kernels without THP refuse the advice
 	// (EINVAL), which changes nothing.
 	_ = unix.Madvise(mem, unix.MADV_NOHUGEPAGE)
-	p := &bufPool{mem: mem, size: size, n: n, free: make(chan uint16, n)}
+	p := &bufPool{mem: mem, size: size, n: n, free: make([]uint16, n)}
 	bufs := make([][]byte, n)
 	for i := range bufs {
 		bufs[i] = p.buf(uint16(i))
-		p.free <- uint16(i)
+		p.free[i] = uint16(n - 1 - i)
 	}
+	p.nfree.Store(int64(n))
 	if err := loop.RegisterBuffers(bufs); err != nil {
 		munmap(mem)
 		return nil, err
@@ -60,7 +65,7 @@ func (p *bufPool) share() int { return max(1, min(maxDepth, p.n/4)) }
 // in flight, as many as before there was a share; a second one finds half
 // the pool taken and keeps to its share of 4).
 func (p *bufPool) allows(held int64) bool {
-	return held < int64(p.share()) || held < int64(min(maxDepth, p.n)) && len(p.free) > p.n/2
+	return held < int64(p.share()) || held < int64(min(maxDepth, p.n)) && p.nfree.Load() > int64(p.n/2)
 }
 
 func (p *bufPool) buf(i uint16) []byte {
@@ -68,19 +73,29 @@ func (p *bufPool) buf(i uint16) []byte {
 	return p.mem[off : off+p.size : off+p.size]
 }
 
+// tryGet takes the buffer given back last, the likeliest to be in the CPU's
+// caches still: a send that keeps 8 buffers in flight cycles through the
+// same 8, not through the whole pool.
 func (p *bufPool) tryGet() (uint16, bool) {
-	select {
-	case i := <-p.free:
-		p.out.Add(1)
-		return i, true
-	default:
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := len(p.free)
+	if k == 0 {
 		return 0, false
 	}
+	i := p.free[k-1]
+	p.free = p.free[:k-1]
+	p.nfree.Store(int64(k - 1))
+	p.out.Add(1)
+	return i, true
 }
 
 func (p *bufPool) put(i uint16) {
+	p.mu.Lock()
 	p.out.Add(-1)
-	p.free <- i
+	p.free = append(p.free, i)
+	p.nfree.Store(int64(len(p.free)))
+	p.mu.Unlock()
 }
 
 // release unmaps the buffers. The ring must be closed (which unregisters
