@@ -125,7 +125,7 @@ func TestParseMeminfo(t *testing.T) {
 			t.Errorf("%s: %d, %v; want %d, ok %v", tc.field, got, err, tc.want, tc.ok)
 		}
 	}
-	for _, bad := range []string{"Cached: -4 kB\n", "Cached: 12 MB\n", "Cached: x kB\n", "Cached:\n", "Cached: 99999999999999999999 kB\n"} {
+	for _, bad := range []string{"Cached: -4 kB\n", "Cached: 12 MB\n", "Cached: x kB\n", "Cached:\n", "Cached: 99999999999999999999 kB\n", "Cached:9007199254740992 kB"} {
 		if n, err := bench.ParseMeminfo([]byte(bad), "Cached"); err == nil {
 			t.Errorf("%q: %d, no error", bad, n)
 		}
@@ -146,6 +146,7 @@ func FuzzParseMeminfo(f *testing.F) {
 	f.Add([]byte("Cached: 0 kB"))
 	f.Add([]byte("Cached:\t12\tkB\n"))
 	f.Add([]byte("Cached: 9007199254740993 kB\n"))
+	f.Add([]byte("Cached:9007199254740992 kB")) // 1<<53 KiB: 1<<63 bytes
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n, err := bench.ParseMeminfo(data, "Cached")
 		if err == nil && (n < 0 || n%1024 != 0) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -19,7 +20,7 @@ func parseMeminfo(data []byte, field string) (int64, error) {
 		}
 		num, unit, _ := strings.Cut(strings.TrimSpace(rest), " ")
 		kb, err := strconv.ParseInt(num, 10, 64)
-		if err != nil || kb < 0 || kb > 1<<53 || strings.TrimSpace(unit) != "kB" {
+		if err != nil || kb < 0 || kb > math.MaxInt64>>10 || strings.TrimSpace(unit) != "kB" {
 			return 0, fmt.Errorf("meminfo: %s: bad value %q", field, strings.TrimSpace(rest))
 		}
 		return kb << 10, nil
