@@ -33,6 +33,11 @@ import (
 // One more, for a moment: os.Root opens the directories of a path in turn,
 // and the hard-link guard opens the file's directory.
 //
+// A file that a response reads is counted with its connection even when the
+// file cache shares it (opencache.go): a file leaves the cache while a
+// response still reads it. The cache's own files, --open-files at most,
+// are counted apart.
+//
 // A connection carries streams requests at once: 1 for HTTP/1.1,
 // h2MaxStreams for HTTP/2 (with --tls-cert). Each holds what a request
 // holds beside the socket; the socket is counted once.
@@ -91,13 +96,13 @@ func fitConns(o serveOptions, log *slog.Logger) int {
 	}
 	per := fdsPerConn(o.method, o.upload, streamsPerConn(o))
 	open := openDescriptors()
-	avail := int64(min(lim.Cur, 1<<40)) - int64(open) - fdReserve - metricsMaxConns
+	avail := int64(min(lim.Cur, 1<<40)) - int64(open) - fdReserve - metricsMaxConns - int64(o.openFiles)
 	n := int(max(avail/int64(per), 1))
 	if n >= o.maxConns {
 		return o.maxConns
 	}
 	log.Info("--max-conns lowered to fit RLIMIT_NOFILE", "max_conns", n, "asked", o.maxConns,
-		"nofile", lim.Cur, "open", open, "per_conn", per, "reserve", fdReserve+metricsMaxConns)
+		"nofile", lim.Cur, "open", open, "per_conn", per, "reserve", fdReserve+metricsMaxConns, "open_files", o.openFiles)
 	return n
 }
 

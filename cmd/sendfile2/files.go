@@ -36,6 +36,7 @@ type fileHandler struct {
 	browse         bool       // list a directory without index.html (browse.go)
 	codings        []coding   // of the precompressed files to look for (precompressed.go)
 	guard          *linkGuard // the hard-link check (hardlink.go)
+	cache          *fileCache // the files open proved, kept open (opencache.go); nil: none
 }
 
 func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -71,8 +72,8 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		redirect(w, r, res.redirect)
 		return
 	}
-	f, fi, name := res.f, res.fi, res.name
-	defer f.Close()
+	defer res.f.Close()
+	f, fi, name := res.f.File, res.fi, res.name
 	hdr := w.Header()
 	hdr.Set("ETag", etag(fi))
 	if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
@@ -81,7 +82,7 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	if ef, efi, ew := h.precompressed(w, r, name, f); ef != nil {
 		defer ef.Close()
-		f, fi, w = ef, efi, ew
+		f, fi, w = ef.File, efi, ew
 	}
 	if rng := r.Header.Get("Range"); rng != "" {
 		if rng = fixRange(rng, fi.Size()); rng == "" {
@@ -103,7 +104,7 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // resolved is what a GET or HEAD of a path resolves to: a regular file,
 // open, or the answer that replaces it. Exactly one of its cases is set.
 type resolved struct {
-	f        *os.File // the file to serve, with its FileInfo and name in the root
+	f        *openFile // the file to serve, with its FileInfo and name in the root
 	fi       fs.FileInfo
 	name     string
 	notFound bool   // 404, as http.NotFound answers it
@@ -175,11 +176,19 @@ var (
 // itself is (fstat) decides, so that a rename between the look and the open
 // changes nothing; should a FIFO take the file's place there, O_NONBLOCK
 // keeps the open from waiting (it changes nothing for regular files).
-func (h *fileHandler) open(name string) (*os.File, fs.FileInfo, error) {
+// A regular file that the cache holds for name, and that the look shows
+// unchanged, is taken from it instead (fileCache); a regular file opened
+// and proved is put in it.
+func (h *fileHandler) open(name string) (*openFile, fs.FileInfo, error) {
 	if fi, err := h.root.Stat(name); err != nil {
+		h.cache.forget(name) // gone: close it now
 		return nil, nil, err
 	} else if !fi.Mode().IsRegular() && !fi.IsDir() {
 		return nil, nil, fmt.Errorf("%s (%v): %w", name, fi.Mode().Type(), errNotServed)
+	} else if fi.Mode().IsRegular() {
+		if f := h.cache.get(name, fi, h.allowHardlinks); f != nil {
+			return f, fi, nil
+		}
 	}
 	f, err := h.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
@@ -197,7 +206,7 @@ func (h *fileHandler) open(name string) (*os.File, fs.FileInfo, error) {
 		f.Close()
 		return nil, nil, err
 	}
-	return f, fi, nil
+	return h.cache.put(name, f, fi), fi, nil
 }
 
 // fixRange returns the Range header value that ServeContent should see for a

@@ -265,7 +265,7 @@ func (lc *leanConn) file(e *requestLog, res resolved) int {
 		return lc.write()
 	}
 	size := res.fi.Size()
-	lc.sr = *io.NewSectionReader(res.f, 0, size)
+	lc.sr = *io.NewSectionReader(res.f.File, 0, size)
 	ctype := mime.TypeByExtension(path.Ext(res.name))
 	if ctype == "" { // sniffed, as http.ServeContent does
 		if lc.sniff == nil {

@@ -76,6 +76,23 @@ func newMetrics() *metrics {
 	return m
 }
 
+// watchCache exports the file cache's lookups, when there is a cache.
+func (m *metrics) watchCache(c *fileCache) {
+	if c == nil {
+		return
+	}
+	for _, r := range []struct {
+		result string
+		n      *atomic.Uint64
+	}{{"hit", &c.hits}, {"miss", &c.misses}} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "sendfile2_http_open_file_lookups_total",
+			Help:        "Looks for a regular file by name (a request's, or its precompressed forms'), by result: hit (the file kept open for the name was still what the name leads to, and served) or miss (opened and checked).",
+			ConstLabels: prometheus.Labels{"result": r.result},
+		}, func() float64 { return float64(r.n.Load()) }))
+	}
+}
+
 // request counts a request answered with status after d.
 func (m *metrics) request(method string, status int, d time.Duration) {
 	mi := 3 // a client picks the method: keep the series few

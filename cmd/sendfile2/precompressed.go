@@ -83,7 +83,7 @@ func acceptable(values []string, offered []coding) []coding {
 // ranges of an encoded file gets all of it (RFC 9110 section 14.2 allows
 // it): the Content-Encoding of a multipart/byteranges response would claim
 // that the multipart body is encoded.
-func (h *fileHandler) precompressed(w http.ResponseWriter, r *http.Request, name string, f *os.File) (*os.File, fs.FileInfo, http.ResponseWriter) {
+func (h *fileHandler) precompressed(w http.ResponseWriter, r *http.Request, name string, f *os.File) (*openFile, fs.FileInfo, http.ResponseWriter) {
 	if len(h.codings) == 0 {
 		return nil, nil, nil
 	}

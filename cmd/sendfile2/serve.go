@@ -47,6 +47,7 @@ type serveOptions struct {
 	upload          bool
 	maxUpload       int64
 	allowHardlinks  bool
+	openFiles       int // files kept open between requests (opencache.go)
 	// 0: readHeaderTimeout, idleTimeout.
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
@@ -172,6 +173,7 @@ func serveCommand() *cobra.Command {
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long to wait for responses and uploads in flight before closing their connections")
 	f.BoolVar(&o.upload, "upload", false, "accept PUT: store the request body at the path, atomically")
 	sizeVar(f, &o.maxUpload, "max-upload", 1<<30, 0, math.MaxInt64, "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
+	countVar(f, &o.openFiles, "open-files", defaultOpenFiles, 0, "files kept open between requests for their name, each checked again with a stat(2) per request (0: none)")
 	f.BoolVar(&o.allowHardlinks, "allow-hardlinks", false, "serve regular files that have more than one hard link (by default 403: a hard link in DIR can name a file outside it)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", readHeaderTimeout, "how long a client may take to send a request's header; the connection is closed after it")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")
@@ -301,13 +303,15 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	m.watch(sender)
+	cache := newFileCache(o.openFiles, fileCacheIdle)
+	m.watchCache(cache)
 	if o.upload {
 		removeStaleUploads(root, time.Now().Add(-staleAge(o.bodyTimeout)), log)
 	}
 	return &server{
 		o: o, log: log, dir: dir, root: root, metrics: m, sender: sender,
 		files: &fileHandler{root: root, upload: o.upload, maxUpload: int64(o.maxUpload), allowHardlinks: o.allowHardlinks,
-			sender: sender, uploads: newUploadGroup(), guard: newLinkGuard(root, log),
+			sender: sender, uploads: newUploadGroup(), guard: newLinkGuard(root, log), cache: cache,
 			browse: o.http.browse, codings: mustCodings(o.http.precompressed)},
 		http:     hf,
 		conns:    newConnTracker(log, m.limitCloses, o.sendTimeout, o.bodyTimeout),
@@ -471,6 +475,7 @@ func (s *server) close() {
 	s.http.stop()
 	s.files.uploads.cancel(errors.New("serve returned"))
 	s.conns.close()
+	s.files.cache.close()
 	s.files.guard.close()
 	s.root.Close()
 }

@@ -73,6 +73,7 @@ func defaultServeOptions(dir string) serveOptions {
 		shutdownTimeout: 30 * time.Second,
 		maxUpload:       1 << 30, // --max-upload's default
 		lean:            true,    // --lean's default
+		openFiles:       defaultOpenFiles,
 	}
 }
 
