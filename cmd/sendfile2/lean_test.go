@@ -592,3 +592,4 @@ func TestLeanHandOffKeepsHeaderLimit(t *testing.T) {
 		t.Errorf("a header past --read-header-timeout: %q, %v; want the conn closed", b, err)
 	}
 }
+

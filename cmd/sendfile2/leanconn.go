@@ -28,7 +28,7 @@ type leanConn struct {
 	out      []byte       // the response head (and a short body)
 	vals     []byte       // the values of the head's slots
 	sniff    []byte       // 512 bytes, for a file whose name gives no type
-	etag     []byte       // the file's, for If-None-Match
+	etag     []byte       // the file's
 	headerBy time.Time    // the limit set for the header being read, if any
 	sr       io.SectionReader
 }
@@ -257,9 +257,10 @@ type headHolder interface {
 // its head in the same send.
 func (lc *leanConn) file(e *requestLog, res resolved) int {
 	defer res.f.Close()
+	lc.etag = appendETag(lc.etag[:0], res.fi)
 	if lc.notModified(res.fi) {
-		var vals headValues
-		vals, lc.vals = fileValues(lc.vals[:0], res.fi, "")
+		var vals headValues // a 304 has the ETag alone
+		vals[slotETag] = lc.etag
 		lc.out = writeHead(lc.out[:0], http.StatusNotModified, lc.l.head.notModified, &vals, -1)
 		e.status = http.StatusNotModified
 		return lc.write()
@@ -276,7 +277,7 @@ func (lc *leanConn) file(e *requestLog, res resolved) int {
 		lc.sr.Seek(0, io.SeekStart)
 	}
 	var vals headValues
-	vals, lc.vals = fileValues(lc.vals[:0], res.fi, ctype)
+	vals, lc.vals = fileValues(lc.vals[:0], lc.etag, res.fi, ctype)
 	lc.out = writeHead(lc.out[:0], http.StatusOK, lc.l.head.file, &vals, -1)
 	e.status, e.announced = http.StatusOK, size
 	if lc.req.head || size == 0 {
@@ -323,10 +324,9 @@ func (lc *leanConn) encoded(name string) bool {
 // HEAD without If-Match or If-Unmodified-Since (those go to net/http): an
 // If-None-Match that names the file's ETag (weak comparison) or is "*";
 // without If-None-Match, an If-Modified-Since not before the modification
-// time, in whole seconds.
+// time, in whole seconds. lc.etag is fi's ETag.
 func (lc *leanConn) notModified(fi fs.FileInfo) bool {
 	if inm := lc.req.ifNoneMatch; inm != nil {
-		lc.etag = appendETag(lc.etag[:0], fi)
 		return etagListMatches(inm, lc.etag)
 	}
 	ims := lc.req.ifModifiedSince

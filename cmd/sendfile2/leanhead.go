@@ -137,15 +137,13 @@ func writeHead(b []byte, code int, parts []headPart, vals *headValues, length in
 }
 
 // fileValues fills the slots of a file's 200 into buf, and returns them
-// with buf's new length: ETag and Last-Modified as fileHandler and
-// http.ServeContent set them, ctype as found, the size.
-func fileValues(buf []byte, fi fs.FileInfo, ctype string) (headValues, []byte) {
+// with buf's new length: etag (fi's, appendETag), Last-Modified as
+// fileHandler and http.ServeContent set it, ctype as found, the size.
+func fileValues(buf, etag []byte, fi fs.FileInfo, ctype string) (headValues, []byte) {
 	var v headValues
 	mark := func(s int, from int) { v[s] = buf[from:len(buf):len(buf)] }
+	v[slotETag] = etag
 	n := len(buf)
-	buf = appendETag(buf, fi)
-	mark(slotETag, n)
-	n = len(buf)
 	buf = append(buf, ctype...)
 	mark(slotType, n)
 	if mt := fi.ModTime(); !mt.IsZero() && !mt.Equal(time.Unix(0, 0)) {
