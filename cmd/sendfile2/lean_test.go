@@ -593,3 +593,28 @@ func TestLeanHandOffKeepsHeaderLimit(t *testing.T) {
 	}
 }
 
+// TestLeanHeadClosing: once shutdown began, a lean response says
+// Connection: close where net/http puts it, after Date and Content-Length,
+// and a client reads it as the conn's last.
+func TestLeanHeadClosing(t *testing.T) {
+	head := newHeadTemplate(nil, false)
+	var none headValues
+	open := writeHead(nil, http.StatusNotFound, head.fail, &none, 19, false)
+	last := writeHead(nil, http.StatusNotFound, head.fail, &none, 19, true)
+	want := append(bytes.TrimSuffix(open, []byte("\r\n")), "Connection: close\r\n\r\n"...)
+	if !bytes.Equal(last, want) {
+		t.Errorf("closing head:\n%q\nwant\n%q", last, want)
+	}
+	for _, h := range []struct {
+		b     []byte
+		close bool
+	}{{open, false}, {last, true}} {
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(append(h.b, "404 page not found\n"...))), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Close != h.close {
+			t.Errorf("%q: Close %v, want %v", h.b, resp.Close, h.close)
+		}
+	}
+}

@@ -29,6 +29,7 @@ type leanConn struct {
 	vals     []byte       // the values of the head's slots
 	sniff    []byte       // 512 bytes, for a file whose name gives no type
 	etag     []byte       // the file's
+	closing  bool         // the response says Connection: close (shutdown began)
 	headerBy time.Time    // the limit set for the header being read, if any
 	sr       io.SectionReader
 }
@@ -169,6 +170,9 @@ func (lc *leanConn) respond() int {
 	if lc.req.head {
 		e.method = http.MethodHead
 	}
+	// Once shutdown began, the response is the conn's last, and says so,
+	// as net/http's does with keep-alives disabled.
+	lc.closing = l.shutting.Load()
 	upath := decodePath(lc.req.path)
 	res := l.files.resolve(upath)
 	var next int
@@ -199,7 +203,7 @@ func (lc *leanConn) respond() int {
 // fail answers as http.Error(code, body) does.
 func (lc *leanConn) fail(e *requestLog, code int, body string) int {
 	var none headValues
-	lc.out = writeHead(lc.out[:0], code, lc.l.head.fail, &none, int64(len(body)))
+	lc.out = writeHead(lc.out[:0], code, lc.l.head.fail, &none, int64(len(body)), lc.closing)
 	if !lc.req.head {
 		lc.out = append(lc.out, body...)
 	}
@@ -220,7 +224,7 @@ func (lc *leanConn) moved(e *requestLog, target string) int {
 	if lc.req.head {
 		length = -1
 	}
-	lc.out = writeHead(lc.out[:0], http.StatusMovedPermanently, lc.l.head.moved, &vals, length)
+	lc.out = writeHead(lc.out[:0], http.StatusMovedPermanently, lc.l.head.moved, &vals, length, lc.closing)
 	e.status = http.StatusMovedPermanently
 	return lc.write()
 }
@@ -261,7 +265,7 @@ func (lc *leanConn) file(e *requestLog, res resolved) int {
 	if lc.notModified(res.fi) {
 		var vals headValues // a 304 has the ETag alone
 		vals[slotETag] = lc.etag
-		lc.out = writeHead(lc.out[:0], http.StatusNotModified, lc.l.head.notModified, &vals, -1)
+		lc.out = writeHead(lc.out[:0], http.StatusNotModified, lc.l.head.notModified, &vals, -1, lc.closing)
 		e.status = http.StatusNotModified
 		return lc.write()
 	}
@@ -278,7 +282,7 @@ func (lc *leanConn) file(e *requestLog, res resolved) int {
 	}
 	var vals headValues
 	vals, lc.vals = fileValues(lc.vals[:0], lc.etag, res.fi, ctype)
-	lc.out = writeHead(lc.out[:0], http.StatusOK, lc.l.head.file, &vals, -1)
+	lc.out = writeHead(lc.out[:0], http.StatusOK, lc.l.head.file, &vals, -1, lc.closing)
 	e.status, e.announced = http.StatusOK, size
 	if lc.req.head || size == 0 {
 		return lc.write()

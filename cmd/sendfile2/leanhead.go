@@ -108,8 +108,9 @@ func newHeadTemplate(extras http.Header, vary bool) *headTemplate {
 type headValues [slots][]byte
 
 // write appends to b the status line of code, the parts with vals, Date
-// and, if length >= 0, a Content-Length that net/http adds.
-func writeHead(b []byte, code int, parts []headPart, vals *headValues, length int64) []byte {
+// and, if length >= 0, a Content-Length that net/http adds, and with
+// closing the Connection: close that net/http adds once it shuts down.
+func writeHead(b []byte, code int, parts []headPart, vals *headValues, length int64, closing bool) []byte {
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, ' ')
@@ -132,6 +133,9 @@ func writeHead(b []byte, code int, parts []headPart, vals *headValues, length in
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, length, 10)
 		b = append(b, "\r\n"...)
+	}
+	if closing {
+		b = append(b, "Connection: close\r\n"...)
 	}
 	return append(b, "\r\n"...)
 }
