@@ -19,8 +19,9 @@
 #                     a buffer reused only after its notification; "single"
 #                     is one Send of 64 KiB at a time, "pipe" the uring
 #                     engine's design for one large Send (8 buffers, memcpy in,
-#                     linked chains); "pipe" once more on a ring set up
-#                     without flags, as sendfile2's is.
+#                     linked chains), with buffers of 64 KiB and of 256 KiB
+#                     (sendfile2's default); "pipe" once more on a ring set
+#                     up without flags, as sendfile2's is.
 #   sendfile2         scripts/compare-liburing/sender: Sender.SendWithHeader
 #                     of memory, one Send after another (what `sendfile2 bench
 #                     --source memory` does), with the method named.
@@ -69,6 +70,8 @@ runs=(
 	"C safe pipe: 8 buffers of 64KiB, memcpy in|s pipe 65536 8"
 	"C safe pipe, ring without COOP_TASKRUN and SINGLE_ISSUER|sp pipe 65536 8"
 	"sendfile2 uring: Send of 64MiB, 64KiB buffers|g -method uring -size 64MiB -buffer-size 64KiB"
+	"C safe pipe: 8 buffers of 256KiB, memcpy in|s pipe 262144 8"
+	"sendfile2 uring: Send of 64MiB, 256KiB buffers (the default)|g -method uring -size 64MiB -buffer-size 256KiB"
 	"liburing copy (IORING_OP_SEND), 1 in flight|c -n 1 -z 0 -b 0"
 	"sendfile2 copy: Send of 64KiB|g -method copy -size 64KiB"
 	"sendfile2 bench uring, its own receiver|b --methods uring --send-size 64KiB --buffer-size 64KiB"
@@ -97,6 +100,8 @@ ratio "C safe single / liburing zc" "C safe single: Send of 64KiB" "liburing zc,
 ratio "uring 64 KiB Send / C safe single" "sendfile2 uring: Send of 64KiB" "C safe single: Send of 64KiB"
 ratio "uring Send 64KiB, GOMAXPROCS=1 / C safe single" "sendfile2 uring: Send of 64KiB, GOMAXPROCS=1" "C safe single: Send of 64KiB"
 ratio "uring large Send / C safe pipeline" "sendfile2 uring: Send of 64MiB, 64KiB buffers" "C safe pipe: 8 buffers of 64KiB, memcpy in"
+ratio "uring large Send / C safe pipeline, both 256KiB buffers" "sendfile2 uring: Send of 64MiB, 256KiB buffers (the default)" "C safe pipe: 8 buffers of 256KiB, memcpy in"
+ratio "uring large Send, 256KiB buffers / C safe pipeline, 64KiB" "sendfile2 uring: Send of 64MiB, 256KiB buffers (the default)" "C safe pipe: 8 buffers of 64KiB, memcpy in"
 ratio "C safe pipe, plain ring / C safe pipe" "C safe pipe, ring without COOP_TASKRUN and SINGLE_ISSUER" "C safe pipe: 8 buffers of 64KiB, memcpy in"
 ratio "uring Send 64MiB / liburing zc" "sendfile2 uring: Send of 64MiB, 64KiB buffers" "liburing zc, 1 in flight, no notification wait"
 ratio "copy Send 64KiB / liburing copy" "sendfile2 copy: Send of 64KiB" "liburing copy (IORING_OP_SEND), 1 in flight"
