@@ -39,16 +39,19 @@ func (f *openFile) Close() error {
 // the root, regular, and with one hard link as the guard checks it), by the
 // name they were opened by, so that the next request for that name proves
 // it again with the stat(2) that open makes first anyway, instead of
-// open(2), fstat(2) and the guard's readlink(2) and directory lock: about
-// seven system calls of a small file's fifteen.
+// open(2), fstat(2) and the guard's readlink(2) and directory lock: six
+// of the eleven system calls of a request for a small file directly in DIR
+// (docs/RELIABILITY.md).
 //
 // A cached file is taken for a name only while stat(2) of the name in the
 // root shows the very file (device and inode number), a regular file with
 // one hard link (unless hard links are allowed), and with the status-change
 // time (ctime) it had when it was proved. A link, unlink or rename of the
 // file, a change of its owner or mode, and a write to it all set its ctime
-// (POSIX; Linux 6.13 and later make each such change visible even within a
-// clock tick once the ctime has been read, as the proof read it): after any
+// (POSIX; Linux 6.13 and later make each such change visible on ext4, XFS,
+// btrfs and tmpfs even within a clock tick once the ctime has been read, as
+// the proof read it, but not within the second of a filesystem that keeps
+// whole seconds; docs/RELIABILITY.md says what that leaves): after any
 // of them the name is opened and proved again, as if nothing were cached.
 // So the file served for a name is always the one the name leads to now;
 // its size and times come from that stat, and the guard's promise holds as
