@@ -3,10 +3,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -189,5 +195,102 @@ func TestFileCacheOff(t *testing.T) {
 	m := scrape(t, c, ts.metricsURL)
 	if n, ok := total(m, "sendfile2_http_open_file_lookups_total"); ok {
 		t.Errorf("lookups exported without a cache: %v", n)
+	}
+}
+
+// TestFileCacheLinkRace: the hard-link race of TestHardlinkRace against a
+// name whose own file is served, and kept open, between the attacks. A
+// local user who can write in DIR moves the file aside, links a file from
+// outside DIR in its place, unlinks that link and moves the file back, non-
+// stop, while clients GET it (some with a range, which net/http answers).
+// The guard of fstat alone (the baseline) is raced as without the cache;
+// with the guard no response carries the outside file, though many take
+// the file kept open. Below DIR (the guard's full check), and for a
+// precompressed sibling (NAME.gz, which the lean path probes and net/http
+// serves).
+func TestFileCacheLinkRace(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "www")
+	must(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o755))
+	marker := []byte(secretMarker())
+	outside := filepath.Join(base, "secret.txt")
+	must(t, os.WriteFile(outside, marker, 0o644))
+	own := []byte("the file's own bytes")
+	for _, tc := range []struct {
+		name, target, urlPath, acceptEncoding string
+	}{
+		{"below DIR", "sub/x", "/sub/x", ""},
+		{"precompressed", "y.gz", "/y", "gzip"},
+	} {
+		target := filepath.Join(dir, tc.target)
+		must(t, os.WriteFile(target, own, 0o644))
+		must(t, os.WriteFile(filepath.Join(dir, "y"), own, 0o644))
+		race := func(t *testing.T, d time.Duration, stopAtLeak bool) (requests, hits, leaks int64) {
+			ts := startServe(t, dir, func(o *serveOptions) { o.accessLog = false; o.http.precompressed = "gzip" })
+			ctx, cancel := context.WithTimeout(t.Context(), d)
+			defer cancel()
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					os.Rename(target, target+".aside")
+					os.Link(outside, target)
+					os.Remove(target)
+					os.Rename(target+".aside", target)
+				}
+			})
+			c := newClient(t)
+			c.Transport.(*http.Transport).MaxIdleConnsPerHost = 8
+			for i := range 8 {
+				wg.Go(func() {
+					for ctx.Err() == nil {
+						req, _ := http.NewRequestWithContext(ctx, "GET", ts.url+tc.urlPath, nil)
+						if tc.acceptEncoding != "" {
+							req.Header.Set("Accept-Encoding", tc.acceptEncoding)
+						}
+						if i%2 == 1 {
+							req.Header.Set("Range", "bytes=0-")
+						}
+						resp, err := c.Do(req)
+						if err != nil {
+							if ctx.Err() == nil {
+								t.Errorf("GET %s: %v", tc.urlPath, err)
+								cancel()
+							}
+							return
+						}
+						body, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						atomic.AddInt64(&requests, 1)
+						if bytes.Contains(body, marker) && atomic.AddInt64(&leaks, 1) == 1 && stopAtLeak {
+							cancel()
+						}
+					}
+				})
+			}
+			wg.Wait()
+			m := scrape(t, c, ts.metricsURL)
+			h, _ := total(m, "sendfile2_http_open_file_lookups_total", `result="hit"`)
+			return requests, int64(h), leaks
+		}
+		t.Run(tc.name+", fstat only (baseline)", func(t *testing.T) {
+			nlinkOnly = true
+			defer func() { nlinkOnly = false }()
+			n, _, leaks := race(t, 20*time.Second, true)
+			t.Logf("%d of %d responses carried the file from outside DIR", leaks, n)
+			if leaks == 0 {
+				t.Errorf("the baseline was never raced in %d requests: the test cannot show the guard", n)
+			}
+		})
+		t.Run(tc.name, func(t *testing.T) {
+			n, hits, leaks := race(t, 3*time.Second, false)
+			t.Logf("%d of %d responses carried the file from outside DIR; %d lookups took a kept file", leaks, n, hits)
+			if leaks > 0 {
+				t.Errorf("%d of %d responses carried the file from outside DIR", leaks, n)
+			}
+			if hits == 0 {
+				t.Errorf("no lookup took a kept file in %d requests: the cache was not raced", n)
+			}
+		})
+		must(t, os.Remove(target))
 	}
 }
