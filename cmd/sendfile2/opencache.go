@@ -46,7 +46,7 @@ func (f *openFile) Close() error {
 // A cached file is taken for a name only while stat(2) of the name in the
 // root shows the very file (device and inode number), a regular file with
 // one hard link (unless hard links are allowed), and with the status-change
-// time (ctime) it had when it was proved. A link, unlink or rename of the
+// time (ctime), mode and owner it had when it was proved. A link, unlink or rename of the
 // file, a change of its owner or mode, and a write to it all set its ctime
 // (POSIX; Linux 6.13 and later make each such change visible on ext4, XFS,
 // btrfs and tmpfs even within a clock tick once the ctime has been read, as
@@ -78,10 +78,15 @@ type fileCache struct {
 }
 
 // fileID is what tells a cached file from what its name may lead to later:
-// the file (device and inode number) and its status-change time.
+// the file (device and inode number) and its status-change time; and its
+// mode and owner, which the stat shows anyway, so that a chmod or chown
+// that left the ctime as it was (within a tick, or a second; see
+// fileCache) is seen all the same.
 type fileID struct {
 	dev, ino uint64
 	ctime    int64 // ns since the epoch
+	mode     uint32
+	uid, gid uint32
 }
 
 // defaultOpenFiles is --open-files: the files a small site serves most, at

@@ -13,5 +13,6 @@ func fileIDOf(fi fs.FileInfo) (fileID, bool) {
 	if !ok {
 		return fileID{}, false
 	}
-	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino), ctime: st.Ctim.Nano()}, true
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino), ctime: st.Ctim.Nano(),
+		mode: st.Mode, uid: st.Uid, gid: st.Gid}, true
 }

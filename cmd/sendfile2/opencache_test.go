@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -292,5 +293,59 @@ func TestFileCacheLinkRace(t *testing.T) {
 			}
 		})
 		must(t, os.Remove(target))
+	}
+}
+
+// statAs is fi with its stat_t changed by edit: what a stat(2) would show
+// after a change that left the ctime as it was (a filesystem that keeps
+// whole seconds, a kernel before fine-grained ctimes).
+type statAs struct {
+	os.FileInfo
+	st syscall.Stat_t
+}
+
+func (s statAs) Sys() any { return &s.st }
+
+// TestFileCacheComparesOwnerAndMode: a mode or owner change that left the
+// ctime as the check read it is still seen, in the stat's own fields: the
+// next request opens the file again, and the open decides.
+func TestFileCacheComparesOwnerAndMode(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "f")
+	must(t, os.WriteFile(name, []byte("f"), 0o644))
+	f, err := os.Open(name)
+	must(t, err)
+	fi, err := f.Stat()
+	must(t, err)
+	c := newFileCache(4, time.Hour)
+	defer c.close()
+	c.put("f", f, fi).Close()
+	for _, tc := range []struct {
+		what string
+		edit func(*syscall.Stat_t)
+	}{
+		{"unchanged", func(*syscall.Stat_t) {}},
+		{"mode 0600", func(st *syscall.Stat_t) { st.Mode = st.Mode&^0o777 | 0o600 }},
+		{"another owner", func(st *syscall.Stat_t) { st.Uid++ }},
+		{"another group", func(st *syscall.Stat_t) { st.Gid++ }},
+	} {
+		now, err := os.Stat(name)
+		must(t, err)
+		as := statAs{FileInfo: now, st: *now.Sys().(*syscall.Stat_t)}
+		tc.edit(&as.st)
+		got := c.get("f", as, false)
+		if hit := got != nil; hit != (tc.what == "unchanged") {
+			t.Errorf("%s: hit %v", tc.what, hit)
+		}
+		if got != nil {
+			got.Close()
+		} else if tc.what != "unchanged" {
+			// The miss dropped it: cache it again for the next case.
+			f, err := os.Open(name)
+			must(t, err)
+			fi, err := f.Stat()
+			must(t, err)
+			c.put("f", f, fi).Close()
+		}
 	}
 }
