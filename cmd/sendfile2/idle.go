@@ -1,44 +1,60 @@
 package main
 
 import (
-	"container/list"
 	"net"
 	"time"
 )
 
-// idleList holds the idle keep-alive conns, the longest idle first.
-type idleList struct{ l list.List }
+// idleList holds the idle keep-alive conns, the longest idle first: a list
+// through the conns themselves (idle), so that a conn turning idle at the
+// end of each request allocates nothing.
+type idleList struct{ front, back *trackedConn }
 
-// idleEntry is a conn's place in the idleList.
-type idleEntry struct {
-	e     *list.Element
-	since time.Time
+// idleLink is a conn's place in the idleList; listed says it is in it.
+type idleLink struct {
+	prev, next *trackedConn
+	since      time.Time
+	listed     bool
 }
 
 func (il *idleList) push(c *trackedConn, now time.Time) {
-	if c.idleAt != nil {
+	if c.idle.listed {
 		return
 	}
-	c.idleAt = &idleEntry{since: now}
-	c.idleAt.e = il.l.PushBack(c)
+	c.idle = idleLink{prev: il.back, since: now, listed: true}
+	if il.back != nil {
+		il.back.idle.next = c
+	} else {
+		il.front = c
+	}
+	il.back = c
 }
 
 func (il *idleList) remove(c *trackedConn) {
-	if c.idleAt != nil {
-		il.l.Remove(c.idleAt.e)
-		c.idleAt = nil
+	if !c.idle.listed {
+		return
 	}
+	if c.idle.prev != nil {
+		c.idle.prev.idle.next = c.idle.next
+	} else {
+		il.front = c.idle.next
+	}
+	if c.idle.next != nil {
+		c.idle.next.idle.prev = c.idle.prev
+	} else {
+		il.back = c.idle.prev
+	}
+	c.idle = idleLink{}
 }
 
 // oldest removes the conn idle the longest from the list and returns it,
 // with when it turned idle; nil if none is idle.
 func (il *idleList) oldest() (*trackedConn, time.Time) {
-	e := il.l.Front()
-	if e == nil {
+	c := il.front
+	if c == nil {
 		return nil, time.Time{}
 	}
-	c := e.Value.(*trackedConn)
-	since := c.idleAt.since
+	since := c.idle.since
 	il.remove(c)
 	return c, since
 }

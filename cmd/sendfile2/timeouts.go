@@ -127,7 +127,7 @@ func (t *connTracker) sweep(now time.Time) {
 	t.mu.Lock()
 	busy := make([]*trackedConn, 0, len(t.conns))
 	for c := range t.conns {
-		if c.idleAt == nil && c.busy {
+		if !c.idle.listed && c.busy {
 			busy = append(busy, c)
 		}
 	}
@@ -206,8 +206,8 @@ type trackedConn struct {
 	headerBy atomic.Int64
 
 	// Under t.mu.
-	idleAt   *idleEntry // in t.idle while the conn waits for a next request
-	hijacked bool       // the handler owns the conn: net/http reads no more
+	idle     idleLink // in t.idle while the conn waits for a next request
+	hijacked bool     // the handler owns the conn: net/http reads no more
 
 	mu      sync.Mutex
 	busy    bool                    // between a request's start and the conn turning idle; set under t.mu too
