@@ -30,6 +30,7 @@ type leanConn struct {
 	sniff    []byte       // 512 bytes, for a file whose name gives no type
 	etag     []byte       // the file's
 	closing  bool         // the response says Connection: close (shutdown began)
+	modified httpTime     // the Last-Modified of the last file answered
 	headerBy time.Time    // the limit set for the header being read, if any
 	sr       io.SectionReader
 }
@@ -281,7 +282,7 @@ func (lc *leanConn) file(e *requestLog, res resolved) int {
 		lc.sr.Seek(0, io.SeekStart)
 	}
 	var vals headValues
-	vals, lc.vals = fileValues(lc.vals[:0], lc.etag, res.fi, ctype)
+	vals, lc.vals = fileValues(lc.vals[:0], lc.etag, res.fi, ctype, &lc.modified)
 	lc.out = writeHead(lc.out[:0], http.StatusOK, lc.l.head.file, &vals, -1, lc.closing)
 	e.status, e.announced = http.StatusOK, size
 	if lc.req.head || size == 0 {

@@ -143,7 +143,7 @@ func writeHead(b []byte, code int, parts []headPart, vals *headValues, length in
 // fileValues fills the slots of a file's 200 into buf, and returns them
 // with buf's new length: etag (fi's, appendETag), Last-Modified as
 // fileHandler and http.ServeContent set it, ctype as found, the size.
-func fileValues(buf, etag []byte, fi fs.FileInfo, ctype string) (headValues, []byte) {
+func fileValues(buf, etag []byte, fi fs.FileInfo, ctype string, mod *httpTime) (headValues, []byte) {
 	var v headValues
 	mark := func(s int, from int) { v[s] = buf[from:len(buf):len(buf)] }
 	v[slotETag] = etag
@@ -152,13 +152,28 @@ func fileValues(buf, etag []byte, fi fs.FileInfo, ctype string) (headValues, []b
 	mark(slotType, n)
 	if mt := fi.ModTime(); !mt.IsZero() && !mt.Equal(time.Unix(0, 0)) {
 		n = len(buf)
-		buf = mt.UTC().AppendFormat(buf, http.TimeFormat)
+		buf = mod.append(buf, mt)
 		mark(slotModified, n)
 	}
 	n = len(buf)
 	buf = strconv.AppendInt(buf, fi.Size(), 10)
 	mark(slotLength, n)
 	return v, buf
+}
+
+// httpTime is a time in http.TimeFormat, formatted again only for another
+// second: a conn's requests are often for the same file.
+type httpTime struct {
+	sec  int64
+	text []byte
+}
+
+// append appends t in http.TimeFormat to b.
+func (h *httpTime) append(b []byte, t time.Time) []byte {
+	if sec := t.Unix(); h.text == nil || sec != h.sec {
+		h.sec, h.text = sec, t.UTC().AppendFormat(h.text[:0], http.TimeFormat)
+	}
+	return append(b, h.text...)
 }
 
 // appendDate appends now in http.TimeFormat, formatted once a second.
