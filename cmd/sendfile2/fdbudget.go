@@ -78,14 +78,16 @@ const (
 // fitConns returns o.maxConns, or the most connections whose worst case
 // fits RLIMIT_NOFILE if that is less (and logs it: on a usual limit of
 // 20,000 or 65,536 the default is lowered, which is no fault), so that accept(2) never
-// fails with EMFILE. It raises the soft limit to the hard limit first: Go
-// (1.19+) raises it at start, but to one below the hard limit, and not when
-// the process lowered it since.
-func fitConns(o serveOptions, log *slog.Logger) int {
+// fails with EMFILE; and o.openFiles, or a quarter of the descriptors left
+// beside the reserve if that is less (logged too), for the file cache,
+// whose files it counts apart. It raises the soft limit to the hard limit
+// first: Go (1.19+) raises it at start, but to one below the hard limit,
+// and not when the process lowered it since.
+func fitConns(o serveOptions, log *slog.Logger) (conns, openFiles int) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		log.Warn("RLIMIT_NOFILE unknown: --max-conns kept as it is", "err", err)
-		return o.maxConns
+		log.Warn("RLIMIT_NOFILE unknown: --max-conns and --open-files kept as they are", "err", err)
+		return o.maxConns, o.openFiles
 	}
 	if lim.Cur < lim.Max {
 		raised := lim
@@ -96,14 +98,21 @@ func fitConns(o serveOptions, log *slog.Logger) int {
 	}
 	per := fdsPerConn(o.method, o.upload, streamsPerConn(o))
 	open := openDescriptors()
-	avail := int64(min(lim.Cur, 1<<40)) - int64(open) - fdReserve - metricsMaxConns - int64(o.openFiles)
+	avail := int64(min(lim.Cur, 1<<40)) - int64(open) - fdReserve - metricsMaxConns
+	openFiles = o.openFiles
+	if quarter := int(max(avail/4, 0)); openFiles > quarter {
+		log.Info("--open-files lowered to fit RLIMIT_NOFILE", "open_files", quarter, "asked", o.openFiles,
+			"nofile", lim.Cur, "open", open)
+		openFiles = quarter
+	}
+	avail -= int64(openFiles)
 	n := int(max(avail/int64(per), 1))
 	if n >= o.maxConns {
-		return o.maxConns
+		return o.maxConns, openFiles
 	}
 	log.Info("--max-conns lowered to fit RLIMIT_NOFILE", "max_conns", n, "asked", o.maxConns,
-		"nofile", lim.Cur, "open", open, "per_conn", per, "reserve", fdReserve+metricsMaxConns, "open_files", o.openFiles)
-	return n
+		"nofile", lim.Cur, "open", open, "per_conn", per, "reserve", fdReserve+metricsMaxConns, "open_files", openFiles)
+	return n, openFiles
 }
 
 // openDescriptors counts the process's open descriptors.

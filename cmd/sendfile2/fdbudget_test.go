@@ -121,6 +121,10 @@ func TestFDLimit(t *testing.T) {
 	defer p.stop(t)
 	addr := serving["addr"].(string)
 	stderr, cmd := p.stderr, p.cmd
+	files := p.waitLog(t, "--open-files lowered to fit RLIMIT_NOFILE")
+	if n, asked := files["open_files"].(float64), files["asked"].(float64); n > (nofile-12)/4 || n >= asked {
+		t.Errorf("--open-files %v lowered to %v with RLIMIT_NOFILE %d", asked, n, nofile)
+	}
 	lowered := p.waitLog(t, "--max-conns lowered to fit RLIMIT_NOFILE")
 	maxConns := int(lowered["max_conns"].(float64))
 	t.Logf("--max-conns 10000 lowered to %d (RLIMIT_NOFILE %d, %v open at start, %v per conn)", maxConns, nofile, lowered["open"], lowered["per_conn"])

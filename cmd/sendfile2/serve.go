@@ -173,7 +173,7 @@ func serveCommand() *cobra.Command {
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT or SIGTERM, how long to wait for responses and uploads in flight before closing their connections")
 	f.BoolVar(&o.upload, "upload", false, "accept PUT: store the request body at the path, atomically")
 	sizeVar(f, &o.maxUpload, "max-upload", 1<<30, 0, math.MaxInt64, "largest PUT body accepted (bytes, or with a unit: 1GiB, 500MB)")
-	countVar(f, &o.openFiles, "open-files", defaultOpenFiles, 0, "files kept open between requests for their name, each checked again with a stat(2) per request (0: none)")
+	countVar(f, &o.openFiles, "open-files", defaultOpenFiles, 0, "files kept open between requests for their name, each checked again with a stat(2) per request (lowered to a quarter of the descriptors RLIMIT_NOFILE leaves; 0: none)")
 	f.BoolVar(&o.allowHardlinks, "allow-hardlinks", false, "serve regular files that have more than one hard link (by default 403: a hard link in DIR can name a file outside it)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", readHeaderTimeout, "how long a client may take to send a request's header; the connection is closed after it")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", idleTimeout, "how long a kept-alive connection may wait for its next request before it is closed")
@@ -303,7 +303,8 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	m.watch(sender)
-	cache := newFileCache(o.openFiles, fileCacheIdle)
+	maxConns, openFiles := fitConns(o, log)
+	cache := newFileCache(openFiles, fileCacheIdle)
 	m.watchCache(cache)
 	if o.upload {
 		removeStaleUploads(root, time.Now().Add(-staleAge(o.bodyTimeout)), log)
@@ -315,7 +316,7 @@ func newServer(o serveOptions, log *slog.Logger) (*server, error) {
 			browse: o.http.browse, codings: mustCodings(o.http.precompressed)},
 		http:     hf,
 		conns:    newConnTracker(log, m.limitCloses, o.sendTimeout, o.bodyTimeout),
-		maxConns: fitConns(o, log),
+		maxConns: maxConns,
 		errc:     make(chan error, 2),
 	}, nil
 }
