@@ -45,14 +45,15 @@ func (f *openFile) Close() error {
 //
 // A cached file is taken for a name only while stat(2) of the name in the
 // root shows the very file (device and inode number), a regular file with
-// one hard link (unless hard links are allowed), and with the status-change
-// time (ctime), mode and owner it had when it was proved. A link, unlink or rename of the
-// file, a change of its owner or mode, and a write to it all set its ctime
-// (POSIX; Linux 6.13 and later make each such change visible on ext4, XFS,
-// btrfs and tmpfs even within a clock tick once the ctime has been read, as
-// the proof read it, but not within the second of a filesystem that keeps
-// whole seconds; docs/RELIABILITY.md says what that leaves): after any
-// of them the name is opened and proved again, as if nothing were cached.
+// one hard link (unless hard links are allowed), and with the
+// status-change time (ctime), mode and owner it had when it was proved. A
+// link, unlink or rename of the file, a change of its owner or mode, and a
+// write to it all set its ctime (POSIX; Linux 6.13 and later make each such
+// change visible on ext4, XFS, btrfs and tmpfs even within a clock tick
+// once the ctime has been read, as the proof read it, but not within the
+// second of a filesystem that keeps whole seconds; docs/RELIABILITY.md
+// says what that leaves): after any of them the name is opened and proved
+// again, as if nothing were cached.
 // So the file served for a name is always the one the name leads to now;
 // its size and times come from that stat, and the guard's promise holds as
 // it did for the open that the file was proved by. The descriptor held
