@@ -15,26 +15,17 @@ import (
 func (t *transfer) copy() (int64, error) {
 	sw := t.e.roomWait(t.Sock)
 	defer sw.close()
-	if t.Count < t.e.cfg.Tuning.CopyKeepMin {
+	if t.Count == 0 || t.Count < t.e.cfg.Tuning.CopyKeepMin {
 		return t.copyRead(sw)
 	}
 	var fm *fileMap
 	if t.Off < t.Stat.Size {
-		fm = t.e.maps.acquire(t.File, t.Stat, t.Off, false)
+		fm = t.e.maps.acquire(t.File, t.Stat, t.Off, false, &t.Readable)
 	}
 	if fm == nil && t.Count < t.e.cfg.Tuning.CopyMmapMin {
 		return t.copyRead(sw)
 	}
-	// The header goes first, corked with MSG_MORE.
-	h, err := sendAllFlags(t.Ctx, sw, t.Header, t.more())
-	if err != nil {
-		if fm != nil {
-			t.e.maps.release(fm)
-		}
-		return int64(h), err
-	}
-	n, err := t.copyMapped(sw, fm)
-	return int64(h) + n, err
+	return t.copyMapped(sw, fm)
 }
 
 // copyRead sends the header and the range through a pread(2) buffer; a
@@ -80,12 +71,13 @@ func (t *transfer) copyRead(sw *sockWait) (int64, error) {
 	return sent, nil
 }
 
-// copyMapped sends the range from mappings of the file: the Sender's kept
-// mappings (see fileMaps), starting with fm if it is not nil, else mappings
-// of its own, one per window. It releases fm.
+// copyMapped sends the header and the range from mappings of the file: the
+// Sender's kept mappings (see fileMaps), starting with fm if it is not nil,
+// else mappings of its own, one per window. The header goes in the same
+// sendmsg(2) as the first window. It releases fm.
 func (t *transfer) copyMapped(sw *sockWait, fm *fileMap) (int64, error) {
 	st := t.Stat
-	var sent int64
+	var h, sent int64 // header bytes sent, file bytes sent
 	end := t.Off + t.Count
 	for sent < t.Count {
 		pos := t.Off + sent
@@ -93,10 +85,10 @@ func (t *transfer) copyMapped(sw *sockWait, fm *fileMap) (int64, error) {
 			// Past the size the file had when the send began (a kept
 			// mapping of that version holds pos whenever pos is below it).
 			t.unmap(fm, nil)
-			return sent, shrunk(t.File, end, fmt.Errorf("fstat: end of file at %d", st.Size))
+			return h + sent, shrunk(t.File, end, fmt.Errorf("fstat: end of file at %d", st.Size))
 		}
 		if sent > 0 {
-			fm = t.e.maps.acquire(t.File, st, pos, false)
+			fm = t.e.maps.acquire(t.File, st, pos, false, &t.Readable)
 		}
 		var mem []byte
 		var base int64
@@ -107,24 +99,26 @@ func (t *transfer) copyMapped(sw *sockWait, fm *fileMap) (int64, error) {
 			base = pos &^ int64(os.Getpagesize()-1)
 			var err error
 			if mem, err = mapFile(t.File, base, int(min(end-base, copyWindow))); err != nil {
-				return sent, os.NewSyscallError("mmap", err)
+				return h + sent, os.NewSyscallError("mmap", err)
 			}
 		}
-		m, err := sendAll(t.Ctx, sw, mem[pos-base:])
+		hdr := t.Header[h:]
+		m, err := sendAllVec(t.Ctx, sw, hdr, mem[pos-base:])
 		t.unmap(fm, mem)
 		fm = nil
-		sent += int64(m)
+		h += int64(min(m, len(hdr)))
+		sent += int64(max(0, m-len(hdr)))
 		if err != nil {
 			if errors.Is(err, unix.EFAULT) {
 				// The kernel could not read the mapping: past the end of a file
 				// that shrank. (It fails the copy; no SIGBUS reaches Go.)
 				err = shrunk(t.File, end, err)
 			}
-			return sent, err
+			return h + sent, err
 		}
 	}
 	t.unmap(fm, nil)
-	return sent, nil
+	return h + sent, nil
 }
 
 // unmap gives back a kept mapping fm, or unmaps mem, which copyMapped mapped

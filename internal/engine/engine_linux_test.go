@@ -62,15 +62,17 @@ func TestSendCopying(t *testing.T) {
 	rand.Read(data)
 	hdr := []byte("HTTP/1.1 200 OK\r\n\r\n")
 	for _, tt := range []struct {
-		name string
-		kind engine.Kind
-		tune func(*engine.Tuning)
+		name     string
+		kind     engine.Kind
+		tune     func(*engine.Tuning)
+		readable bool // the Job says the file is readable: no fcntl(2)
 	}{
-		{"copy/pread", engine.Copy, func(tu *engine.Tuning) { tu.CopyKeepMin, tu.CopyMmapMin = 1<<62, 1<<62 }},
-		{"copy/mmap", engine.Copy, nil},
-		{"copy/kept", engine.Copy, func(tu *engine.Tuning) { tu.CopyKeepMin = 0 }},
-		{"sendfile", engine.Sendfile, nil},
-		{"splice", engine.Splice, nil},
+		{"copy/pread", engine.Copy, func(tu *engine.Tuning) { tu.CopyKeepMin, tu.CopyMmapMin = 1<<62, 1<<62 }, false},
+		{"copy/mmap", engine.Copy, nil, false},
+		{"copy/kept", engine.Copy, func(tu *engine.Tuning) { tu.CopyKeepMin = 0 }, false},
+		{"copy/kept/readable", engine.Copy, func(tu *engine.Tuning) { tu.CopyKeepMin = 0 }, true},
+		{"sendfile", engine.Sendfile, nil, false},
+		{"splice", engine.Splice, nil, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := engine.Config{BufferSize: 256 << 10, Buffers: 4, Tuning: engine.DefaultTuning()}
@@ -86,7 +88,7 @@ func TestSendCopying(t *testing.T) {
 				sock, peer := socketpair(t)
 				got := make(chan []byte)
 				go func() { b, _ := io.ReadAll(peer); got <- b }()
-				out := e.Send(engine.Job{Ctx: context.Background(), Kind: tt.kind, Sock: sock, File: int(f.Fd()), Stat: st, Header: hdr, Off: off, Count: count})
+				out := e.Send(engine.Job{Ctx: context.Background(), Kind: tt.kind, Sock: sock, File: int(f.Fd()), Stat: st, Header: hdr, Off: off, Count: count, Readable: tt.readable})
 				unix.Shutdown(sock, unix.SHUT_WR)
 				if out.Err != nil || out.N != int64(len(want)) {
 					t.Fatalf("Send = %d, %v; want %d", out.N, out.Err, len(want))

@@ -156,6 +156,10 @@ type Job struct {
 	Header []byte
 	Off    int64
 	Count  int64
+	// Readable says the caller knows File is open for reading (neither
+	// O_PATH nor O_WRONLY): a kept mapping, made through another
+	// descriptor, may then be read for it without asking fcntl(2).
+	Readable bool
 	// Usage, if set, counts the notifications' reports of every send of the
 	// kind, also those that arrive after a cancelled send returned.
 	Usage *Usage

@@ -89,11 +89,15 @@ type fileMap struct {
 // share a kept mapping: its descriptor is not open for reading (a mapping
 // made through another descriptor must not read it for one that may not),
 // mmap(2) refused it, or the Sender is closed. The caller then reads or maps
-// for itself.
-func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64, first bool) *fileMap {
-	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if err != nil || fl&unix.O_PATH != 0 || fl&unix.O_ACCMODE == unix.O_WRONLY {
-		return nil
+// for itself. *readable says fd is known open for reading; acquire asks
+// fcntl(2) otherwise, and sets it when fd is.
+func (c *fileMaps) acquire(fd int, st *unix.Stat_t, pos int64, first bool, readable *bool) *fileMap {
+	if !*readable {
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_PATH != 0 || fl&unix.O_ACCMODE == unix.O_WRONLY {
+			return nil
+		}
+		*readable = true
 	}
 	key := mapKey{dev: st.Dev, ino: st.Ino, window: pos / copyWindow}
 	version := mapVersion{size: st.Size, ctime: st.Ctim}
@@ -283,10 +287,10 @@ func (w *window) holds(pos int64) bool {
 
 // window returns the window of the file fd that holds pos, up to end (the
 // end of the send's range, within st.Size): the kept mapping, mapped now if
-// it is not yet (acquire with first), or else a mapping of its own of up to
+// it is not yet (acquire with first and readable), or else a mapping of its own of up to
 // copyWindow bytes. put gives it back.
-func (c *fileMaps) window(fd int, st *unix.Stat_t, pos, end int64) (window, error) {
-	if fm := c.acquire(fd, st, pos, true); fm != nil {
+func (c *fileMaps) window(fd int, st *unix.Stat_t, pos, end int64, readable *bool) (window, error) {
+	if fm := c.acquire(fd, st, pos, true, readable); fm != nil {
 		base := fm.key.window * copyWindow
 		return window{fm: fm, mem: fm.mem[:min(int64(len(fm.mem)), end-base)], base: base}, nil
 	}

@@ -339,7 +339,7 @@ func (z *zcSend) next() ([]byte, error) {
 			return nil, nil
 		}
 		z.e.maps.put(&z.win)
-		w, err := z.e.maps.window(z.File, z.Stat, pos, z.Off+z.Count)
+		w, err := z.e.maps.window(z.File, z.Stat, pos, z.Off+z.Count, &z.Readable)
 		if err != nil {
 			return nil, err
 		}

@@ -106,7 +106,7 @@ func (m *mmapSend) mapped() bool {
 		return false
 	}
 	m.e.maps.put(&m.w)
-	m.w, m.err = m.e.maps.window(m.File, m.Stat, off, m.Off+m.Count)
+	m.w, m.err = m.e.maps.window(m.File, m.Stat, off, m.Off+m.Count, &m.Readable)
 	return m.err == nil
 }
 
