@@ -148,7 +148,7 @@ func (p connPolicy) Context(life context.Context) (context.Context, func()) {
 }
 
 func (p connPolicy) Send(ctx context.Context, rc syscall.RawConn, sock *engine.Socket, hdr []byte, src *httpconn.Source) (int64, error) {
-	return p.s.sendChecked(ctx, rc, sock, hdr, src.File, &src.Stat, src.Off, src.Count)
+	return p.s.sendChecked(ctx, rc, sock, hdr, src)
 }
 
 func (p connPolicy) HiddenFile() { p.s.bypass(BypassNoDescriptor) }

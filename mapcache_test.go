@@ -203,6 +203,47 @@ func testKeptMappings(t *testing.T, m sendfile2.Method) {
 		}
 	})
 
+	// The same through a listener's conn, which learns once per file whether
+	// its descriptor may read it: after two readable files, the first one
+	// again, the write-only one must still be refused.
+	t.Run("write-only descriptor through a listener", func(t *testing.T) {
+		s := newSender(t, sendfile2.Config{Method: m})
+		f, data := tempFile(t, size)
+		g, other := tempFile(t, size)
+		w, err := os.OpenFile(f.Name(), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		a, b := wrappedPair(t, s, nil)
+		for i, r := range []struct {
+			f    *os.File
+			want []byte
+		}{{f, data}, {g, other}, {f, data}, {w, nil}} {
+			if _, err := r.f.Seek(0, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			got := readPrefix(b, len(r.want))
+			n, err := a.(io.ReaderFrom).ReadFrom(r.f)
+			if r.want == nil {
+				if err == nil || n != 0 {
+					t.Fatalf("ReadFrom of a write-only descriptor = %d, %v; want 0 and an error", n, err)
+				}
+				break
+			}
+			if err != nil || n != int64(len(r.want)) {
+				t.Fatalf("ReadFrom %d = %d, %v; want %d", i, n, err, len(r.want))
+			}
+			if !bytes.Equal(await(t, got, "the peer's bytes"), r.want) {
+				t.Fatalf("ReadFrom %d: the peer read other bytes", i)
+			}
+		}
+		a.Close()
+		if rest, _ := io.ReadAll(b); len(rest) != 0 {
+			t.Fatalf("the peer got %d bytes of the write-only descriptor's send", len(rest))
+		}
+	})
+
 	t.Run("truncated during a send", func(t *testing.T) {
 		s := newSender(t, sendfile2.Config{Method: m})
 		data := bytes.Repeat([]byte{'F'}, 16<<20)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sendfile2/sendfile2/internal/engine"
+	"github.com/sendfile2/sendfile2/internal/httpconn"
 )
 
 // Send sends count bytes of src, starting at offset, to the connected stream
@@ -87,35 +88,64 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 // conn (see NewListener): it sends on rc's own descriptor, which Control
 // keeps open for the whole send, instead of a duplicate, and skips the checks
 // of the socket that send makes every time. The conn has checked src too (a
-// regular file holding the range, by the fstat(2) st just before), and ctx
-// already ends when the Sender closes (see newConn), so neither is done
-// again.
-func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *engine.Socket, hdr []byte, src syscall.Conn, st *unix.Stat_t, offset, count int64) (int64, error) {
-	method, err := s.enter(sock, src, offset, count)
+// regular file holding the range, by the fstat(2) in src.Stat just before),
+// and ctx already ends when the Sender closes (see newConn), so neither is
+// done again.
+func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *engine.Socket, hdr []byte, src *httpconn.Source) (int64, error) {
+	method, err := s.enter(sock, src.File, src.Off, src.Count)
 	if err != nil {
 		return 0, err
 	}
 	defer s.leave()
-	srcConn, err := src.SyscallConn()
-	if err != nil {
-		return 0, fmt.Errorf("sendfile2: send: src: %w", err)
-	}
-	var n int64
-	cerr := rc.Control(func(sfd uintptr) {
-		sock.FD = int(sfd)
-		err = withFD(srcConn, func(fd int) error {
-			j := engine.Job{Ctx: ctx, Sock: sock.FD, File: fd, Stat: st, Header: hdr, Off: offset, Count: count}
-			var err error
-			n, method, err = s.run(j, method, sock)
-			return err
-		})
-		err = s.count(method, n, err)
-		sock.FD = -1
-	})
+	c := s.checked.Get().(*checkedSend)
+	c.s, c.ctx, c.sock, c.hdr, c.src, c.method = s, ctx, sock, hdr, src, method
+	cerr := rc.Control(c.onSock)
+	n, err := c.n, c.err
+	*c = checkedSend{onSock: c.onSock, onFile: c.onFile}
+	s.checked.Put(c)
 	if err == nil && cerr != nil {
 		err = fmt.Errorf("sendfile2: send: dst: %w", cerr)
 	}
 	return n, err
+}
+
+// checkedSend is what one sendChecked's two nested RawConn.Control calls
+// share. The functions they run are bound once, when the Sender's pool
+// makes it, so that a send allocates nothing for them.
+type checkedSend struct {
+	s      *Sender
+	ctx    context.Context
+	sock   *engine.Socket
+	hdr    []byte
+	src    *httpconn.Source
+	method Method
+	n      int64
+	err    error
+
+	onSock, onFile func(fd uintptr)
+}
+
+func newCheckedSend() any {
+	c := &checkedSend{}
+	c.onSock, c.onFile = c.withSock, c.withFile
+	return c
+}
+
+// withSock runs under the socket's Control: it sends under the file's, which
+// holds a reference on the file's descriptor for the whole send.
+func (c *checkedSend) withSock(sfd uintptr) {
+	c.sock.FD = int(sfd)
+	if cerr := c.src.RawConn.Control(c.onFile); c.err == nil && cerr != nil {
+		c.err = cerr
+	}
+	c.err = c.s.count(c.method, c.n, c.err)
+	c.sock.FD = -1
+}
+
+func (c *checkedSend) withFile(fd uintptr) {
+	src := c.src
+	j := engine.Job{Ctx: c.ctx, Sock: c.sock.FD, File: int(fd), Stat: &src.Stat, Header: c.hdr, Off: src.Off, Count: src.Count, Readable: src.Readable}
+	c.n, c.method, c.err = c.s.run(j, c.method, c.sock)
 }
 
 // withFD runs f with the descriptor of rc. Control holds a reference on it

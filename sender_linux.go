@@ -38,7 +38,8 @@ type Sender struct {
 	inFlight  atomic.Int64
 	fallbacks atomic.Int64
 
-	routes   routes // Auto's adaptivity
+	routes   routes    // Auto's adaptivity
+	checked  sync.Pool // of *checkedSend
 	counters counters
 	bypassed bypassCounts
 }
@@ -73,6 +74,7 @@ func newSender(cfg Config, tune engine.Tuning) (*Sender, error) {
 		return nil, fmt.Errorf("sendfile2: %d buffers: want 1 to 4096", cfg.Buffers)
 	}
 	s := &Sender{cfg: cfg, method: cfg.Method, released: make(chan struct{})}
+	s.checked.New = newCheckedSend
 	ecfg := engine.Config{BufferSize: cfg.BufferSize, Buffers: cfg.Buffers, DontCache: cfg.DontCache, Sync: cfg.Sync, Tuning: tune}
 	if obs := cfg.Observer; obs != nil {
 		ecfg.Notified = func(k engine.Kind, latency time.Duration, copied bool) { obs.Notified(methodOf(k), latency, copied) }

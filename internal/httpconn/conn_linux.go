@@ -92,6 +92,10 @@ type Conn struct {
 	rc   syscall.RawConn
 	sock *engine.Socket
 
+	// Under wsem: the file of the ReadFrom in progress, and what finds it.
+	src   Source
+	probe prober
+
 	wsem chan struct{} // held by Write and ReadFrom: one writer at a time
 
 	// Under wsem: hold makes the next Write keep its bytes in held, to go
@@ -119,18 +123,20 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if c.p == nil {
 		return c.copy(r)
 	}
-	src, ok := SourceOf(r)
-	if !ok {
+	if err := c.lock(); err != nil {
+		return 0, c.opError(err)
+	}
+	src := &c.src
+	if !c.probe.sourceOf(r, src) {
+		c.unlock()
 		if HiddenFile(r) {
 			c.p.HiddenFile()
 		}
 		return c.copy(r)
 	}
 	if src.Count == 0 {
+		c.unlock()
 		return 0, nil
-	}
-	if err := c.lock(); err != nil {
-		return 0, c.opError(err)
 	}
 	c.mu.Lock()
 	ctx := c.wctx
@@ -143,15 +149,16 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	// same send; n counts them too.
 	hdr := c.held
 	c.held = nil
-	n, err := c.send(ctx, hdr, &src)
+	n, err := c.send(ctx, hdr, src)
 	if n == 0 {
 		c.held = hdr // not sent: still ahead of whatever comes next
 	}
-	c.unlock()
 	n = max(0, n-int64(len(hdr)))
 	if n > 0 {
 		src.advance(n)
 	}
+	*src = Source{} // keeps no reader or file of the caller's
+	c.unlock()
 	switch {
 	case err == nil:
 		return n, nil

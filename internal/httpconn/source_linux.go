@@ -2,6 +2,7 @@ package httpconn
 
 import (
 	"io"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -19,84 +20,157 @@ func IsFile(r io.Reader) bool {
 // Source is the file range behind a reader that ReadFrom recognises.
 type Source struct {
 	File       syscall.Conn
-	Stat       unix.Stat_t // the file's fstat(2)
+	RawConn    syscall.RawConn // File's
+	Stat       unix.Stat_t     // the file's fstat(2)
 	Off, Count int64
-	advance    func(n int64) // moves the reader past n bytes sent
+	Readable   bool // File is known open for reading (see engine.Job)
+
+	// What advance moves: the section reader's position, or else the
+	// file's offset; and the limited reader's limit.
+	section *io.SectionReader
+	limited *io.LimitedReader
 }
 
-// SourceOf returns the file range that reading r to EOF would return,
-// and how to move r past it, as (*net.TCPConn).ReadFrom would leave it.
+// advance moves the reader past n bytes sent, as (*net.TCPConn).ReadFrom
+// would leave it.
+func (s *Source) advance(n int64) {
+	switch {
+	case s.section != nil:
+		s.section.Seek(n, io.SeekCurrent)
+	case s.RawConn != nil:
+		seekTo(s.RawConn, s.Off+n)
+	}
+	if s.limited != nil {
+		s.limited.N -= n
+	}
+}
+
+// SourceOf returns the file range that reading r to EOF would return.
 func SourceOf(r io.Reader) (Source, bool) {
+	var p prober
+	var src Source
+	ok := p.sourceOf(r, &src)
+	return src, ok
+}
+
+// prober looks at the files of a conn's sends. What the RawConn.Control it
+// makes needs is in its fields, and the function Control runs is bound once,
+// so that a look allocates nothing; it keeps the RawConn of the last
+// *os.File, which a keep-alive conn often sends again. One goroutine at a
+// time uses it.
+type prober struct {
+	file     *os.File
+	rc       syscall.RawConn // file's
+	readable bool            // file is open for reading (fcntl(2), once)
+	known    bool            // the file looked at last is file
+
+	fstat  func(fd uintptr) // p.look, bound once
+	offset bool             // in: look reads the offset too
+	flags  bool             // in: look asks fcntl(2) whether the file is readable
+	st     unix.Stat_t      // out
+	off    int64            // out
+	ok     bool             // out
+}
+
+// sourceOf sets *src to the file range that reading r to EOF would return,
+// and reports whether r reads one.
+func (p *prober) sourceOf(r io.Reader, src *Source) bool {
+	*src = Source{}
 	limit := int64(1<<63 - 1)
 	lr, _ := r.(*io.LimitedReader)
 	if lr != nil {
 		if lr.N <= 0 {
-			return Source{advance: func(int64) {}}, true
+			return true
 		}
 		limit, r = lr.N, lr.R
 	}
-	var src Source
 	switch v := r.(type) {
 	case *io.SectionReader:
 		// Read returns ReadAt(p, base+pos) up to base+Size.
 		ra, base, _ := v.Outer()
 		f, ok := ra.(syscall.Conn)
 		if !ok || base < 0 {
-			return Source{}, false
+			return false
 		}
 		pos, err := v.Seek(0, io.SeekCurrent)
 		if err != nil {
-			return Source{}, false
+			return false
 		}
-		st, _, ok := regularFile(f, false)
+		rc, ok := p.regularFile(f, false)
 		if !ok {
-			return Source{}, false
+			return false
 		}
 		off := base + pos
-		src = Source{File: f, Stat: st, Off: off, Count: max(0, min(limit, v.Size()-pos, st.Size-off))}
-		src.advance = func(n int64) { v.Seek(n, io.SeekCurrent) }
+		*src = Source{File: f, RawConn: rc, Stat: p.st, Off: off, Count: max(0, min(limit, v.Size()-pos, p.st.Size-off)), section: v}
+		src.Readable = p.known && p.readable
 	case syscall.Conn:
 		// Read returns the bytes from the file's offset, and moves it.
-		st, off, ok := regularFile(v, true)
+		rc, ok := p.regularFile(v, true)
 		if !ok {
-			return Source{}, false
+			return false
 		}
-		src = Source{File: v, Stat: st, Off: off, Count: max(0, min(limit, st.Size-off))}
-		src.advance = func(n int64) { seekTo(v, off+n) }
+		*src = Source{File: v, RawConn: rc, Stat: p.st, Off: p.off, Count: max(0, min(limit, p.st.Size-p.off))}
+		src.Readable = p.known && p.readable
 	default:
-		return Source{}, false
+		return false
 	}
-	if lr != nil {
-		advance := src.advance
-		src.advance = func(n int64) { advance(n); lr.N -= n }
-	}
-	return src, true
+	src.limited = lr
+	return true
 }
 
-// regularFile returns the fstat(2) of the file behind f and, when offset is
-// set, its offset (lseek(2)), if f is a regular file.
-func regularFile(f syscall.Conn, offset bool) (st unix.Stat_t, off int64, ok bool) {
-	rc, err := f.SyscallConn()
+// regularFile returns f's RawConn if f is a regular file, with its fstat(2)
+// in p.st and, when offset is set, its offset (lseek(2)) in p.off.
+func (p *prober) regularFile(f syscall.Conn, offset bool) (syscall.RawConn, bool) {
+	rc, err := p.rawConn(f)
 	if err != nil {
-		return st, 0, false
+		return nil, false
 	}
-	cerr := rc.Control(func(fd uintptr) {
-		if unix.Fstat(int(fd), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if p.fstat == nil {
+		p.fstat = p.look
+	}
+	p.offset, p.ok = offset, false
+	if rc.Control(p.fstat) != nil || !p.ok {
+		return nil, false
+	}
+	return rc, true
+}
+
+// look is what regularFile runs under Control.
+func (p *prober) look(fd uintptr) {
+	if unix.Fstat(int(fd), &p.st) != nil || p.st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return
+	}
+	if p.offset {
+		var err error
+		if p.off, err = unix.Seek(int(fd), 0, io.SeekCurrent); err != nil {
 			return
 		}
-		if offset {
-			if off, err = unix.Seek(int(fd), 0, io.SeekCurrent); err != nil {
-				return
-			}
-		}
-		ok = true
-	})
-	return st, off, ok && cerr == nil
+	}
+	if p.flags {
+		// An open file's access mode never changes.
+		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		p.readable = err == nil && fl&unix.O_PATH == 0 && fl&unix.O_ACCMODE != unix.O_WRONLY
+	}
+	p.ok = true
 }
 
-// seekTo sets the offset of the file behind f.
-func seekTo(f syscall.Conn, off int64) {
-	if rc, err := f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.Seek(int(fd), off, io.SeekStart) })
+// rawConn returns f's RawConn, the one kept if f is the *os.File it is of;
+// p.flags says whether look must ask fcntl(2) for p.readable, and p.known
+// whether f is p.file.
+func (p *prober) rawConn(f syscall.Conn) (syscall.RawConn, error) {
+	of, isFile := f.(*os.File)
+	p.flags, p.known = false, isFile
+	if isFile && of == p.file {
+		return p.rc, nil
 	}
+	rc, err := f.SyscallConn()
+	if err == nil && isFile {
+		p.file, p.rc, p.readable, p.flags = of, rc, false, true
+	}
+	return rc, err
+}
+
+// seekTo sets the offset of the file behind rc.
+func seekTo(rc syscall.RawConn, off int64) {
+	rc.Control(func(fd uintptr) { unix.Seek(int(fd), off, io.SeekStart) })
 }
