@@ -33,6 +33,7 @@ type leanConn struct {
 	modified httpTime     // the Last-Modified of the last file answered
 	headerBy time.Time    // the limit set for the header being read, if any
 	sr       io.SectionReader
+	lb       leanBody // the body, with its stat (see body)
 }
 
 // What a lean conn is doing; shutdown closes it only while it reads.
@@ -294,7 +295,7 @@ func (lc *leanConn) file(e *requestLog, res resolved) int {
 	if _, err := lc.c.Write(lc.out); err != nil {
 		return leanClosed
 	}
-	n, err := lc.c.ReadFrom(&lc.sr)
+	n, err := lc.c.ReadFrom(lc.body(res))
 	e.bytes, e.err = n, err
 	if err != nil || n < size {
 		return leanClosed // as net/http closes a response cut short

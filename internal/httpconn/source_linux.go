@@ -45,6 +45,17 @@ func (s *Source) advance(n int64) {
 	}
 }
 
+// StatedFile reads a range of File, as its SectionReader does, for a caller
+// that has just made File's fstat(2), or a stat(2) of a name that it made
+// sure leads to File's inode, and gives it in Stat: ReadFrom then sends it
+// without a look of its own. serve's lean path, which stats every name before
+// it takes a file it keeps open, sends through it.
+type StatedFile struct {
+	io.SectionReader
+	File *os.File
+	Stat unix.Stat_t
+}
+
 // SourceOf returns the file range that reading r to EOF would return.
 func SourceOf(r io.Reader) (Source, bool) {
 	var p prober
@@ -65,6 +76,7 @@ type prober struct {
 	known    bool            // the file looked at last is file
 
 	fstat  func(fd uintptr) // p.look, bound once
+	stat   bool             // in: look makes the fstat
 	offset bool             // in: look reads the offset too
 	flags  bool             // in: look asks fcntl(2) whether the file is readable
 	st     unix.Stat_t      // out
@@ -85,6 +97,19 @@ func (p *prober) sourceOf(r io.Reader, src *Source) bool {
 		limit, r = lr.N, lr.R
 	}
 	switch v := r.(type) {
+	case *StatedFile:
+		_, base, _ := v.Outer()
+		pos, err := v.Seek(0, io.SeekCurrent)
+		if err != nil || base < 0 || v.Stat.Mode&unix.S_IFMT != unix.S_IFREG {
+			return false
+		}
+		rc, ok := p.regularFile(v.File, false, false)
+		if !ok {
+			return false
+		}
+		off := base + pos
+		*src = Source{File: v.File, RawConn: rc, Stat: v.Stat, Off: off, Count: max(0, min(limit, v.Size()-pos, v.Stat.Size-off)), section: &v.SectionReader}
+		src.Readable = p.readable
 	case *io.SectionReader:
 		// Read returns ReadAt(p, base+pos) up to base+Size.
 		ra, base, _ := v.Outer()
@@ -96,7 +121,7 @@ func (p *prober) sourceOf(r io.Reader, src *Source) bool {
 		if err != nil {
 			return false
 		}
-		rc, ok := p.regularFile(f, false)
+		rc, ok := p.regularFile(f, true, false)
 		if !ok {
 			return false
 		}
@@ -105,7 +130,7 @@ func (p *prober) sourceOf(r io.Reader, src *Source) bool {
 		src.Readable = p.known && p.readable
 	case syscall.Conn:
 		// Read returns the bytes from the file's offset, and moves it.
-		rc, ok := p.regularFile(v, true)
+		rc, ok := p.regularFile(v, true, true)
 		if !ok {
 			return false
 		}
@@ -119,16 +144,21 @@ func (p *prober) sourceOf(r io.Reader, src *Source) bool {
 }
 
 // regularFile returns f's RawConn if f is a regular file, with its fstat(2)
-// in p.st and, when offset is set, its offset (lseek(2)) in p.off.
-func (p *prober) regularFile(f syscall.Conn, offset bool) (syscall.RawConn, bool) {
+// in p.st and, when offset is set, its offset (lseek(2)) in p.off. Without
+// stat, it looks at nothing (the caller knows), but whether f is readable
+// the first time it sees f.
+func (p *prober) regularFile(f syscall.Conn, stat, offset bool) (syscall.RawConn, bool) {
 	rc, err := p.rawConn(f)
 	if err != nil {
 		return nil, false
 	}
+	if !stat && !p.flags {
+		return rc, true
+	}
 	if p.fstat == nil {
 		p.fstat = p.look
 	}
-	p.offset, p.ok = offset, false
+	p.stat, p.offset, p.ok = stat, offset, false
 	if rc.Control(p.fstat) != nil || !p.ok {
 		return nil, false
 	}
@@ -137,7 +167,7 @@ func (p *prober) regularFile(f syscall.Conn, offset bool) (syscall.RawConn, bool
 
 // look is what regularFile runs under Control.
 func (p *prober) look(fd uintptr) {
-	if unix.Fstat(int(fd), &p.st) != nil || p.st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if p.stat && (unix.Fstat(int(fd), &p.st) != nil || p.st.Mode&unix.S_IFMT != unix.S_IFREG) {
 		return
 	}
 	if p.offset {
