@@ -1112,6 +1112,29 @@ func TestListenerNilSender(t *testing.T) {
 	}
 }
 
+// TestListenerReadFromNilFile: a nil *os.File, alone or under a section
+// reader, is not a file to send; ReadFrom fails as reading it fails, also
+// as the first ReadFrom of a conn (whose look at files has kept none yet).
+func TestListenerReadFromNilFile(t *testing.T) {
+	s := newSender(t, sendfile2.Config{})
+	for _, r := range []io.Reader{(*os.File)(nil), io.NewSectionReader((*os.File)(nil), 0, 10)} {
+		a, _ := wrappedPair(t, s, nil)
+		var n int64
+		var err error
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("ReadFrom(%T of a nil *os.File) panicked: %v", r, p)
+				}
+			}()
+			n, err = a.(io.ReaderFrom).ReadFrom(r)
+		}()
+		if err == nil || n != 0 {
+			t.Fatalf("ReadFrom(%T of a nil *os.File) = %d, %v; want 0 and an error", r, n, err)
+		}
+	}
+}
+
 // pipeListener accepts one end of a net.Pipe, which has no descriptor.
 type pipeListener struct{ c net.Conn }
 

@@ -190,7 +190,7 @@ func (p *prober) look(fd uintptr) {
 func (p *prober) rawConn(f syscall.Conn) (syscall.RawConn, error) {
 	of, isFile := f.(*os.File)
 	p.flags, p.known = false, isFile
-	if isFile && of == p.file {
+	if isFile && of != nil && of == p.file {
 		return p.rc, nil
 	}
 	rc, err := f.SyscallConn()
