@@ -205,43 +205,11 @@ func testKeptMappings(t *testing.T, m sendfile2.Method) {
 
 	// The same through a listener's conn, which learns once per file whether
 	// its descriptor may read it: after two readable files, the first one
-	// again, the write-only one must still be refused.
+	// again, the write-only one must still be refused, read from its offset
+	// or under a section reader.
 	t.Run("write-only descriptor through a listener", func(t *testing.T) {
-		s := newSender(t, sendfile2.Config{Method: m})
-		f, data := tempFile(t, size)
-		g, other := tempFile(t, size)
-		w, err := os.OpenFile(f.Name(), os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		a, b := wrappedPair(t, s, nil)
-		for i, r := range []struct {
-			f    *os.File
-			want []byte
-		}{{f, data}, {g, other}, {f, data}, {w, nil}} {
-			if _, err := r.f.Seek(0, io.SeekStart); err != nil {
-				t.Fatal(err)
-			}
-			got := readPrefix(b, len(r.want))
-			n, err := a.(io.ReaderFrom).ReadFrom(r.f)
-			if r.want == nil {
-				if err == nil || n != 0 {
-					t.Fatalf("ReadFrom of a write-only descriptor = %d, %v; want 0 and an error", n, err)
-				}
-				break
-			}
-			if err != nil || n != int64(len(r.want)) {
-				t.Fatalf("ReadFrom %d = %d, %v; want %d", i, n, err, len(r.want))
-			}
-			if !bytes.Equal(await(t, got, "the peer's bytes"), r.want) {
-				t.Fatalf("ReadFrom %d: the peer read other bytes", i)
-			}
-		}
-		a.Close()
-		if rest, _ := io.ReadAll(b); len(rest) != 0 {
-			t.Fatalf("the peer got %d bytes of the write-only descriptor's send", len(rest))
-		}
+		t.Run("offset", func(t *testing.T) { testWriteOnlyThroughListener(t, m, size, false) })
+		t.Run("section", func(t *testing.T) { testWriteOnlyThroughListener(t, m, size, true) })
 	})
 
 	t.Run("truncated during a send", func(t *testing.T) {
@@ -453,4 +421,49 @@ func testKeptMappings(t *testing.T, m sendfile2.Method) {
 			t.Fatalf("after Close, /proc/self/maps still maps the file: %q", got)
 		}
 	})
+}
+
+// testWriteOnlyThroughListener sends readable files, then a write-only
+// descriptor, through one listener's conn, each read from its offset or,
+// with section, under a section reader.
+func testWriteOnlyThroughListener(t *testing.T, m sendfile2.Method, size int, section bool) {
+	s := newSender(t, sendfile2.Config{Method: m})
+	f, data := tempFile(t, size)
+	g, other := tempFile(t, size)
+	w, err := os.OpenFile(f.Name(), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	a, b := wrappedPair(t, s, nil)
+	for i, r := range []struct {
+		f    *os.File
+		want []byte
+	}{{f, data}, {g, other}, {f, data}, {w, nil}} {
+		if _, err := r.f.Seek(0, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		got := readPrefix(b, len(r.want))
+		var rd io.Reader = r.f
+		if section {
+			rd = io.NewSectionReader(r.f, 0, int64(size))
+		}
+		n, err := a.(io.ReaderFrom).ReadFrom(rd)
+		if r.want == nil {
+			if err == nil || n != 0 {
+				t.Fatalf("ReadFrom of a write-only descriptor = %d, %v; want 0 and an error", n, err)
+			}
+			break
+		}
+		if err != nil || n != int64(len(r.want)) {
+			t.Fatalf("ReadFrom %d = %d, %v; want %d", i, n, err, len(r.want))
+		}
+		if !bytes.Equal(await(t, got, "the peer's bytes"), r.want) {
+			t.Fatalf("ReadFrom %d: the peer read other bytes", i)
+		}
+	}
+	a.Close()
+	if rest, _ := io.ReadAll(b); len(rest) != 0 {
+		t.Fatalf("the peer got %d bytes of the write-only descriptor's send", len(rest))
+	}
 }
