@@ -134,15 +134,15 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 		}
 		return c.copy(r)
 	}
-	if src.Count == 0 {
-		c.unlock()
-		return 0, nil
-	}
 	c.mu.Lock()
 	ctx := c.wctx
 	c.mu.Unlock()
-	if ctx.Err() != nil {
+	if empty := src.Count == 0; empty || ctx.Err() != nil {
+		*src = Source{}
 		c.unlock()
+		if empty {
+			return 0, nil
+		}
 		return 0, c.opError(context.Cause(ctx))
 	}
 	// Bytes held from the Write before go out ahead of the file, in the
@@ -157,7 +157,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if n > 0 {
 		src.advance(n)
 	}
-	*src = Source{} // keeps no reader or file of the caller's
+	*src = Source{} // keeps no reader of the caller's (the prober keeps its file)
 	c.unlock()
 	switch {
 	case err == nil:

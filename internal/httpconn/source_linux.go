@@ -58,7 +58,7 @@ type StatedFile struct {
 
 // SourceOf returns the file range that reading r to EOF would return.
 func SourceOf(r io.Reader) (Source, bool) {
-	var p prober
+	p := prober{once: true}
 	var src Source
 	ok := p.sourceOf(r, &src)
 	return src, ok
@@ -73,6 +73,7 @@ type prober struct {
 	file     *os.File
 	rc       syscall.RawConn // file's
 	readable bool            // file is open for reading (fcntl(2), once)
+	once     bool            // for one look (SourceOf): keeps nothing, asks no fcntl(2)
 	known    bool            // the file looked at last is file
 
 	fstat  func(fd uintptr) // p.look, bound once
@@ -189,12 +190,12 @@ func (p *prober) look(fd uintptr) {
 // whether f is p.file.
 func (p *prober) rawConn(f syscall.Conn) (syscall.RawConn, error) {
 	of, isFile := f.(*os.File)
-	p.flags, p.known = false, isFile
+	p.flags, p.known = false, isFile && !p.once
 	if isFile && of != nil && of == p.file {
 		return p.rc, nil
 	}
 	rc, err := f.SyscallConn()
-	if err == nil && isFile {
+	if err == nil && isFile && !p.once {
 		p.file, p.rc, p.readable, p.flags = of, rc, false, true
 	}
 	return rc, err
