@@ -15,7 +15,7 @@ import (
 func (t *transfer) copy() (int64, error) {
 	sw := t.e.roomWait(t.Sock)
 	defer sw.close()
-	if t.Count == 0 || t.Count < t.e.cfg.Tuning.CopyKeepMin {
+	if t.Count < t.e.cfg.Tuning.CopyKeepMin {
 		return t.copyRead(sw)
 	}
 	var fm *fileMap
@@ -25,7 +25,16 @@ func (t *transfer) copy() (int64, error) {
 	if fm == nil && t.Count < t.e.cfg.Tuning.CopyMmapMin {
 		return t.copyRead(sw)
 	}
-	return t.copyMapped(sw, fm)
+	// The header goes first, corked with MSG_MORE.
+	h, err := sendAllFlags(t.Ctx, sw, t.Header, t.more())
+	if err != nil {
+		if fm != nil {
+			t.e.maps.release(fm)
+		}
+		return int64(h), err
+	}
+	n, err := t.copyMapped(sw, fm)
+	return int64(h) + n, err
 }
 
 // copyRead sends the header and the range through a pread(2) buffer; a
@@ -71,13 +80,12 @@ func (t *transfer) copyRead(sw *sockWait) (int64, error) {
 	return sent, nil
 }
 
-// copyMapped sends the header and the range from mappings of the file: the
-// Sender's kept mappings (see fileMaps), starting with fm if it is not nil,
-// else mappings of its own, one per window. The header goes in the same
-// sendmsg(2) as the first window. It releases fm.
+// copyMapped sends the range from mappings of the file: the Sender's kept
+// mappings (see fileMaps), starting with fm if it is not nil, else mappings
+// of its own, one per window. It releases fm.
 func (t *transfer) copyMapped(sw *sockWait, fm *fileMap) (int64, error) {
 	st := t.Stat
-	var h, sent int64 // header bytes sent, file bytes sent
+	var sent int64
 	end := t.Off + t.Count
 	for sent < t.Count {
 		pos := t.Off + sent
@@ -85,7 +93,7 @@ func (t *transfer) copyMapped(sw *sockWait, fm *fileMap) (int64, error) {
 			// Past the size the file had when the send began (a kept
 			// mapping of that version holds pos whenever pos is below it).
 			t.unmap(fm, nil)
-			return h + sent, shrunk(t.File, end, fmt.Errorf("fstat: end of file at %d", st.Size))
+			return sent, shrunk(t.File, end, fmt.Errorf("fstat: end of file at %d", st.Size))
 		}
 		if sent > 0 {
 			fm = t.e.maps.acquire(t.File, st, pos, false, &t.Readable)
@@ -99,26 +107,24 @@ func (t *transfer) copyMapped(sw *sockWait, fm *fileMap) (int64, error) {
 			base = pos &^ int64(os.Getpagesize()-1)
 			var err error
 			if mem, err = mapFile(t.File, base, int(min(end-base, copyWindow))); err != nil {
-				return h + sent, os.NewSyscallError("mmap", err)
+				return sent, os.NewSyscallError("mmap", err)
 			}
 		}
-		hdr := t.Header[h:]
-		m, err := sendAllVec(t.Ctx, sw, hdr, mem[pos-base:])
+		m, err := sendAll(t.Ctx, sw, mem[pos-base:])
 		t.unmap(fm, mem)
 		fm = nil
-		h += int64(min(m, len(hdr)))
-		sent += int64(max(0, m-len(hdr)))
+		sent += int64(m)
 		if err != nil {
 			if errors.Is(err, unix.EFAULT) {
 				// The kernel could not read the mapping: past the end of a file
 				// that shrank. (It fails the copy; no SIGBUS reaches Go.)
 				err = shrunk(t.File, end, err)
 			}
-			return h + sent, err
+			return sent, err
 		}
 	}
 	t.unmap(fm, nil)
-	return h + sent, nil
+	return sent, nil
 }
 
 // unmap gives back a kept mapping fm, or unmaps mem, which copyMapped mapped

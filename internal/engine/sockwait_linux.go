@@ -134,43 +134,6 @@ func sendAllFlags(ctx context.Context, sw *sockWait, p []byte, flags int) (int, 
 	return done, nil
 }
 
-// sendAllVec sends hdr, then p: in one sendmsg(2) while some of hdr is left,
-// then as sendAll does. It returns the bytes of both that were sent.
-func sendAllVec(ctx context.Context, sw *sockWait, hdr, p []byte) (int, error) {
-	done := 0
-	for len(hdr) > 0 {
-		var iov [2]unix.Iovec
-		iov[0].Base = &hdr[0]
-		iov[0].SetLen(len(hdr))
-		msg := unix.Msghdr{Iov: &iov[0]}
-		msg.SetIovlen(1)
-		if len(p) > 0 {
-			iov[1].Base = &p[0]
-			iov[1].SetLen(len(p))
-			msg.SetIovlen(2)
-		}
-		n, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(sw.fd), uintptr(unsafe.Pointer(&msg)), uintptr(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL))
-		switch errno {
-		case 0:
-			done += int(n)
-			if int(n) < len(hdr) {
-				hdr = hdr[n:]
-			} else {
-				p, hdr = p[int(n)-len(hdr):], nil
-			}
-		case unix.EINTR:
-		case unix.EAGAIN:
-			if err := sw.wait(ctx); err != nil {
-				return done, err
-			}
-		default:
-			return done, os.NewSyscallError("sendmsg", errno)
-		}
-	}
-	n, err := sendAll(ctx, sw, p)
-	return done + n, err
-}
-
 // recvDontWait is recv(2) with MSG_DONTWAIT: it never blocks, whether the
 // caller's descriptor is non-blocking or not.
 func recvDontWait(fd int, p []byte) (int, syscall.Errno) {
