@@ -33,6 +33,9 @@ import (
 // One more, for a moment: os.Root opens the directories of a path in turn,
 // and the hard-link guard opens the file's directory.
 //
+// A response with --precompressed holds the encoded file alone: it closes
+// the file it stands for once it has sniffed its type.
+//
 // A file that a response reads is counted with its connection even when the
 // file cache shares it (opencache.go): a file leaves the cache while a
 // response still reads it. The cache's own files, --open-files at most,

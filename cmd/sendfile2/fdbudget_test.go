@@ -43,6 +43,7 @@ func stableDescriptors() int {
 func TestFDsPerConn(t *testing.T) {
 	dir := t.TempDir()
 	writeRandom(t, filepath.Join(dir, "big.bin"), 16<<20)
+	writeRandom(t, filepath.Join(dir, "big.bin.gz"), 16<<20) // what --precompressed serves for it
 	const k = 16
 	for _, m := range []sendfile2.Method{sendfile2.Auto, sendfile2.URing, sendfile2.URingMmap, sendfile2.MsgZC, sendfile2.Copy, sendfile2.Sendfile, sendfile2.Splice} {
 		t.Run(string(m), func(t *testing.T) {
@@ -50,8 +51,10 @@ func TestFDsPerConn(t *testing.T) {
 				o.method = string(m)
 				o.upload = true
 				o.accessLog = false
+				o.http.precompressed = "gzip"
+				o.openFiles = 0 // each request opens its own file: the worst case
 			})
-			measure := func(what string, start func(c net.Conn, i int) error, budget int) {
+			measure := func(what string, start func(c net.Conn, i int) error, budget int) float64 {
 				before := stableDescriptors()
 				var conns []net.Conn
 				for i := range k {
@@ -70,11 +73,21 @@ func TestFDsPerConn(t *testing.T) {
 				if per > float64(budget) {
 					t.Errorf("%s: %.2f descriptors per connection, over the budget of %d", what, per, budget)
 				}
+				return per
 			}
-			measure("stalled downloads", func(c net.Conn, _ int) error {
+			plain := measure("stalled downloads", func(c net.Conn, _ int) error {
 				_, err := io.WriteString(c, "GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n")
 				return err
 			}, fdsPerConn(string(m), false, 1))
+			// The budget counts one file per download: one that sends the
+			// encoded file holds it alone, not the file it stands for too.
+			encoded := measure("stalled downloads of the encoded file", func(c net.Conn, _ int) error {
+				_, err := io.WriteString(c, "GET /big.bin HTTP/1.1\r\nHost: test\r\nAccept-Encoding: gzip\r\n\r\n")
+				return err
+			}, fdsPerConn(string(m), false, 1))
+			if encoded > plain+0.5 {
+				t.Errorf("a download of the encoded file holds %.2f descriptors, one of the file %.2f", encoded, plain)
+			}
 			measure("stalled uploads", func(c net.Conn, i int) error {
 				_, err := fmt.Fprintf(c, "PUT /up-%d HTTP/1.1\r\nHost: test\r\nContent-Length: 8388608\r\n\r\n%1024s", i, "x")
 				return err
@@ -114,6 +127,7 @@ func limitDescriptors() {
 func TestFDLimit(t *testing.T) {
 	dir := t.TempDir()
 	writeRandom(t, filepath.Join(dir, "big.bin"), 16<<20)
+	writeRandom(t, filepath.Join(dir, "big.bin.gz"), 16<<20) // what --precompressed serves for it
 	want := writeRandom(t, filepath.Join(dir, "good.bin"), 4<<20)
 	const nofile = 128
 	p, serving := startServeProcess(t, commandProcess(t, []string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json",

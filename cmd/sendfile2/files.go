@@ -72,7 +72,7 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		redirect(w, r, res.redirect)
 		return
 	}
-	defer res.f.Close()
+	defer func() { res.f.Close() }() // the file sent: res.f, or the encoded one
 	f, fi, name := res.f.File, res.fi, res.name
 	hdr := w.Header()
 	hdr.Set("ETag", etag(fi))
@@ -81,7 +81,10 @@ func (h *fileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} // else ServeContent sniffs the first 512 bytes
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	if ef, efi, ew := h.precompressed(w, r, name, f); ef != nil {
-		defer ef.Close()
+		// The encoded file alone is read from here on: a response holds
+		// one file, as the descriptor budget (fdsPerConn) counts it.
+		res.f.Close()
+		res.f = ef
 		f, fi, w = ef.File, efi, ew
 	}
 	if rng := r.Header.Get("Range"); rng != "" {
