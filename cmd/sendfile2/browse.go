@@ -7,6 +7,7 @@ import (
 	"errors"
 	"html/template"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"path"
@@ -71,6 +72,9 @@ func (h *fileHandler) list(w http.ResponseWriter, r *http.Request, upath, dir st
 		}
 		fi, err := h.root.Stat(path.Join(dir, name)) // follows links, in the root only
 		if err != nil || !fi.IsDir() && (!fi.Mode().IsRegular() || !h.allowHardlinks && links(fi) > 1) {
+			continue
+		}
+		if e.Type()&fs.ModeSymlink != 0 && fi.Mode().IsRegular() && h.leadsToUpload(path.Join(dir, name)) {
 			continue
 		}
 		le := listEntry{Name: name, Href: "./" + url.PathEscape(name), Dir: fi.IsDir(), MTime: fi.ModTime().UTC()}

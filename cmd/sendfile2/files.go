@@ -167,6 +167,11 @@ const invalidRange = "bytes=-"
 var (
 	// errNotServed refuses what is neither a regular file nor a directory.
 	errNotServed = errors.New("neither a regular file nor a directory")
+	// errUploading refuses a name that leads, through a symbolic link, to
+	// the temporary file of an upload in progress: resolve refuses the
+	// temporary file's own name, the guard its other ways in (a 404 either
+	// way).
+	errUploading = errors.New("an upload in progress")
 	// errHardLinked refuses a regular file with more than one hard link.
 	errHardLinked = errors.New("a regular file with more than one hard link (see --allow-hardlinks)")
 )

@@ -155,7 +155,7 @@ func (g *linkGuard) check(f *os.File, fi fs.FileInfo, name string) error {
 	if g.top != nil && !strings.Contains(name, "/") {
 		if noDirLock || lockDir(g.top, false) == nil {
 			if p, err := fdPath(f); err == nil && !strings.HasSuffix(p, " (deleted)") && g.inTop(p, name) {
-				return nil
+				return uploading(p, name)
 			}
 		}
 		// Anything else: the full check, which tells why.
@@ -188,6 +188,31 @@ func (g *linkGuard) check(f *os.File, fi fs.FileInfo, name string) error {
 		return g.removed(f, refuse)
 	case again != p:
 		return refuse("it was renamed after it was opened")
+	}
+	return uploading(p, name)
+}
+
+// leadsToUpload reports whether name, a symbolic link to a regular file,
+// leads to an upload's temporary file, which a GET of it refuses (check):
+// a listing leaves it out, as it leaves out what else a GET would refuse.
+func (h *fileHandler) leadsToUpload(name string) bool {
+	if h.guard == nil || !h.guard.proc {
+		return false // no check, and a GET serves it
+	}
+	f, err := h.root.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	p, err := fdPath(f)
+	return err == nil && uploading(p, name) != nil
+}
+
+// uploading returns an error matching errUploading if p, the path of the
+// file opened for name, is an upload's temporary file.
+func uploading(p, name string) error {
+	if strings.HasPrefix(path.Base(p), tempPrefix) {
+		return fmt.Errorf("%s: %w", name, errUploading)
 	}
 	return nil
 }

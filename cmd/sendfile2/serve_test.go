@@ -1634,9 +1634,33 @@ func TestServeMaxUploadFlag(t *testing.T) {
 func TestServeHidesUploadsInProgress(t *testing.T) {
 	dir := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(dir, tempPrefix+"0123"), []byte("half written"), 0o644))
-	ts := startServe(t, dir, nil)
-	c := newClient(t)
-	if resp, _ := do(t, c, "GET", ts.url+"/"+tempPrefix+"0123"); resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("GET of an upload's temporary file: %d, want 404", resp.StatusCode)
+	// Other ways in: symbolic links to it, from DIR and from below.
+	must(t, os.Symlink(tempPrefix+"0123", filepath.Join(dir, "link")))
+	must(t, os.Mkdir(filepath.Join(dir, "sub"), 0o755))
+	must(t, os.Symlink("../"+tempPrefix+"0123", filepath.Join(dir, "sub", "link")))
+	must(t, os.WriteFile(filepath.Join(dir, "sub", "file"), []byte("whole"), 0o644))
+	must(t, os.Symlink("file", filepath.Join(dir, "sub", "other")))
+	for _, lean := range []bool{true, false} {
+		ts := startServe(t, dir, func(o *serveOptions) { o.lean = lean; o.http.browse = true })
+		c := newClient(t)
+		for _, name := range []string{tempPrefix + "0123", "link", "sub/link"} {
+			if resp, _ := do(t, c, "GET", ts.url+"/"+name); resp.StatusCode != http.StatusNotFound {
+				t.Errorf("lean %v: GET /%s, an upload's temporary file: %d, want 404", lean, name, resp.StatusCode)
+			}
+		}
+		// A listing shows what a GET serves: a link to a whole file, not
+		// one to an upload.
+		for dir, want := range map[string]string{"/": "sub", "/sub/": "file,other"} {
+			_, body := do(t, c, "GET", ts.url+dir, "Accept", "application/json")
+			var list struct{ Entries []struct{ Name string } }
+			must(t, json.Unmarshal(body, &list))
+			var names []string
+			for _, e := range list.Entries {
+				names = append(names, e.Name)
+			}
+			if got := strings.Join(names, ","); got != want {
+				t.Errorf("lean %v: listing of %s: %s, want %s", lean, dir, got, want)
+			}
+		}
 	}
 }
