@@ -88,7 +88,8 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 // conn (see NewListener): it sends on rc's own descriptor, which Control
 // keeps open for the whole send, instead of a duplicate, and skips the checks
 // of the socket that send makes every time. The conn has checked src too (a
-// regular file holding the range, by the fstat(2) in src.Stat just before),
+// regular file holding the range, by src.Stat: its fstat(2) just before, or
+// the stat a StatedFile's caller made),
 // and ctx already ends when the Sender closes (see newConn), so neither is
 // done again.
 func (s *Sender) sendChecked(ctx context.Context, rc syscall.RawConn, sock *engine.Socket, hdr []byte, src *httpconn.Source) (int64, error) {

@@ -21,7 +21,7 @@ func IsFile(r io.Reader) bool {
 type Source struct {
 	File       syscall.Conn
 	RawConn    syscall.RawConn // File's
-	Stat       unix.Stat_t     // the file's fstat(2)
+	Stat       unix.Stat_t     // the file's fstat(2), or a StatedFile's Stat
 	Off, Count int64
 	Readable   bool // File is known open for reading (see engine.Job)
 
