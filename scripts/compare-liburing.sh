@@ -21,7 +21,10 @@
 #                     engine's design for one large Send (8 buffers, memcpy in,
 #                     linked chains), with buffers of 64 KiB and of 256 KiB
 #                     (sendfile2's default); "pipe" once more on a ring set
-#                     up without flags, as sendfile2's is.
+#                     up without flags, as sendfile2's is; and "pipe" on
+#                     such a ring waiting as a Go program must, never in
+#                     io_uring_enter: an eventfd, a reaper thread in
+#                     epoll_wait, a condition variable (SAFE_SEND_NETPOLL).
 #   sendfile2         scripts/compare-liburing/sender: Sender.SendWithHeader
 #                     of memory, one Send after another (what `sendfile2 bench
 #                     --source memory` does), with the method named.
@@ -42,7 +45,7 @@ cp -r "$src" "$scratch/liburing"
 	make -C examples send-zerocopy >/dev/null 2>&1)
 L=$scratch/liburing
 C=$L/examples/send-zerocopy
-cc -O2 -Wall -I"$L/src/include" scripts/compare-liburing/safe-send.c "$L/src/liburing.a" -o "$scratch/safe-send"
+cc -O2 -Wall -I"$L/src/include" scripts/compare-liburing/safe-send.c "$L/src/liburing.a" -lpthread -o "$scratch/safe-send"
 go build -o "$scratch/sendfile2" ./cmd/sendfile2
 go build -o "$scratch/sender" ./scripts/compare-liburing/sender
 
@@ -56,6 +59,7 @@ mbs() { grep -o 'MB/s=[0-9]*' | cut -d= -f2; }
 c() { rx; "$C" tcp -4 -D 127.0.0.1 -p "$port" -s 65536 "$@" -t 3 2>&1 | mbs; wait "$rxpid" || true; }
 s() { rx; "$scratch/safe-send" "$@" "$port" 3 | mbs; wait "$rxpid" || true; }
 sp() { rx; SAFE_SEND_PLAIN_RING=1 "$scratch/safe-send" "$@" "$port" 3 | mbs; wait "$rxpid" || true; }
+sn() { rx; SAFE_SEND_NETPOLL=1 "$scratch/safe-send" "$@" "$port" 3 | mbs; wait "$rxpid" || true; }
 g() { rx; "$scratch/sender" -port "$port" -t 3 "$@" | mbs; wait "$rxpid" || true; }
 g1() { rx; GOMAXPROCS=1 "$scratch/sender" -port "$port" -t 3 "$@" | mbs; wait "$rxpid" || true; }
 b() {
@@ -69,6 +73,7 @@ runs=(
 	"sendfile2 uring: Send of 64KiB, GOMAXPROCS=1|g1 -method uring -size 64KiB -buffer-size 64KiB"
 	"C safe pipe: 8 buffers of 64KiB, memcpy in|s pipe 65536 8"
 	"C safe pipe, ring without COOP_TASKRUN and SINGLE_ISSUER|sp pipe 65536 8"
+	"C safe pipe, waiting as Go does (eventfd, epoll thread)|sn pipe 65536 8"
 	"sendfile2 uring: Send of 64MiB, 64KiB buffers|g -method uring -size 64MiB -buffer-size 64KiB"
 	"C safe pipe: 8 buffers of 256KiB, memcpy in|s pipe 262144 8"
 	"sendfile2 uring: Send of 64MiB, 256KiB buffers (the default)|g -method uring -size 64MiB -buffer-size 256KiB"
@@ -103,5 +108,7 @@ ratio "uring large Send / C safe pipeline" "sendfile2 uring: Send of 64MiB, 64Ki
 ratio "uring large Send / C safe pipeline, both 256KiB buffers" "sendfile2 uring: Send of 64MiB, 256KiB buffers (the default)" "C safe pipe: 8 buffers of 256KiB, memcpy in"
 ratio "uring large Send, 256KiB buffers / C safe pipeline, 64KiB" "sendfile2 uring: Send of 64MiB, 256KiB buffers (the default)" "C safe pipe: 8 buffers of 64KiB, memcpy in"
 ratio "C safe pipe, plain ring / C safe pipe" "C safe pipe, ring without COOP_TASKRUN and SINGLE_ISSUER" "C safe pipe: 8 buffers of 64KiB, memcpy in"
+ratio "C safe pipe waiting as Go does / C safe pipe" "C safe pipe, waiting as Go does (eventfd, epoll thread)" "C safe pipe: 8 buffers of 64KiB, memcpy in"
+ratio "uring large Send / C safe pipe waiting as Go does" "sendfile2 uring: Send of 64MiB, 64KiB buffers" "C safe pipe, waiting as Go does (eventfd, epoll thread)"
 ratio "uring Send 64MiB / liburing zc" "sendfile2 uring: Send of 64MiB, 64KiB buffers" "liburing zc, 1 in flight, no notification wait"
 ratio "copy Send 64KiB / liburing copy" "sendfile2 copy: Send of 64KiB" "liburing copy (IORING_OP_SEND), 1 in flight"
