@@ -85,7 +85,7 @@ a method failed during the run, 2 for bad flags or a failed setup.`,
 	countVar(f, &o.cfg.Conns, "conns", bench.DefaultConns, 1, "connections, each sending total/conns bytes at once")
 	countVar(f, &o.cfg.Rounds, "rounds", bench.DefaultRounds, 1, "rounds; each runs every method once")
 	choiceVar(f, &o.source, "source", string(bench.FromFile), "source", []string{string(bench.FromFile), string(bench.FromMemory)}, "where the bytes come from: file (a cached file) or memory (an anonymous buffer)")
-	choiceVar(f, &o.receiver, "receiver", string(bench.Read), "receiver", []string{string(bench.Read), string(bench.Discard)}, "what the receiver does: read (into a 1 MiB buffer) or discard (recv with MSG_TRUNC)")
+	choiceVar(f, &o.receiver, "receiver", string(bench.Read), "receiver", []string{string(bench.Read), string(bench.Discard), string(bench.Block)}, "what the receiver does: read (into a 1 MiB buffer), discard (recv with MSG_TRUNC) or block (read into 1 MiB, waiting in read(2) on a blocking descriptor, as a C receiver does)")
 	f.BoolVar(&o.cfg.Sync, "sync", false, "with --direction receive: each Receive ends with fdatasync (Config.Sync), so RWF_DONTCACHE pages are dropped before the round ends")
 	f.StringVar(&o.cfg.Dir, "dir", "", "where the files go, in a temporary directory removed afterwards (default: $TMPDIR or /tmp)")
 	f.BoolVar(&o.cfg.Netns, "netns", false, "send across a veth pair between two network namespaces (root, iproute2)")

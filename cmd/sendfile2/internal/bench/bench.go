@@ -49,6 +49,12 @@ const (
 	// Discard drops the bytes with recv(2) and MSG_TRUNC: no copy to user
 	// space.
 	Discard ReceiverMode = "discard"
+	// Block reads into a 1 MiB buffer per connection, as Read does, but
+	// waits in read(2) on a blocking descriptor, as a C receiver with a
+	// thread per connection does, not in Go's netpoller. How the receiver
+	// waits changes how fast sendfile(2) is: compare the methods against
+	// each receiver, never across them.
+	Block ReceiverMode = "block"
 )
 
 // Defaults.
@@ -335,7 +341,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("bench: send size %s is larger than the file size %s", bytesize.Format(c.SendSize), bytesize.Format(c.FileSize))
 	case c.Source != FromFile && c.Source != FromMemory:
 		return c, fmt.Errorf("bench: source %q: want file or memory", c.Source)
-	case c.Receiver != Read && c.Receiver != Discard:
+	case c.Receiver != Read && c.Receiver != Discard && c.Receiver != Block:
 		return c, fmt.Errorf("bench: receiver %q: want read or discard", c.Receiver)
 	}
 	return c, c.checkCommon()

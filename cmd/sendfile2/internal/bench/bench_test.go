@@ -405,6 +405,32 @@ func TestReceiverAndConns(t *testing.T) {
 	}
 }
 
+// TestBlockingReceiver runs the receiver that waits in read(2) over several
+// connections: a round passes only when each connection's receiver counted
+// every byte sent to it, and the table names the receiver.
+func TestBlockingReceiver(t *testing.T) {
+	cfg := tiny(sendfile2.Copy, sendfile2.Sendfile)
+	cfg.Receiver = bench.Block
+	cfg.Conns = 2
+	cfg.Total = 8<<20 + 3
+	rep := run(t, cfg)
+	for _, r := range rep.Results {
+		plausible(t, r, 2)
+		for _, rd := range r.Rounds {
+			if rd.Bytes != cfg.Total {
+				t.Errorf("%s: round of %d bytes", r.Method, rd.Bytes)
+			}
+		}
+	}
+	var b strings.Builder
+	if err := bench.WriteTable(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "blocking in read(2)") {
+		t.Errorf("the table does not name the receiver:\n%s", b.String())
+	}
+}
+
 // tinyReceive is a receive run small enough for a test, into files under dir.
 func tinyReceive(dir string, methods ...sendfile2.Method) bench.Config {
 	return bench.Config{Settings: bench.Settings{

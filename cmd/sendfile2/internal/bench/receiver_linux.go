@@ -175,6 +175,8 @@ func receive(c *net.TCPConn, mode ReceiverMode) {
 				n += int64(k)
 			}
 		}
+	} else if mode == Block {
+		n = receiveBlocking(c, buf)
 	} else {
 		for {
 			k, err := c.Read(buf)
@@ -187,6 +189,37 @@ func receive(c *net.TCPConn, mode ReceiverMode) {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(n))
 	c.Write(b[:])
+}
+
+// receiveBlocking reads c until its end on a duplicate of its descriptor
+// switched to blocking mode (the mode belongs to the open file, so c's own
+// descriptor blocks too, which nothing else here reads or writes until the
+// end), so that the wait is in read(2), as a C receiver's is, and returns
+// the count. The goroutine holds its thread for the whole receive.
+func receiveBlocking(c *net.TCPConn, buf []byte) int64 {
+	f, err := c.File()
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	fd := int(f.Fd()) // Fd switches the duplicate to blocking mode
+	if unix.SetNonblock(fd, false) != nil {
+		return 0
+	}
+	var n int64
+	for {
+		k, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || k == 0 {
+			break
+		}
+		n += int64(k)
+	}
+	// The answer goes out through c, which the netpoller expects not to block.
+	unix.SetNonblock(fd, true)
+	return n
 }
 
 // rusage returns the user and system CPU seconds of who.

@@ -25,8 +25,11 @@ func WriteTable(w io.Writer, rep *Report) error {
 	}
 	conns := plural(c.Conns, "connection")
 	recv := "reads into 1 MiB"
-	if c.Receiver == Discard {
+	switch c.Receiver {
+	case Discard:
 		recv = "discards (MSG_TRUNC)"
+	case Block:
+		recv = "reads into 1 MiB, blocking in read(2)"
 	}
 	fmt.Fprintf(w, "%s per method and round from %s, in sends of up to %s, over %s; the receiver %s; %s, methods interleaved\n\n",
 		bytesize.Format(c.Total), src, bytesize.Format(c.SendSize), conns, recv, plural(c.Rounds, "round"))
