@@ -6,6 +6,19 @@
  * CPU time of the sender process and of the receiver process per GiB.
  *
  *   gcc -O2 -o /tmp/baseline baseline.c && /tmp/baseline [ROUNDS] [DIR]
+ *
+ * So that other senders (sendfile2's) can be measured against the same
+ * receiver, it also runs as that receiver alone, and can send to it:
+ *
+ *   baseline recv PORT
+ *       listens on 127.0.0.1:PORT and takes one connection after another,
+ *       each read 1 MiB at a time until its end, then closed; prints
+ *       "recv bytes=N cpu_s=S" per connection (S: this process's CPU
+ *       seconds over it). It runs until killed.
+ *   BASELINE_PORT=PORT baseline [ROUNDS] [DIR]
+ *       sends each round to that receiver instead of a forked one: after the
+ *       last byte it shuts down its side and waits for the receiver's end,
+ *       and prints no receiver CPU (the receiver prints it).
  */
 #include "common.h"
 #include <sys/resource.h>
@@ -42,15 +55,51 @@ static void writeall(int s, const char *p, size_t n)
 	}
 }
 
+/* connect_to connects to the receiver at 127.0.0.1:port. */
+static int connect_to(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	if (s < 0 || connect(s, (void *)&a, sizeof(a))) die("connect");
+	return s;
+}
+
+/* receive_loop is "baseline recv PORT": the receiver of run, alone. */
+static int receive_loop(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static char b[1 << 20];
+	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
+	if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) || bind(l, (void *)&a, sizeof(a)) || listen(l, 8))
+		die("listen");
+	for (;;) {
+		int rc = accept(l, NULL, NULL);
+		if (rc < 0) die("accept");
+		double c0 = cpu_of(RUSAGE_SELF);
+		long long n = 0;
+		ssize_t k;
+		while ((k = read(rc, b, sizeof(b))) > 0) n += k;
+		close(rc);
+		printf("recv bytes=%lld cpu_s=%.4f\n", n, cpu_of(RUSAGE_SELF) - c0);
+		fflush(stdout);
+	}
+}
+
 static void run(struct method *m, int fd, char *map, double *gbs, double *cpus, double *rcpus)
 {
 	static char *buf;
 	if (!buf) buf = malloc(1 << 20);
-	int s, rc, p[2];
-	tcp_pair(&s, &rc, 0);
-	pid_t pid = fork();
-	if (pid == 0) { close(s); static char b[1 << 20]; while (read(rc, b, sizeof(b)) > 0) {} _exit(0); }
-	close(rc);
+	int s, rc = -1, p[2];
+	pid_t pid = -1;
+	const char *port = getenv("BASELINE_PORT");
+	if (port) {
+		s = connect_to(atoi(port));
+	} else {
+		tcp_pair(&s, &rc, 0);
+		pid = fork();
+		if (pid == 0) { close(s); static char b[1 << 20]; while (read(rc, b, sizeof(b)) > 0) {} _exit(0); }
+		close(rc);
+	}
 	if (m->kind == SPLICE && pipe(p)) die("pipe");
 	if (m->kind == SPLICE) fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
 	double t0 = now(), c0 = cpu_of(RUSAGE_SELF), r0 = cpu_of(RUSAGE_CHILDREN);
@@ -75,8 +124,13 @@ static void run(struct method *m, int fd, char *map, double *gbs, double *cpus, 
 		if (k <= 0) die(m->name);
 		sent += k;
 	}
+	if (pid < 0) { /* the receiver closes after the last byte */
+		char b;
+		if (shutdown(s, SHUT_WR) || read(s, &b, 1) != 0) die("the receiver's end");
+	} else {
+		waitpid(pid, NULL, 0); /* the receiver has read everything */
+	}
 	close(s);
-	waitpid(pid, NULL, 0); /* the receiver has read everything */
 	double t = now() - t0;
 	*gbs = TOTAL / t / 1e9;
 	*cpus = (cpu_of(RUSAGE_SELF) - c0) / (TOTAL / (double)(1 << 30));
@@ -88,6 +142,8 @@ static int cmp(const void *a, const void *b) { double x = *(double *)a, y = *(do
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "recv"))
+		return receive_loop(atoi(argv[2]));
 	int rounds = argc > 1 ? atoi(argv[1]) : 5;
 	const char *dir = argc > 2 ? argv[2] : ".";
 	char path[4096];

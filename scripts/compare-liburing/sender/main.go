@@ -13,14 +13,24 @@
 // (bytes sent / elapsed, MB = 1e6), and for zero-copy methods the fraction the
 // kernel reported as copied. Sizes are byte counts or take a unit as
 // github.com/dustin/go-humanize reads it (64KiB, 1MiB).
+//
+//	sender -method auto -file F -total 1GiB -port P
+//
+// sends -total bytes of the file F instead, with Sender.Send, the whole file
+// per call (what `sendfile2 bench` does by default), then shuts down its side
+// and waits for the receiver to close (scripts/kernel-facts/baseline.c's
+// receiver, `baseline recv P`, closes after the last byte). It adds its CPU
+// seconds per GiB sent (getrusage), cpu_s_per_gib=N.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -33,7 +43,16 @@ func main() {
 	bufSize := flag.String("buffer-size", "64KiB", "the Sender's registered buffer size")
 	port := flag.Int("port", 18011, "receiver's port on 127.0.0.1")
 	secs := flag.Int("t", 3, "seconds to send")
+	file := flag.String("file", "", "send this file instead of memory, -total bytes of it")
+	total := flag.String("total", "1GiB", "with -file, the bytes to send")
 	flag.Parse()
+	if *file != "" {
+		if err := runFile(*method, *file, *total, *port); err != nil {
+			fmt.Fprintln(os.Stderr, "sender:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*method, *size, *bufSize, *port, time.Duration(*secs)*time.Second); err != nil {
 		fmt.Fprintln(os.Stderr, "sender:", err)
 		os.Exit(1)
@@ -98,4 +117,68 @@ func run(method, size, bufSize string, port int, d time.Duration) error {
 	}
 	fmt.Println()
 	return nil
+}
+
+func runFile(method, path, total string, port int) error {
+	m, err := sendfile2.ParseMethod(method)
+	if err != nil {
+		return err
+	}
+	want, err := humanize.ParseBytes(total)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() == 0 || want == 0 {
+		return fmt.Errorf("an empty file, or -total 0")
+	}
+	s, err := sendfile2.NewSender(sendfile2.Config{Method: m})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	tc := c.(*net.TCPConn)
+	ctx := context.Background()
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	for left := int64(want); left > 0; {
+		n := min(left, st.Size())
+		k, err := s.Send(ctx, tc, f, 0, n)
+		if err != nil {
+			return err
+		}
+		left -= k
+	}
+	if err := tc.CloseWrite(); err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, tc); err != nil { // until the receiver closes
+		return err
+	}
+	elapsed := time.Since(start)
+	gib := float64(want) / (1 << 30)
+	fmt.Printf("MB/s=%d cpu_s_per_gib=%.3f\n", int64(float64(want)/elapsed.Seconds()/1e6), (cpuSeconds()-cpu0)/gib)
+	return nil
+}
+
+// cpuSeconds is this process's user and system CPU time so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
