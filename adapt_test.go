@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -115,6 +117,107 @@ func TestAdaptiveProbes(t *testing.T) {
 	}
 	if st.Adaptive.Switches != 1 || st.Adaptive.CopyingRoutes != 1 {
 		t.Errorf("adaptive stats = %+v, want the route switched to copy once", st.Adaptive)
+	}
+}
+
+// TestAdaptiveProbePrefix: a large send on a route Auto knows nothing about
+// probes it with its first MiB only, three times in a row on loopback, where
+// each comes back copied, and sends the rest with Copy: the send is not paid
+// for in full zero-copy. The bytes count under the method that sent them.
+func TestAdaptiveProbePrefix(t *testing.T) {
+	const size = 16 << 20
+	probes := int64(3 * sendfile2.ProbeSend)
+	for _, tc := range []struct {
+		name string
+		send func(s *sendfile2.Sender, a *net.TCPConn, f *os.File, data []byte) (int64, error)
+	}{
+		{"file", func(s *sendfile2.Sender, a *net.TCPConn, f *os.File, data []byte) (int64, error) {
+			return s.Send(context.Background(), a, f, 0, int64(len(data)))
+		}},
+		// Memory: the probes split the header.
+		{"header", func(s *sendfile2.Sender, a *net.TCPConn, f *os.File, data []byte) (int64, error) {
+			empty, _ := tempFile(t, 0)
+			return s.SendWithHeader(context.Background(), a, data, empty, 0, 0)
+		}},
+		// A header of half a probe, then the file.
+		{"header and file", func(s *sendfile2.Sender, a *net.TCPConn, f *os.File, data []byte) (int64, error) {
+			h := sendfile2.ProbeSend / 2
+			return s.SendWithHeader(context.Background(), a, data[:h], f, int64(h), int64(len(data)-h))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSender(t, sendfile2.Config{Method: sendfile2.Auto})
+			if s.Method() != sendfile2.URing {
+				t.Skipf("auto resolved to %s", s.Method())
+			}
+			f, data := tempFile(t, size)
+			a, b := tcpPair(t)
+			got := receive(b)
+			if n, err := tc.send(s, a, f, data); err != nil || n != size {
+				t.Fatalf("send = %d, %v", n, err)
+			}
+			a.Close()
+			if !bytes.Equal(<-got, data) {
+				t.Fatal("wrong bytes")
+			}
+			st := s.Stats()
+			t.Logf("%+v", st)
+			u, c := st.Methods[sendfile2.URing], st.Methods[sendfile2.Copy]
+			if u.Bytes != probes || u.CopiedBytes != probes || u.Sends != 0 {
+				t.Errorf("uring %+v: want %d bytes, all reported copied, in no send of its own", u, probes)
+			}
+			if c.Bytes != size-probes || c.Sends != 1 {
+				t.Errorf("copy %+v: want %d bytes in 1 send", c, size-probes)
+			}
+			if st.Adaptive.Switches != 1 || st.Adaptive.CopyingRoutes != 1 {
+				t.Errorf("adaptive stats = %+v, want the route switched to copy once", st.Adaptive)
+			}
+		})
+	}
+}
+
+// TestSplitJob: where a probe ends in a send's header and file range.
+func TestSplitJob(t *testing.T) {
+	hdr := []byte("0123456789")
+	for _, tc := range []struct {
+		name               string
+		hdr                []byte
+		off, count, n      int64
+		split              bool
+		headHdr, restHdr   string
+		headCount, restOff int64
+		restCount          int64
+	}{
+		{"shorter than the probe", hdr, 5, 20, 30, false, "0123456789", "", 20, 0, 0},
+		{"exactly the probe", hdr, 5, 20, 30, false, "0123456789", "", 20, 0, 0},
+		{"ends in the header", hdr, 5, 20, 4, true, "0123", "456789", 0, 5, 20},
+		{"ends at the header's end", hdr, 5, 20, 10, true, "0123456789", "", 0, 5, 20},
+		{"ends in the file", hdr, 5, 20, 16, true, "0123456789", "", 6, 11, 14},
+		{"no header", nil, 5, 20, 8, true, "", "", 8, 13, 12},
+		{"header only", hdr, 0, 0, 3, true, "012", "3456789", 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "shorter than the probe" {
+				tc.count = 19
+				tc.headCount = 19
+			}
+			head, rest, split := sendfile2.SplitJob(tc.hdr, tc.off, tc.count, tc.n)
+			if split != tc.split {
+				t.Fatalf("split = %v", split)
+			}
+			if string(head.Header) != tc.headHdr || head.Off != tc.off || head.Count != tc.headCount {
+				t.Errorf("head: header %q, off %d, count %d", head.Header, head.Off, head.Count)
+			}
+			if !split {
+				return
+			}
+			if string(rest.Header) != tc.restHdr || rest.Off != tc.restOff || rest.Count != tc.restCount {
+				t.Errorf("rest: header %q, off %d, count %d", rest.Header, rest.Off, rest.Count)
+			}
+			if got := int64(len(head.Header)+len(rest.Header)) + head.Count + rest.Count; got != int64(len(tc.hdr))+tc.count {
+				t.Errorf("the parts hold %d bytes", got)
+			}
+		})
 	}
 }
 

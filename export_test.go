@@ -114,3 +114,12 @@ var ExpectsContinue = upload.ExpectsContinue
 func IsNotReleased(err error) bool {
 	return errors.Is(err, ErrNotReleased) && errors.Is(err, engine.ErrNotReleased)
 }
+
+// SplitJob splits a job of hdr and count bytes from off after n bytes; see
+// splitJob.
+func SplitJob(hdr []byte, off, count, n int64) (head, rest engine.Job, split bool) {
+	return splitJob(engine.Job{Header: hdr, Off: off, Count: count}, n)
+}
+
+// ProbeSend is the most a probe of a route sends zero-copy.
+const ProbeSend = probeSend

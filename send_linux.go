@@ -81,7 +81,7 @@ func (s *Sender) send(ctx context.Context, dst syscall.Conn, hdr []byte, src sys
 		n, method, err = s.run(j, method, &sock)
 		return err
 	})
-	return n, s.count(method, n, err)
+	return n, s.count(method, err)
 }
 
 // sendChecked is send for a socket that was checked once, by a listener's
@@ -139,7 +139,7 @@ func (c *checkedSend) withSock(sfd uintptr) {
 	if cerr := c.src.RawConn.Control(c.onFile); c.err == nil && cerr != nil {
 		c.err = cerr
 	}
-	c.err = c.s.count(c.method, c.n, c.err)
+	c.err = c.s.count(c.method, c.err)
 	c.sock.FD = -1
 }
 
@@ -161,12 +161,11 @@ func withFD(rc syscall.RawConn, f func(fd int) error) error {
 	return err
 }
 
-// count counts a send of n bytes with method that ended with err, and
-// returns err with the package's prefix and the method.
-func (s *Sender) count(method Method, n int64, err error) error {
+// count counts a send with method that ended with err (run counted its
+// bytes), and returns err with the package's prefix and the method.
+func (s *Sender) count(method Method, err error) error {
 	c := s.counters.of(method)
 	c.sends.Add(1)
-	c.bytes.Add(n)
 	if err != nil {
 		c.errors.Add(1)
 		if errors.Is(err, engine.ErrNotReleased) {
@@ -211,7 +210,9 @@ func (s *Sender) leave() {
 // run is the policy around the engines for one send: the method for this
 // socket and route, a copy where the socket refuses zero copy, a demotion
 // where the kernel refuses the method, and what the route learns. It
-// returns the bytes sent, the method that sent them, and the error.
+// returns the bytes sent, the method that sent its end, and the error. It
+// counts the bytes under the method that sent them (a send that probes a
+// route sends its first part zero-copy); the caller counts the send.
 func (s *Sender) run(j engine.Job, method Method, sock *engine.Socket) (int64, Method, error) {
 	if j.Count == 0 && len(j.Header) == 0 {
 		return 0, method, nil
@@ -223,27 +224,74 @@ func (s *Sender) run(j engine.Job, method Method, sock *engine.Socket) (int64, M
 	}
 	var fallbacks int64
 	defer func() { s.fallbacks.Add(fallbacks) }()
-	try := func(m Method) engine.Outcome {
-		j.Kind, j.Usage = kindOf(m), &s.counters.of(m).usage
-		out := s.eng.Send(j)
-		fallbacks += out.Fallbacks
-		return out
-	}
 	if kindOf(method).ZeroCopy() && !sock.TCP() {
 		// Zero-copy send is TCP's; other stream sockets copy anyway.
 		fallbacks++
 		method = Copy
 	}
-	var p trial
-	if s.cfg.Method == Auto {
-		method, p = s.routes.choose(method, sock, int64(len(j.Header))+j.Count)
+	if s.cfg.Method != Auto {
+		return s.runPart(j, method, trial{}, &fallbacks)
+	}
+	// A probe of a route sends at most probeSend bytes; the rest of the
+	// send goes by what the route knows after it, perhaps after more probes.
+	var sent int64
+	for {
+		m, p := s.routes.choose(method, sock, int64(len(j.Header))+j.Count)
+		part, rest, split := j, j, false
+		if p.counted {
+			part, rest, split = splitJob(j, probeSend)
+		}
+		n, m, err := s.runPart(part, m, p, &fallbacks)
+		sent += n
+		if !split || err != nil {
+			return sent, m, err
+		}
+		if j.Ctx.Err() != nil {
+			return sent, m, context.Cause(j.Ctx)
+		}
+		j = rest
+	}
+}
+
+// probeSend is the most a probe of a route sends zero-copy: what the route
+// learns is in its first notification; a send of 64 MiB need not pay for
+// zero copy in full where the kernel copies.
+const probeSend = 1 << 20
+
+// splitJob splits j after its first n bytes, header first, and reports
+// whether anything is left after them.
+func splitJob(j engine.Job, n int64) (head, rest engine.Job, split bool) {
+	h := int64(len(j.Header))
+	if h+j.Count <= n {
+		return j, engine.Job{}, false
+	}
+	head, rest = j, j
+	if h >= n {
+		head.Header, head.Count = j.Header[:n], 0
+		rest.Header = j.Header[n:]
+		return head, rest, true
+	}
+	head.Count = n - h
+	rest.Header, rest.Off, rest.Count = nil, j.Off+head.Count, j.Count-head.Count
+	return head, rest, true
+}
+
+// runPart sends j with method, copying where the socket refuses zero copy
+// and demoting where the kernel refuses the method, ends the route's trial
+// p with what the notifications said, and counts the bytes.
+func (s *Sender) runPart(j engine.Job, method Method, p trial, fallbacks *int64) (int64, Method, error) {
+	try := func(m Method) engine.Outcome {
+		j.Kind, j.Usage = kindOf(m), &s.counters.of(m).usage
+		out := s.eng.Send(j)
+		*fallbacks += out.Fallbacks
+		return out
 	}
 	out := try(method)
 	if out.N == 0 && kindOf(method).ZeroCopy() && errors.Is(out.Err, unix.EOPNOTSUPP) {
 		// This socket cannot send zero-copy: a TCP socket accepted from an
 		// MPTCP listener (Go's default since 1.24) lacks the kernel's
 		// SOCK_SUPPORT_ZC. Copy, which keeps the guarantee.
-		fallbacks++
+		*fallbacks++
 		method = Copy
 		out = try(method)
 	}
@@ -255,6 +303,7 @@ func (s *Sender) run(j engine.Job, method Method, sock *engine.Socket) (int64, M
 	}
 	// Only the zero-copy send that ran to its end teaches the route.
 	p.end(out.Err == nil && kindOf(method).ZeroCopy(), out.ZeroCopy, out.Copied)
+	s.counters.of(method).bytes.Add(out.N)
 	return out.N, method, out.Err
 }
 

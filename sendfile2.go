@@ -207,7 +207,9 @@ type Stats struct {
 // (loopback, veth, a device without scatter-gather) sends with Copy for a
 // minute, then tries zero-copy again; small sends copy from the start. Until
 // a route's zero-copy sends have been seen to leave without a copy, at most
-// three are out at once, and the sends that come meanwhile copy.
+// three are out at once, and the sends that come meanwhile copy. Such a
+// probe sends at most the first MiB of its send zero-copy; the rest goes as
+// the route then says.
 type AdaptiveStats struct {
 	Switches      int64 // times a route was switched to Copy
 	CopyingRoutes int64 // routes that send with Copy now
@@ -220,7 +222,10 @@ type AdaptiveStats struct {
 type MethodStats struct {
 	Sends  int64 // sends completed, with or without error
 	Errors int64 // sends that returned an error
-	Bytes  int64 // bytes sent
+	// Bytes are the bytes sent with the method. A send of Auto that probed
+	// its route counts under the method that sent its end, but the bytes of
+	// its probe count under the probe's.
+	Bytes int64
 	// ZeroCopyBytes and CopiedBytes split the bytes of zero-copy sends by the
 	// kernel's report (IORING_SEND_ZC_REPORT_USAGE, Linux 6.2+; for MsgZC,
 	// SO_EE_CODE_ZEROCOPY_COPIED): sent from the buffer or page itself, or

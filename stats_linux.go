@@ -27,12 +27,13 @@ func (c *counters) of(m Method) *methodCounters {
 	panic("sendfile2: no counters for method " + string(m))
 }
 
-// stats returns the counters of every method that has run.
+// stats returns the counters of every method that has run (a probe of
+// Auto counts bytes under a method that may have ended no send).
 func (c *counters) stats() map[Method]MethodStats {
 	st := map[Method]MethodStats{}
 	for i, x := range methodIndex {
 		mc := &c[i]
-		if mc.sends.Load() == 0 && mc.receives.Load() == 0 {
+		if mc.sends.Load() == 0 && mc.bytes.Load() == 0 && mc.receives.Load() == 0 {
 			continue
 		}
 		st[x.m] = MethodStats{
