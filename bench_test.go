@@ -106,6 +106,23 @@ func BenchmarkCopyVariants(b *testing.B) {
 	}
 }
 
+// BenchmarkCopyCall measures how much one send(2) of Copy should take
+// (Tuning.SendCall), sending a 64 MiB file from the Sender's kept mapping:
+// 0 is no limit, the whole mapping offered to each call. SendCall's default
+// follows from it.
+func BenchmarkCopyCall(b *testing.B) {
+	for _, call := range []int{256 << 10, 1 << 20, 4 << 20, 0} {
+		name := "none"
+		if call > 0 {
+			name = sizeName(call)
+		}
+		b.Run("call="+name, func(b *testing.B) {
+			tune := func(t *sendfile2.Tuning) { t.SendCall = call }
+			benchSend(b, newTunedSender(b, sendfile2.Config{Method: sendfile2.Copy}, tune), 64<<20)
+		})
+	}
+}
+
 func sizeName(n int) string {
 	switch {
 	case n >= 1<<20:

@@ -57,6 +57,13 @@ type Tuning struct {
 	// or within the noise of the best for 1 MiB and 64 MiB ranges; 256 KiB
 	// and 1 MiB were slower on 64 MiB ranges in most runs.
 	MsgZCChunk int
+	// SendCall is the most bytes one send(2) of a copying path takes
+	// (zero: all that is left of the mapping or buffer). On loopback, 1 GiB
+	// from a cached 64 MiB file to a receiver blocking in read(2), calls of
+	// up to 64 MiB ran at 0.84x the rate of 1 MiB calls at 1.12x the CPU
+	// per GiB; 256 KiB calls were slower again, 4 MiB and 16 MiB between
+	// (BenchmarkCopyCall, docs/BENCHMARKS.md).
+	SendCall int
 	// MapIdle is how long a kept mapping may go unused.
 	MapIdle time.Duration
 	// URingThread drives the io_uring Loop from one goroutine locked to
@@ -92,7 +99,7 @@ var ThreadByDefault bool
 
 // DefaultTuning is the Tuning of every Sender.
 func DefaultTuning() Tuning {
-	return Tuning{URingThread: ThreadByDefault, CopyKeepMin: 64 << 10, CopyMmapMin: 1 << 20, MsgZCChunk: 64 << 10, MapIdle: 5 * time.Second, MsgZCReclaim: 10 * time.Second}
+	return Tuning{URingThread: ThreadByDefault, CopyKeepMin: 64 << 10, CopyMmapMin: 1 << 20, MsgZCChunk: 64 << 10, SendCall: 1 << 20, MapIdle: 5 * time.Second, MsgZCReclaim: 10 * time.Second}
 }
 
 // Config configures the engines of one Sender.

@@ -24,6 +24,7 @@ type sockWait struct {
 	e      *Engines
 	fd     int
 	events uint32 // EPOLLOUT, or EPOLLIN|EPOLLRDHUP
+	call   int    // the most bytes one send(2) of sendAll takes (Tuning.SendCall)
 	watch  *epoll.Watch
 	w      *epoll.Waiter
 }
@@ -50,7 +51,9 @@ func (e *Engines) closePoller() {
 	}
 }
 
-func (e *Engines) roomWait(fd int) *sockWait { return &sockWait{e: e, fd: fd, events: unix.EPOLLOUT} }
+func (e *Engines) roomWait(fd int) *sockWait {
+	return &sockWait{e: e, fd: fd, events: unix.EPOLLOUT, call: e.cfg.Tuning.SendCall}
+}
 func (e *Engines) dataWait(fd int) *sockWait {
 	return &sockWait{e: e, fd: fd, events: unix.EPOLLIN | unix.EPOLLRDHUP}
 }
@@ -107,6 +110,7 @@ func (sw *sockWait) close() {
 }
 
 // sendAll writes p to the socket with send(2), MSG_DONTWAIT and MSG_NOSIGNAL,
+// at most sw.call bytes per call (all of what is left when it is zero),
 // waiting for room when the buffer is full. send(2) copies p into socket
 // buffers before it returns.
 func sendAll(ctx context.Context, sw *sockWait, p []byte) (int, error) {
@@ -117,7 +121,11 @@ func sendAll(ctx context.Context, sw *sockWait, p []byte) (int, error) {
 func sendAllFlags(ctx context.Context, sw *sockWait, p []byte, flags int) (int, error) {
 	done := 0
 	for done < len(p) {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(sw.fd), uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done),
+		k := len(p) - done
+		if sw.call > 0 {
+			k = min(k, sw.call)
+		}
+		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(sw.fd), uintptr(unsafe.Pointer(&p[done])), uintptr(k),
 			uintptr(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL|flags), 0, 0)
 		switch errno {
 		case 0:
