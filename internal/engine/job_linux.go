@@ -58,11 +58,12 @@ type Tuning struct {
 	// and 1 MiB were slower on 64 MiB ranges in most runs.
 	MsgZCChunk int
 	// SendCall is the most bytes one send(2) of a copying path takes
-	// (zero: all that is left of the mapping or buffer). On loopback, 1 GiB
-	// from a cached 64 MiB file to a receiver blocking in read(2), calls of
-	// up to 64 MiB ran at 0.84x the rate of 1 MiB calls at 1.12x the CPU
-	// per GiB; 256 KiB calls were slower again, 4 MiB and 16 MiB between
-	// (BenchmarkCopyCall, docs/BENCHMARKS.md).
+	// (zero: all that is left of the mapping or buffer). On loopback, from a
+	// kept mapping of a 64 MiB file, calls offered the whole window ran at
+	// 0.86x the rate of 1 MiB calls (BenchmarkCopyCall), and at 0.89x with
+	// 1.14x the CPU per GiB against a receiver blocking in read(2); 256 KiB
+	// calls were slower still, 4 MiB and 16 MiB in between
+	// (docs/BENCHMARKS.md, the ninth pass).
 	SendCall int
 	// MapIdle is how long a kept mapping may go unused.
 	MapIdle time.Duration
