@@ -35,7 +35,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"bench", "--methods", "uring,uring"}, []string{"uring,uring-mmap", "uring,uring+dontcache"}},
 		{[]string{"bench", "--direction", ""}, []string{"send", "receive"}},
 		{[]string{"bench", "--source", ""}, []string{"file", "memory"}},
-		{[]string{"bench", "--receiver", ""}, []string{"read", "discard"}},
+		{[]string{"bench", "--receiver", ""}, []string{"read", "discard", "block"}},
 		{[]string{"bench", "--rounds", ""}, nil},
 	} {
 		got, directive := complete(t, tc.args...)

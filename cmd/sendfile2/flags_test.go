@@ -67,7 +67,7 @@ func TestBadFlagValues(t *testing.T) {
 		{[]string{"bench", "--rounds", "-3"}, "--rounds", "at least 1"},
 		{[]string{"bench", "--direction", "up"}, "--direction", "want send or receive"},
 		{[]string{"bench", "--source", "tape"}, "--source", "want file or memory"},
-		{[]string{"bench", "--receiver", "nobody"}, "--receiver", "want read or discard"},
+		{[]string{"bench", "--receiver", "nobody"}, "--receiver", "want read, discard or block"},
 		{[]string{"bench", "--methods", "copy,bogus"}, "--methods", `unknown method "bogus"`},
 		{[]string{"bench", "--methods", "uring+dontcache"}, "--methods", "receive"},
 		{[]string{"bench", "--direction", "receive", "--file-size", "1MiB"}, "--file-size", "send flag"},
