@@ -342,7 +342,7 @@ func (c Config) withDefaults() (Config, error) {
 	case c.Source != FromFile && c.Source != FromMemory:
 		return c, fmt.Errorf("bench: source %q: want file or memory", c.Source)
 	case c.Receiver != Read && c.Receiver != Discard && c.Receiver != Block:
-		return c, fmt.Errorf("bench: receiver %q: want read or discard", c.Receiver)
+		return c, fmt.Errorf("bench: receiver %q: want read, discard or block", c.Receiver)
 	}
 	return c, c.checkCommon()
 }
