@@ -176,6 +176,39 @@ func TestAdaptiveProbePrefix(t *testing.T) {
 	}
 }
 
+// TestAdaptiveProbeFallback: a socket accepted from an MPTCP listener (Go's
+// default since 1.24) cannot send zero-copy on kernels that lack the
+// support for it there (EOPNOTSUPP). A large send of Auto that probes its
+// route on such a socket learns it once, from its first part, and copies
+// the rest: it does not try zero-copy again for every MiB.
+func TestAdaptiveProbeFallback(t *testing.T) {
+	s := newSender(t, sendfile2.Config{Method: sendfile2.Auto})
+	if s.Method() != sendfile2.URing {
+		t.Skipf("auto resolved to %s", s.Method())
+	}
+	const size = 8 << 20
+	f, data := tempFile(t, size)
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(true)
+	client, server := listenPair(t, &lc)
+	got := receive(client)
+	if n, err := s.Send(context.Background(), server, f, 0, size); err != nil || n != size {
+		t.Fatalf("Send = %d, %v", n, err)
+	}
+	server.Close()
+	if !bytes.Equal(<-got, data) {
+		t.Fatal("wrong bytes")
+	}
+	st := s.Stats()
+	t.Logf("%+v", st)
+	if st.Methods[sendfile2.URing].Bytes == 0 && st.Fallbacks == 0 {
+		t.Fatalf("neither a zero-copy byte nor a fallback: %+v", st)
+	}
+	if st.Fallbacks > 1 {
+		t.Errorf("%d fallbacks for one send: zero-copy was tried again after the socket refused it", st.Fallbacks)
+	}
+}
+
 // TestSplitJob: where a probe ends in a send's header and file range.
 func TestSplitJob(t *testing.T) {
 	hdr := []byte("0123456789")

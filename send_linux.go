@@ -249,7 +249,9 @@ func (s *Sender) run(j engine.Job, method Method, sock *engine.Socket) (int64, M
 		if j.Ctx.Err() != nil {
 			return sent, m, context.Cause(j.Ctx)
 		}
-		j = rest
+		// The rest starts from the method that sent the part: a socket
+		// that refused zero copy, or a method demoted, is not tried again.
+		j, method = rest, m
 	}
 }
 
