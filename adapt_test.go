@@ -209,6 +209,35 @@ func TestAdaptiveProbeFallback(t *testing.T) {
 	}
 }
 
+// TestAdaptiveProbeSmallRest: a send a little longer than a probe is probed
+// whole, not cut into a probe and a rest too small for zero-copy that
+// Stats would count as a small send.
+func TestAdaptiveProbeSmallRest(t *testing.T) {
+	s := newSender(t, sendfile2.Config{Method: sendfile2.Auto})
+	if s.Method() != sendfile2.URing {
+		t.Skipf("auto resolved to %s", s.Method())
+	}
+	size := sendfile2.ProbeSend + 4096
+	f, data := tempFile(t, size)
+	a, b := tcpPair(t)
+	got := receive(b)
+	if n, err := s.Send(context.Background(), a, f, 0, int64(size)); err != nil || n != int64(size) {
+		t.Fatalf("Send = %d, %v", n, err)
+	}
+	a.Close()
+	if !bytes.Equal(<-got, data) {
+		t.Fatal("wrong bytes")
+	}
+	st := s.Stats()
+	t.Logf("%+v", st)
+	if st.Adaptive.Small != 0 {
+		t.Errorf("adaptive stats %+v: a send of %d bytes counted as small", st.Adaptive, size)
+	}
+	if u := st.Methods[sendfile2.URing]; u.Sends != 1 || u.Bytes != int64(size) {
+		t.Errorf("uring %+v: want the whole send, probing", u)
+	}
+}
+
 // TestSplitJob: where a probe ends in a send's header and file range.
 func TestSplitJob(t *testing.T) {
 	hdr := []byte("0123456789")

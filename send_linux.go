@@ -236,9 +236,11 @@ func (s *Sender) run(j engine.Job, method Method, sock *engine.Socket) (int64, M
 	// send goes by what the route knows after it, perhaps after more probes.
 	var sent int64
 	for {
-		m, p := s.routes.choose(method, sock, int64(len(j.Header))+j.Count)
+		size := int64(len(j.Header)) + j.Count
+		m, p := s.routes.choose(method, sock, size)
 		part, rest, split := j, j, false
-		if p.counted {
+		if p.counted && size-probeSend >= smallSend {
+			// A rest under smallSend would copy, and count as small.
 			part, rest, split = splitJob(j, probeSend)
 		}
 		n, m, err := s.runPart(part, m, p, &fallbacks)
@@ -255,9 +257,10 @@ func (s *Sender) run(j engine.Job, method Method, sock *engine.Socket) (int64, M
 	}
 }
 
-// probeSend is the most a probe of a route sends zero-copy: what the route
-// learns is in its first notification; a send of 64 MiB need not pay for
-// zero copy in full where the kernel copies.
+// probeSend is the most a probe of a route sends zero-copy, unless less
+// than smallSend would be left: what the route learns is in its first
+// notification; a send of 64 MiB need not pay for zero copy in full where
+// the kernel copies.
 const probeSend = 1 << 20
 
 // splitJob splits j after its first n bytes, header first, and reports
