@@ -46,8 +46,9 @@
 //     (loopback, veth, devices without scatter-gather), it sends with Copy;
 //     sends under 16 KiB copy from the start. Until a route's zero-copy sends
 //     have been seen to leave without a copy, at most three are out at once
-//     and the others copy. A method the kernel refuses at run time (EPERM,
-//     ENOSYS) is demoted once to the next one.
+//     and the others copy; each of those sends its first MiB zero-copy, and
+//     the rest as the route then says. A method the kernel refuses at run
+//     time (EPERM, ENOSYS) is demoted once to the next one.
 //
 // Zero-copy applies to TCP only: on other stream sockets (unix) URing,
 // URingMmap and MsgZC send with Copy and count a fallback in Stats. On

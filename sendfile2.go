@@ -208,8 +208,9 @@ type Stats struct {
 // minute, then tries zero-copy again; small sends copy from the start. Until
 // a route's zero-copy sends have been seen to leave without a copy, at most
 // three are out at once, and the sends that come meanwhile copy. Such a
-// probe sends at most the first MiB of its send zero-copy; the rest goes as
-// the route then says.
+// probe sends only the first MiB of a longer send zero-copy; the rest goes
+// as the route then says, and when it copies it counts in CopiedRoute or
+// Probing as a send of its own.
 type AdaptiveStats struct {
 	Switches      int64 // times a route was switched to Copy
 	CopyingRoutes int64 // routes that send with Copy now

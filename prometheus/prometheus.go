@@ -27,7 +27,7 @@ var (
 	descZeroCopy = prometheus.NewDesc("sendfile2_zerocopy_bytes_total",
 		"Bytes of zero-copy sends that the kernel sent without copying, by method.", []string{"method"}, nil)
 	descSends = prometheus.NewDesc("sendfile2_sends_total",
-		"Sends completed, with or without error, by method.", []string{"method"}, nil)
+		"Sends completed, with or without error, by method (an auto send that probed its route with its first MiB counts under the method of its rest).", []string{"method"}, nil)
 	descErrors = prometheus.NewDesc("sendfile2_send_errors_total",
 		"Sends that returned an error, by method.", []string{"method"}, nil)
 	descReceived = prometheus.NewDesc("sendfile2_received_bytes_total",
@@ -51,7 +51,7 @@ var (
 	descCopyingRoutes = prometheus.NewDesc("sendfile2_adaptive_copying_routes",
 		"Routes that auto sends to with copy now.", nil, nil)
 	descAdapted = prometheus.NewDesc("sendfile2_adaptive_copy_sends_total",
-		"Sends that auto made with copy instead of zero-copy, by reason: copied_route (the kernel copies on that route anyway), small, or probing (the route's first zero-copy sends had not reported yet).", []string{"reason"}, nil)
+		"Sends (or rests of sends after a probe of their first MiB) that auto made with copy instead of zero-copy, by reason: copied_route (the kernel copies on that route anyway), small, or probing (the route's first zero-copy sends had not reported yet).", []string{"reason"}, nil)
 	descInfo = prometheus.NewDesc("sendfile2_sender_info",
 		"Always 1; method is the one the Sender resolved to.", []string{"method"}, nil)
 )
