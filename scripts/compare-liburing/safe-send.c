@@ -193,8 +193,9 @@ static long long run_netpoll(int fd, int size, int nbufs, int seconds, double *e
 		die("io_uring_register_buffers", ret);
 	for (p.nfree = 0; p.nfree < nbufs; p.nfree++)
 		p.free_bufs[p.nfree] = p.nfree;
-	if (pthread_create(&reaper, NULL, np_reaper, &p))
-		die("pthread_create", errno);
+	ret = pthread_create(&reaper, NULL, np_reaper, &p);
+	if (ret)
+		die("pthread_create", ret);
 
 	start = now();
 	for (;;) {
