@@ -33,12 +33,24 @@ port=18041
 "$scratch/baseline" recv "$port" >"$scratch/recv.log" &
 rxpid=$!
 sleep 0.3
+# receiver_alive: fail, rather than wait for ever, if the receiver is gone
+# (the port was taken, or it crashed).
+receiver_alive() {
+	kill -0 "$rxpid" 2>/dev/null || { echo "auto-vs-sendfile: the receiver on port $port is gone" >&2; exit 1; }
+}
+receiver_alive
 out=$scratch/results
 # recv_cpu N: the receiver's CPU seconds per GiB for its Nth connection,
-# waiting until it has printed it (it prints after the sender's end).
+# waiting until it has printed it (it prints after the sender's end), which
+# must have brought it exactly 1 GiB.
 recv_cpu() {
-	while [ "$(wc -l <"$scratch/recv.log")" -lt "$1" ]; do sleep 0.1; done
-	sed -n "${1}p" "$scratch/recv.log" | awk '{split($2, b, "="); split($3, c, "="); printf "%.3f", c[2] / (b[2] / 2^30)}'
+	while [ "$(wc -l <"$scratch/recv.log")" -lt "$1" ]; do
+		receiver_alive
+		sleep 0.1
+	done
+	sed -n "${1}p" "$scratch/recv.log" | awk '{split($2, b, "="); split($3, c, "=")
+		if (b[2] != 2^30) { print "auto-vs-sendfile: the receiver got " b[2] " bytes" > "/dev/stderr"; exit 1 }
+		printf "%.3f", c[2] / (b[2] / 2^30)}'
 }
 conns=0
 for ((r = 1; r <= rounds; r++)); do

@@ -17,8 +17,8 @@
  *       seconds over it). It runs until killed.
  *   BASELINE_PORT=PORT baseline [ROUNDS] [DIR]
  *       sends each round to that receiver instead of a forked one: after the
- *       last byte it shuts down its side and waits for the receiver's end,
- *       and prints no receiver CPU (the receiver prints it).
+ *       last byte it shuts down its side and waits for the receiver's end;
+ *       its receiver CPU column is then 0 (the receiver prints its own).
  */
 #include "common.h"
 #include <sys/resource.h>
