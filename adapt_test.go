@@ -26,15 +26,9 @@ func TestAdaptive(t *testing.T) {
 			}
 			f, data := tempFile(t, 1<<20)
 			for range 6 {
-				a, b := tcpPair(t)
-				got := receive(b)
-				if n, err := s.Send(context.Background(), a, f, 0, int64(len(data))); err != nil || n != int64(len(data)) {
-					t.Fatalf("Send = %d, %v", n, err)
-				}
-				a.Close()
-				if !bytes.Equal(<-got, data) {
-					t.Fatal("wrong bytes")
-				}
+				sendOver(t, data, func(a *net.TCPConn) (int64, error) {
+					return s.Send(context.Background(), a, f, 0, int64(len(data)))
+				})
 			}
 			st := s.Stats()
 			t.Logf("%+v", st)
@@ -66,14 +60,22 @@ func TestAdaptive(t *testing.T) {
 	}
 }
 
-// TestAdaptiveProbes: many sends that start together on a route that Auto
-// knows nothing about yet do not all go out zero-copy: three do, and their
-// notifications decide the route; the others copy meanwhile.
-func TestAdaptiveProbes(t *testing.T) {
+// newAutoURing is an Auto Sender that resolved to URing, whose routes the
+// tests below watch adapt; it skips t where Auto resolved to another method.
+func newAutoURing(t *testing.T) *sendfile2.Sender {
+	t.Helper()
 	s := newSender(t, sendfile2.Config{Method: sendfile2.Auto})
 	if s.Method() != sendfile2.URing {
 		t.Skipf("auto resolved to %s", s.Method())
 	}
+	return s
+}
+
+// TestAdaptiveProbes: many sends that start together on a route that Auto
+// knows nothing about yet do not all go out zero-copy: three do, and their
+// notifications decide the route; the others copy meanwhile.
+func TestAdaptiveProbes(t *testing.T) {
+	s := newAutoURing(t)
 	const conns = 16
 	f, data := tempFile(t, 1<<20)
 	var wg sync.WaitGroup
@@ -146,20 +148,9 @@ func TestAdaptiveProbePrefix(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSender(t, sendfile2.Config{Method: sendfile2.Auto})
-			if s.Method() != sendfile2.URing {
-				t.Skipf("auto resolved to %s", s.Method())
-			}
+			s := newAutoURing(t)
 			f, data := tempFile(t, size)
-			a, b := tcpPair(t)
-			got := receive(b)
-			if n, err := tc.send(s, a, f, data); err != nil || n != size {
-				t.Fatalf("send = %d, %v", n, err)
-			}
-			a.Close()
-			if !bytes.Equal(<-got, data) {
-				t.Fatal("wrong bytes")
-			}
+			sendOver(t, data, func(a *net.TCPConn) (int64, error) { return tc.send(s, a, f, data) })
 			st := s.Stats()
 			t.Logf("%+v", st)
 			u, c := st.Methods[sendfile2.URing], st.Methods[sendfile2.Copy]
@@ -182,10 +173,7 @@ func TestAdaptiveProbePrefix(t *testing.T) {
 // route on such a socket learns it once, from its first part, and copies
 // the rest: it does not try zero-copy again for every MiB.
 func TestAdaptiveProbeFallback(t *testing.T) {
-	s := newSender(t, sendfile2.Config{Method: sendfile2.Auto})
-	if s.Method() != sendfile2.URing {
-		t.Skipf("auto resolved to %s", s.Method())
-	}
+	s := newAutoURing(t)
 	const size = 8 << 20
 	f, data := tempFile(t, size)
 	var lc net.ListenConfig
@@ -213,21 +201,12 @@ func TestAdaptiveProbeFallback(t *testing.T) {
 // whole, not cut into a probe and a rest too small for zero-copy that
 // Stats would count as a small send.
 func TestAdaptiveProbeSmallRest(t *testing.T) {
-	s := newSender(t, sendfile2.Config{Method: sendfile2.Auto})
-	if s.Method() != sendfile2.URing {
-		t.Skipf("auto resolved to %s", s.Method())
-	}
+	s := newAutoURing(t)
 	size := sendfile2.ProbeSend + 4096
 	f, data := tempFile(t, size)
-	a, b := tcpPair(t)
-	got := receive(b)
-	if n, err := s.Send(context.Background(), a, f, 0, int64(size)); err != nil || n != int64(size) {
-		t.Fatalf("Send = %d, %v", n, err)
-	}
-	a.Close()
-	if !bytes.Equal(<-got, data) {
-		t.Fatal("wrong bytes")
-	}
+	sendOver(t, data, func(a *net.TCPConn) (int64, error) {
+		return s.Send(context.Background(), a, f, 0, int64(size))
+	})
 	st := s.Stats()
 	t.Logf("%+v", st)
 	if st.Adaptive.Small != 0 {

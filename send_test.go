@@ -106,6 +106,22 @@ func receive(c net.Conn) <-chan []byte {
 
 var contentSizes = []int{0, 1, 4095, 4096, 4097, 64<<10 + 1, 1<<20 + 3, 64 << 20}
 
+// sendOver sends with send on a new loopback connection, whose peer reads
+// everything, and fails t unless send reports len(want) bytes and the peer
+// got exactly want.
+func sendOver(t testing.TB, want []byte, send func(a *net.TCPConn) (int64, error)) {
+	t.Helper()
+	a, b := tcpPair(t)
+	got := receive(b)
+	if n, err := send(a); err != nil || n != int64(len(want)) {
+		t.Fatalf("send = %d, %v", n, err)
+	}
+	a.Close()
+	if !bytes.Equal(<-got, want) {
+		t.Fatal("wrong bytes")
+	}
+}
+
 // TestContent: every method delivers exactly the bytes of the range, for
 // sizes from 0 to 64 MiB and odd offsets.
 func TestContent(t *testing.T) {
@@ -491,15 +507,9 @@ func TestDontCache(t *testing.T) {
 			if n := residentPages(t, f, size); n > pages/10 {
 				t.Skipf("could not evict the file: %d of %d pages resident", n, pages)
 			}
-			a, b := tcpPair(t)
-			got := receive(b)
-			if n, err := s.Send(context.Background(), a, f, 0, size); err != nil || n != size {
-				t.Fatalf("Send = %d, %v", n, err)
-			}
-			a.Close()
-			if !bytes.Equal(<-got, data) {
-				t.Fatal("wrong bytes")
-			}
+			sendOver(t, data, func(a *net.TCPConn) (int64, error) {
+				return s.Send(context.Background(), a, f, 0, size)
+			})
 			resident := residentPages(t, f, size)
 			t.Logf("%d of %d pages resident after the send", resident, pages)
 			if !dontcache {
